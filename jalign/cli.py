@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages import curate, dedup, evolve, models, self_instruct
+from stages import curate, dedup, evolve, judge, models, preferences, respond, self_instruct, translate
 
 
 @click.group()
@@ -12,5 +12,15 @@ def main() -> None:
     """jalign: Japanese instruction and preference data, reward classifiers and QLoRA-DPO as DVC stages."""
 
 
-for command in (models.main, self_instruct.main, evolve.main, curate.main, dedup.main):
+for command in (
+    models.main,
+    self_instruct.main,
+    evolve.main,
+    curate.main,
+    translate.main,
+    respond.main,
+    judge.main,
+    preferences.main,
+    dedup.main,
+):
     main.add_command(command)

@@ -50,7 +50,7 @@ def from_dict(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML may give non-string keys (on:, 1:)
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(fields))})")
     hints = typing.get_type_hints(cls)

@@ -48,6 +48,8 @@ __all__ = [
 _GROUP_SIZE = 64
 # rapidfuzz's cdist uses SIMD (several queries per vector) for queries up to this length.
 _SIMD_MAX_LEN = 64
+# cdist calls with fewer (query, choice) pairs than this run on one thread.
+_PARALLEL_MIN_CELLS = 4096
 # Upper bound on the number of cells of one cdist result in max_similarity.
 _MAX_CELLS = 1 << 22
 
@@ -130,7 +132,9 @@ def _compact_alphabet(strings: list[str]) -> list[str]:
 
 
 def _cdist(queries: list[str], choices: list[str]) -> np.ndarray:
-    return cdist(queries, choices, scorer=LCSseq.similarity, dtype=np.int32, workers=-1)
+    # Small matrices: starting worker threads costs more than it saves.
+    workers = -1 if len(queries) * len(choices) >= _PARALLEL_MIN_CELLS else 1
+    return cdist(queries, choices, scorer=LCSseq.similarity, dtype=np.int32, workers=workers)
 
 
 def _lcs_matrix(queries: np.ndarray, choices: np.ndarray, qlen: np.ndarray, clen: np.ndarray) -> np.ndarray:
@@ -141,13 +145,13 @@ def _lcs_matrix(queries: np.ndarray, choices: np.ndarray, qlen: np.ndarray, clen
     most 64 characters, so the matrix is assembled from up to three calls oriented so that
     the short side is the query side whenever possible (LCS is symmetric).
     """
-    out = np.zeros((len(queries), len(choices)), dtype=np.int32)
     if len(queries) == 0 or len(choices) == 0:
-        return out
+        return np.zeros((len(queries), len(choices)), dtype=np.int32)
     q_short, q_long = qlen <= _SIMD_MAX_LEN, qlen > _SIMD_MAX_LEN
     c_short, c_long = clen <= _SIMD_MAX_LEN, clen > _SIMD_MAX_LEN
     if q_short.all():
         return _cdist(queries.tolist(), choices.tolist())
+    out = np.empty((len(queries), len(choices)), dtype=np.int32)
     if q_short.any():
         out[q_short] = _cdist(queries[q_short].tolist(), choices.tolist())
     ql = np.flatnonzero(q_long)
@@ -175,11 +179,11 @@ def _f1_matrix(lcs: np.ndarray, la: np.ndarray, lb: np.ndarray) -> np.ndarray:
     return f1
 
 
-def _allowed_lengths(query_lengths: np.ndarray, max_len: int, t: float) -> np.ndarray:
-    """Boolean table over lengths 0..max_len: can a text of that length have F1 > t with
-    some query of the given lengths? Uses the exact bound F1 <= 2*min(la, lb)/(la + lb)."""
-    lb = np.arange(max_len + 1, dtype=np.int64)
-    la = np.unique(query_lengths).astype(np.int64)
+def _allowed_lengths(query_lengths: np.ndarray, lb: np.ndarray, t: float) -> np.ndarray:
+    """For each length in ``lb``: can a text of that length have F1 > t with a text of one of
+    ``query_lengths``? Uses the bound F1 <= 2*min(la, lb)/(la + lb), evaluated with the same
+    float formula, so no pair with F1 > t is ever excluded."""
+    la = np.unique(query_lengths)
     bound = _f1_matrix(np.minimum(la[:, None], lb[None, :]), la, lb)
     return (bound > t).any(axis=0)
 
@@ -233,12 +237,12 @@ def _dedup(
 
         # 1) Block against the pool, in groups of similar length (for length pruning).
         if len(pool_str):
-            max_pool_len = int(pool_len.max())
+            uniq_len, len_class = np.unique(pool_len, return_inverse=True)
             order = np.argsort(blen, kind="stable")
             for g in range(0, len(order), _GROUP_SIZE):
                 rows = order[g : g + _GROUP_SIZE]
-                allowed = _allowed_lengths(blen[rows], max_pool_len, t)
-                cols = np.flatnonzero(allowed[pool_len])
+                allowed = _allowed_lengths(blen[rows], uniq_len, t)
+                cols = np.flatnonzero(allowed[len_class])
                 if len(cols) == 0:
                     continue
                 lcs = _lcs_matrix(bstr[rows], pool_str[cols], blen[rows], pool_len[cols])

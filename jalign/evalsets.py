@@ -28,14 +28,18 @@ class EvalPrompt:
 def load_eval_sets(params_path: str | Path = "params.yaml") -> list[EvalSet]:
     raw = (read_params(params_path).get("evaluate") or {}).get("sets")
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{params_path}: evaluate.sets must be a non-empty list of {{name, path, prompt_field}}")
+        raise ConfigError(
+            f"{params_path}: evaluate.sets must be a non-empty list of {{name, path, prompt_field}}"
+        )
     return [from_dict(EvalSet, item, f"evaluate.sets[{i}]") for i, item in enumerate(raw)]
 
 
 def load_eval_prompts(sets: list[EvalSet]) -> list[EvalPrompt]:
     prompts = []
     for eval_set in sets:
-        for lineno, record in enumerate(read_jsonl(eval_set.path, required=(eval_set.prompt_field,)), start=1):
+        for lineno, record in enumerate(
+            read_jsonl(eval_set.path, required=(eval_set.prompt_field,)), start=1
+        ):
             rid = str(record.get(eval_set.id_field, lineno))
             prompts.append(EvalPrompt(eval_set.name, rid, record[eval_set.prompt_field]))
     return prompts

@@ -6,8 +6,10 @@ import re
 import unicodedata
 
 # Hiragana, katakana (incl. half-width and the prolonged sound mark), CJK ideographs, iteration marks.
-_JAPANESE = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f\u4e00-\u9fff\u3400-\u4dbf々〆ヵヶ]")
-_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff]")
+_JAPANESE = re.compile(
+    r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f\u4e00-\u9fff\u3400-\u4dbf々〆ヵヶ]"
+)
+_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")  # incl. half-width
 
 
 def japanese_ratio(text: str) -> float:

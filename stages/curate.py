@@ -18,7 +18,7 @@ from jalign.dedup import dedup_with_reasons, max_similarity
 from jalign.evalsets import load_eval_prompts, load_eval_sets
 from jalign.llm import Budget, Choice, LLMClient, LLMConfig, Request
 from jalign.records import Record, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging
 from jalign.text import japanese_ratio
 
 QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}
@@ -28,14 +28,27 @@ CATEGORY = dict(
     zip(
         "ABCDEFGHIJKL",
         (
-            "information_seeking", "reasoning", "planning", "editing", "coding", "math",
-            "role_playing", "data_analysis", "creative_writing", "advice_seeking", "brainstorming", "others",
+            "information_seeking",
+            "reasoning",
+            "planning",
+            "editing",
+            "coding",
+            "math",
+            "role_playing",
+            "data_analysis",
+            "creative_writing",
+            "advice_seeking",
+            "brainstorming",
+            "others",
         ),
         strict=True,
     )
-)  # fmt: skip
-TAGS = {"quality": ("curate_quality", QUALITY), "difficulty": ("curate_difficulty", DIFFICULTY),
-        "category": ("curate_category", CATEGORY)}  # fmt: skip
+)
+TAGS = {
+    "quality": ("curate_quality", QUALITY),
+    "difficulty": ("curate_difficulty", DIFFICULTY),
+    "category": ("curate_category", CATEGORY),
+}
 
 
 @dataclass(frozen=True)
@@ -43,9 +56,11 @@ class CurateConfig:
     """params.yaml `curate`."""
 
     tagger: LLMConfig
-    min_quality: int = 3  # 1 very poor .. 5 excellent; Magpie keeps average and better
-    min_difficulty: int = 1  # 1 very easy .. 5 very hard
-    max_difficulty: int = 5
+    # Thresholds apply to the probability-weighted score on the 1..5 scale (G-Eval, Liu et al. 2023),
+    # steadier than the argmax label with small judges. Magpie keeps "average" (3) and better.
+    min_quality: float = 3.0  # 1 very poor .. 5 excellent
+    min_difficulty: float = 1.0  # 1 very easy .. 5 very hard
+    max_difficulty: float = 5.0
     drop_categories: tuple[str, ...] = ()  # e.g. ["others"]
     dedup_threshold: float = 0.7  # character ROUGE-L F1 above this: near-duplicate
     contamination_threshold: float = 0.5  # ROUGE-L F1 to any eval prompt above this: dropped
@@ -57,7 +72,9 @@ class CurateConfig:
             raise ValueError("need 1 <= min_difficulty <= max_difficulty <= 5 and 1 <= min_quality <= 5")
         unknown = set(self.drop_categories) - set(CATEGORY.values())
         if unknown:
-            raise ValueError(f"drop_categories: unknown {sorted(unknown)}; known: {sorted(CATEGORY.values())}")
+            raise ValueError(
+                f"drop_categories: unknown {sorted(unknown)}; known: {sorted(CATEGORY.values())}"
+            )
 
 
 def user_text(record: Record) -> str:
@@ -70,7 +87,9 @@ def tag_requests(records: list[Record], template: str, tagger: LLMConfig) -> lis
             messages=(
                 {
                     "role": "user",
-                    "content": prompts.render(template, instruction=r["instruction"], input=r.get("input") or "なし"),
+                    "content": prompts.render(
+                        template, instruction=r["instruction"], input=r.get("input") or "なし"
+                    ),
                 },
             ),
             sampling=tagger.sampling,
@@ -91,9 +110,9 @@ def tag_value(choice: Choice, labels: dict[str, str]) -> dict:
 
 
 def tag_reason(tags: dict, config: CurateConfig) -> str | None:
-    if tags["quality"]["level"] < config.min_quality:
+    if tags["quality"]["score"] < config.min_quality:
         return "low_quality"
-    if not config.min_difficulty <= tags["difficulty"]["level"] <= config.max_difficulty:
+    if not config.min_difficulty <= tags["difficulty"]["score"] <= config.max_difficulty:
         return "difficulty_out_of_range"
     if tags["category"]["label"] in config.drop_categories:
         return "category_dropped"
@@ -113,7 +132,9 @@ def curate(
     for record, score, idx in zip(unique, scores, nearest, strict=True):
         if score > config.contamination_threshold:
             hit = eval_prompts[idx]
-            contaminated.append({"id": record["id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)})
+            contaminated.append(
+                {"id": record["id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)}
+            )
         else:
             clean.append(record)
     drops["contaminated"] = len(contaminated)
@@ -176,11 +197,21 @@ def funnel(upstream: dict[str, dict], report: dict) -> dict:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--failures", "failures_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--upstream-metrics", "upstream", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="metrics of earlier instruction stages, folded into one funnel")  # fmt: skip
+@click.option(
+    "--upstream-metrics",
+    "upstream",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="metrics of earlier instruction stages, folded into one funnel",
+)
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(
-    in_path: str, out_path: str, failures_path: str, metrics_path: str, upstream: tuple[str, ...], params_path: str
+    in_path: str,
+    out_path: str,
+    failures_path: str,
+    metrics_path: str,
+    upstream: tuple[str, ...],
+    params_path: str,
 ) -> None:
     """Tag, filter, deduplicate and decontaminate the instruction data."""
     setup_logging()
@@ -188,14 +219,18 @@ def main(
     log_params("curate", config)
     records = read_jsonl(in_path, required=("id", "instruction", "output"))
     eval_prompts = load_eval_prompts(load_eval_sets(params_path))
-    client = LLMClient(config.tagger, price=price_for(config.tagger, params_path), budget=Budget(config.budget_usd))
+    client = LLMClient(
+        config.tagger, price=price_for(config.tagger, params_path), budget=Budget(config.budget_usd)
+    )
     failures = Failures("curate")
     kept, report = curate(records, eval_prompts, client, config, failures)
     failures.write(failures_path)
     failures.check(client.usage.requests, config.max_failure_rate)
     write_jsonl(out_path, kept)
     previous = {Path(p).stem: json.loads(Path(p).read_text()) for p in upstream}
-    usage = {"curate": client.usage.as_dict()} | {k: v.get("usage", {}).get("total") for k, v in previous.items()}
+    usage = {"curate": client.usage.as_dict()} | {
+        k: v.get("usage", {}).get("total") for k, v in previous.items()
+    }
     log.info("curated %d of %d instructions", len(kept), len(records))
     write_json(
         metrics_path,
@@ -203,7 +238,9 @@ def main(
             **report,
             "funnel": funnel(previous, report),
             "usage": usage,
-            "total_tokens": sum((u or {}).get("input_tokens", 0) + (u or {}).get("output_tokens", 0) for u in usage.values()),
+            "total_tokens": sum(
+                (u or {}).get("input_tokens", 0) + (u or {}).get("output_tokens", 0) for u in usage.values()
+            ),
             "total_usd": round(sum((u or {}).get("usd", 0.0) for u in usage.values()), 6),
             "provenance": provenance(),
         },

@@ -19,4 +19,6 @@ def main(threshold: float, field: str, in_path: str, out_path: str) -> None:
     records = read_jsonl(in_path, required=(field,))
     keep = near_duplicate_mask([r[field] for r in records], threshold)
     kept = write_jsonl(out_path, (r for r, k in zip(records, keep, strict=True) if k))
-    click.echo(f"kept {kept} of {len(records)} records ({len(records) - kept} near-duplicates removed)", err=True)
+    click.echo(
+        f"kept {kept} of {len(records)} records ({len(records) - kept} near-duplicates removed)", err=True
+    )

@@ -42,16 +42,37 @@ class EvolveConfig:
     responder: LLMConfig  # answers it
     judge: LLMConfig  # decides "information gain" (choice-constrained はい/いいえ)
     rounds: int = 1  # WizardLM ran 4; each round evolves the previous round's survivors
-    operations: tuple[str, ...] = ("constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth")
+    operations: tuple[str, ...] = (
+        "constraints",
+        "deepen",
+        "concretize",
+        "reasoning",
+        "complicate_input",
+        "breadth",
+    )
     max_instructions: int | None = None  # evolve only the first N inputs (small CPU profiles)
     seed: int = 42
     min_gain_prob: float = 0.5  # P(はい) below this: "no information gain", eliminated
     min_output_chars: int = 10
     max_instruction_chars: int = 400
     min_japanese_ratio: float = 0.6
-    refusal_markers: tuple[str, ...] = ("申し訳", "できません", "お答えでき", "わかりません", "分かりません", "AIとして")
+    refusal_markers: tuple[str, ...] = (
+        "申し訳",
+        "できません",
+        "お答えでき",
+        "わかりません",
+        "分かりません",
+        "AIとして",
+    )
     refusal_max_chars: int = 80  # a refusal marker in an answer shorter than this: a refusal / apology
-    template_markers: tuple[str, ...] = ("#元の指示#", "#書き換えた指示#", "元の指示", "書き換えた指示", "### 指示", "方針:")
+    template_markers: tuple[str, ...] = (
+        "#元の指示#",
+        "#書き換えた指示#",
+        "元の指示",
+        "書き換えた指示",
+        "### 指示",
+        "方針:",
+    )
     max_failure_rate: float = 0.1
     budget_usd: float | None = None
     license: str = "apache-2.0"
@@ -83,7 +104,7 @@ def full_instruction(record: Record) -> str:
 def clean_rewrite(text: str) -> str:
     """First paragraph of the generated rewrite, without a leading label or quotes."""
     text = text.strip().split("\n\n")[0].strip()
-    return re.sub(r"^(#?書き換えた指示#?\s*[:：]?)", "", text).strip().strip("「」\"")
+    return re.sub(r"^(#?書き換えた指示#?\s*[:：]?)", "", text).strip().strip('「」"')
 
 
 def instruction_reason(parent: Record, rewrite: str, config: EvolveConfig) -> str | None:
@@ -156,7 +177,10 @@ def evolve_round(
         [
             Request(
                 messages=(
-                    {"role": "user", "content": prompts.render("evolve_gain", before=full_instruction(p), after=r)},
+                    {
+                        "role": "user",
+                        "content": prompts.render("evolve_gain", before=full_instruction(p), after=r),
+                    },
                 ),
                 sampling=config.judge.sampling,
             )
@@ -245,7 +269,11 @@ def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, par
     budget = Budget(config.budget_usd)
     clients = {
         role: LLMClient(llm, price=price_for(llm, params_path), budget=budget)
-        for role, llm in (("generator", config.generator), ("judge", config.judge), ("responder", config.responder))
+        for role, llm in (
+            ("generator", config.generator),
+            ("judge", config.judge),
+            ("responder", config.responder),
+        )
     }
     failures = Failures("evolve")
     out, per_round = evolve(records, clients, config, failures)

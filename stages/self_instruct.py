@@ -25,7 +25,20 @@ from jalign.text import contains_any, japanese_ratio
 
 SEED_FIELDS = ("id", "viewpoint", "instruction", "output")
 # Self-Instruct's filter: tasks that a text-only model cannot do. Japanese equivalents.
-DEFAULT_BLOCKLIST = ("画像", "図", "写真", "イラスト", "ファイル", "グラフ", "動画", "音声", "地図", "URL", "リンク", "添付")
+DEFAULT_BLOCKLIST = (
+    "画像",
+    "図",
+    "写真",
+    "イラスト",
+    "ファイル",
+    "グラフ",
+    "動画",
+    "音声",
+    "地図",
+    "URL",
+    "リンク",
+    "添付",
+)
 
 
 @dataclass(frozen=True)
@@ -81,11 +94,17 @@ def build_prompt(examples: list[Record], viewpoint: str) -> str:
     return prompts.render("self_instruct", examples=shown, next_number=len(examples) + 1, viewpoint=viewpoint)
 
 
-_TASK = re.compile(r"^(?P<instruction>.+?)\n\s*入力\s*[:：](?P<input>.*?)\n\s*出力\s*[:：](?P<output>.+)$", re.DOTALL)
+_TASK = re.compile(
+    r"^指示\s*[:：](?P<instruction>.+?)\n\s*入力\s*[:：](?P<input>.*?)\n\s*出力\s*[:：](?P<output>.+)$",
+    re.DOTALL,
+)
+
+
+_FIELD_LABEL = re.compile(r"(指示|入力|出力|観点)\s*[:：]")
 
 
 def parse_task(text: str) -> dict[str, str] | None:
-    """The generated continuation after '指示:' -> instruction/input/output, or None."""
+    """The generated continuation ('指示: ...\n入力: ...\n出力: ...') -> fields, or None."""
     match = _TASK.match(text.strip())
     if not match:
         return None
@@ -104,6 +123,8 @@ def rejection_reason(task: dict[str, str], config: SelfInstructConfig) -> str | 
         return "instruction_too_long"
     if not config.min_output_chars <= len(task["output"]) <= config.max_output_chars:
         return "output_length"
+    if _FIELD_LABEL.search(task["output"]) or _FIELD_LABEL.search(task["instruction"]):
+        return "malformed"  # the model ran on into another task's fields
     if contains_any(task["instruction"] + task["input"], config.blocklist):
         return "blocklist"
     if japanese_ratio(task["instruction"] + task["output"]) < config.min_japanese_ratio:
@@ -112,7 +133,11 @@ def rejection_reason(task: dict[str, str], config: SelfInstructConfig) -> str | 
 
 
 def sample_prompts(
-    seeds: list[Record], machine: list[Record], config: SelfInstructConfig, rng: random.Random, viewpoints: list[str]
+    seeds: list[Record],
+    machine: list[Record],
+    config: SelfInstructConfig,
+    rng: random.Random,
+    viewpoints: list[str],
 ) -> list[tuple[list[Record], str]]:
     out = []
     for _ in range(config.prompts_per_round):
@@ -157,7 +182,9 @@ def self_instruct(
                 continue
             candidates.append({"id": row_id, "viewpoint": viewpoint, **task})
         pool = [s["instruction"] for s in seeds] + [a["instruction"] for a in accepted]
-        verdict = dedup_with_reasons([c["instruction"] for c in candidates], config.rouge_threshold, prior=pool)
+        verdict = dedup_with_reasons(
+            [c["instruction"] for c in candidates], config.rouge_threshold, prior=pool
+        )
         for candidate, keep in zip(candidates, verdict.keep, strict=True):
             if keep:
                 accepted.append(candidate)
@@ -194,7 +221,9 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
     config = load_section(SelfInstructConfig, "self_instruct", params_path)
     log_params("self_instruct", config)
     seeds = load_seeds(seeds_path)
-    client = LLMClient(config.generator, price=price_for(config.generator, params_path), budget=Budget(config.budget_usd))
+    client = LLMClient(
+        config.generator, price=price_for(config.generator, params_path), budget=Budget(config.budget_usd)
+    )
     failures = Failures("self_instruct")
     records, drops = self_instruct(seeds, client, config, failures)
     failures.write(failures_path)
@@ -215,4 +244,3 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
             "provenance": provenance(),
         },
     )
-

@@ -152,7 +152,9 @@ class LLMClient:
             requests,
             mode={"mode": "choose", "choices": list(choices)},
             call=lambda reqs: self.backend.choose(reqs, choices),
-            from_cache=lambda v: Choice(probs=v["probs"], mass=v["mass"], input_tokens=v["input_tokens"], cached=True),
+            from_cache=lambda v: Choice(
+                probs=v["probs"], mass=v["mass"], input_tokens=v["input_tokens"], cached=True
+            ),
             to_cache=lambda c: {"probs": c.probs, "mass": c.mass, "input_tokens": c.input_tokens},
         )
 
@@ -188,7 +190,9 @@ class LLMClient:
                 pending.setdefault(key, []).append(i)
         todo = list(pending)
         if todo:
-            log.info("%s: %d requests, %d cached, %d to send", mode["mode"], len(requests), len(hits), len(todo))
+            log.info(
+                "%s: %d requests, %d cached, %d to send", mode["mode"], len(requests), len(hits), len(todo)
+            )
         chunk = max(1, self.backend.chunk_size) if todo else 1
         for start in range(0, len(todo), chunk):
             chunk_keys = todo[start : start + chunk]

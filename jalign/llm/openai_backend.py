@@ -38,7 +38,9 @@ def _classify(exc: Exception) -> Exception:
         if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
             return RetryableError(f"HTTP {exc.status_code}: {exc.message}", _retry_after(exc))
         return FatalError(f"HTTP {exc.status_code}: {exc.message}")
-    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError | AttributeError):
+    if isinstance(
+        exc, openai.APIResponseValidationError | ValueError | LookupError | TypeError | AttributeError
+    ):
         return RetryableError(f"malformed response: {type(exc).__name__}: {exc}")
     return exc
 
@@ -50,9 +52,11 @@ class OpenAIBackend:
         api_key = os.environ.get(config.api_key_env)
         if not api_key:
             if config.base_url is None:
-                raise RuntimeError(f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)")
+                raise RuntimeError(
+                    f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
+                )
             api_key = "EMPTY"  # local servers (vllm serve) accept any key
-        self.policy = RetryPolicy(max_retries=config.max_retries)
+        self.policy = RetryPolicy(max_retries=config.max_retries, base_delay_s=config.retry_base_delay_s)
         self._client_kwargs = {
             "api_key": api_key,
             "base_url": config.base_url,
@@ -131,7 +135,9 @@ class OpenAIBackend:
             finish_reason=choice.finish_reason,
         )
 
-    async def _choose_one(self, client: openai.AsyncOpenAI, request: Request, choices: tuple[str, ...]) -> Choice:
+    async def _choose_one(
+        self, client: openai.AsyncOpenAI, request: Request, choices: tuple[str, ...]
+    ) -> Choice:
         kwargs = self._common(request.sampling) | {"max_tokens": 1, "temperature": 0.0}
         kwargs.pop("stop", None)
         if self.config.prompt_format == "raw":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import replace
 from itertools import groupby
 
 import torch
@@ -60,7 +61,9 @@ class TransformersBackend:
             return (self.tokenizer.bos_token or "") + render_raw(request.messages)
         if not self.tokenizer.chat_template:
             raise ValueError(f"{self.config.model}: no chat template; use prompt_format: raw or add one")
-        return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(
+            list(request.messages), tokenize=False, add_generation_prompt=True
+        )
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         # The rendered text already holds BOS (chat templates add it; render() adds it for raw).
@@ -68,12 +71,19 @@ class TransformersBackend:
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def _batches(self, requests: list[Request]) -> list[list[int]]:
-        """Indices grouped by identical sampling, then by length (less padding), in batch_size chunks."""
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].sampling), len(str(requests[i]))))
+        """Indices grouped by sampling params (seed aside: one generate() call has one RNG), then by
+        length (less padding), in batch_size chunks."""
+
+        def group(i: int) -> str:
+            return repr(replace(requests[i].sampling, seed=0))
+
+        order = sorted(range(len(requests)), key=lambda i: (group(i), len(str(requests[i].messages))))
         batches = []
-        for _, group in groupby(order, key=lambda i: repr(requests[i].sampling)):
-            idx = list(group)
-            batches += [idx[s : s + self.config.batch_size] for s in range(0, len(idx), self.config.batch_size)]
+        for _, members in groupby(order, key=group):
+            idx = list(members)
+            batches += [
+                idx[s : s + self.config.batch_size] for s in range(0, len(idx), self.config.batch_size)
+            ]
         return batches
 
     @torch.inference_mode()
@@ -101,7 +111,8 @@ class TransformersBackend:
             for row, i in enumerate(batch):
                 tokens = new[row]
                 keep = tokens[(tokens != self.tokenizer.pad_token_id)]
-                finish = "length" if len(keep) >= sampling.max_tokens else "stop"
+                ended = len(keep) > 0 and int(keep[-1]) in self.eos_ids  # EOS as the last allowed token
+                finish = "length" if len(keep) >= sampling.max_tokens and not ended else "stop"
                 text = self.tokenizer.decode(keep, skip_special_tokens=True)
                 text, stopped = cut_at_stop(text, sampling.stop)
                 results[i] = Generation(
@@ -120,7 +131,10 @@ class TransformersBackend:
             enc = self._encode([self.render(requests[i]) for i in batch])
             # Only the last position's logits: the full-vocabulary logits at every position cost
             # several times the time and gigabytes of memory (262k-token vocabulary for Gemma).
-            logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+            # Positions count from each row's first real token, as generate() does: with left padding,
+            # models with absolute position embeddings (GPT-2, OPT ...) otherwise score padded rows wrongly.
+            position_ids = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(**enc, position_ids=position_ids, logits_to_keep=1).logits[:, -1, :].float()
             full = torch.softmax(logits, dim=-1)
             probs = torch.stack([full[:, ids].sum(dim=-1) for ids in choice_ids], dim=-1)  # (batch, choices)
             for row, i in enumerate(batch):
@@ -139,7 +153,9 @@ def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> list[list[int]]:
     different tokens). A first token shared by two choices cannot tell them apart and is left out."""
     candidates = []
     for choice in choices:
-        ids = {t[0] for t in (tokenizer.encode(v, add_special_tokens=False) for v in (choice, " " + choice)) if t}
+        ids = {
+            t[0] for t in (tokenizer.encode(v, add_special_tokens=False) for v in (choice, " " + choice)) if t
+        }
         candidates.append(ids)
     result = []
     for i, (choice, ids) in enumerate(zip(choices, candidates, strict=True)):

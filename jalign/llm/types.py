@@ -53,6 +53,7 @@ class LLMConfig:
     max_concurrency: int = 8  # openai: requests in flight
     timeout_s: float = 120.0
     max_retries: int = 5  # openai: retries on 429 / 5xx / timeouts / garbage, exponential backoff
+    retry_base_delay_s: float = 1.0  # openai: first backoff step (full jitter, doubling per retry)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
     device: str = "auto"  # transformers: auto | cpu | cuda[:N]
 

@@ -19,7 +19,9 @@ class VLLMBackend:
         try:
             import vllm
         except ImportError as exc:  # pragma: no cover - GPU machines only
-            raise RuntimeError("backend: vllm needs the optional extra: pip install -e '.[vllm]' (GPU only)") from exc
+            raise RuntimeError(
+                "backend: vllm needs the optional extra: pip install -e '.[vllm]' (GPU only)"
+            ) from exc
         self._vllm = vllm
         self.config = config
         self.chunk_size = 4096  # vLLM schedules its own batches; cache every few thousand rows
@@ -59,7 +61,9 @@ class VLLMBackend:
         ]
 
     def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]:
-        params = [self._params(r.sampling, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS) for r in requests]
+        params = [
+            self._params(r.sampling, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS) for r in requests
+        ]
         results = []
         for o in self._run(requests, params):
             top = o.outputs[0].logprobs[0]  # {token_id: Logprob(logprob, rank, decoded_token)}
@@ -69,6 +73,10 @@ class VLLMBackend:
                 results.append(Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens"))
             else:
                 results.append(
-                    Choice(probs={c: p / mass for c, p in probs.items()}, mass=mass, input_tokens=len(o.prompt_token_ids))
+                    Choice(
+                        probs={c: p / mass for c, p in probs.items()},
+                        mass=mass,
+                        input_tokens=len(o.prompt_token_ids),
+                    )
                 )
         return results

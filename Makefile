@@ -1,0 +1,27 @@
+# The two commands of the README: `make repro` (install + run the pipeline) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to the 2.13.0 CPU wheel; see pyproject.toml before changing any pin.
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install repro test lint bench
+install: $(STAMP)
+
+repro: $(STAMP)
+	. $(VENV)/bin/activate && dvc repro
+
+# One thread per torch process: 2-thread torch beside another busy process ran 30-75x slower here.
+test: $(STAMP)
+	. $(VENV)/bin/activate && OMP_NUM_THREADS=1 python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	. $(VENV)/bin/activate && python benchmarks/bench_dedup.py --n 20000

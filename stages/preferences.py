@@ -1,0 +1,131 @@
+"""Write the preference sets in the formats TRL expects, split by prompt, decontaminated.
+
+- pairwise (DPO / IPO): conversational `prompt` / `chosen` / `rejected`;
+- unpaired (KTO): `prompt` / `completion` / `label` (True = chosen);
+- binary (GENIAC classifiers): single `text` with `label` 1 = chosen, 0 = rejected.
+
+Train and eval are split by prompt, so no prompt is in both. Pairs whose prompt is too similar to an
+evaluation prompt are dropped first (the dedup core's ROUGE-L).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from jalign.config import load_section
+from jalign.dedup import max_similarity
+from jalign.evalsets import load_eval_prompts, load_eval_sets
+from jalign.records import Record, read_jsonl, write_json, write_jsonl
+from jalign.reward import classifier_text
+from jalign.stage import log, log_params, provenance, setup_logging
+
+FORMATS = ("pairwise", "kto", "binary")
+
+
+@dataclass(frozen=True)
+class PreferencesConfig:
+    """params.yaml `preferences`."""
+
+    eval_size: int = 234  # prompts held out (Karasu: 234 eval pairs); capped at half the prompts
+    seed: int = 42
+    contamination_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.eval_size < 0:
+            raise ValueError(f"eval_size must be >= 0, got {self.eval_size}")
+
+
+def split_by_prompt(pairs: list[Record], eval_size: int, seed: int) -> dict[str, list[Record]]:
+    prompts = sorted({p["prompt_id"] for p in pairs})
+    random.Random(seed).shuffle(prompts)
+    held_out = set(prompts[: min(eval_size, len(prompts) // 2)])
+    return {
+        "train": [p for p in pairs if p["prompt_id"] not in held_out],
+        "eval": [p for p in pairs if p["prompt_id"] in held_out],
+    }
+
+
+def to_pairwise(pair: Record) -> Record:
+    return {
+        "prompt": [{"role": "user", "content": pair["prompt"]}],
+        "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+        "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+        "pair_id": pair["pair_id"],
+    }
+
+
+def to_kto(pair: Record) -> list[Record]:
+    prompt = [{"role": "user", "content": pair["prompt"]}]
+    return [
+        {
+            "prompt": prompt,
+            "completion": [{"role": "assistant", "content": pair["chosen"]}],
+            "label": True,
+            "pair_id": pair["pair_id"],
+        },
+        {
+            "prompt": prompt,
+            "completion": [{"role": "assistant", "content": pair["rejected"]}],
+            "label": False,
+            "pair_id": pair["pair_id"],
+        },
+    ]
+
+
+def to_binary(pair: Record) -> list[Record]:
+    return [
+        {"text": classifier_text(pair["prompt"], pair["chosen"]), "label": 1, "pair_id": pair["pair_id"]},
+        {"text": classifier_text(pair["prompt"], pair["rejected"]), "label": 0, "pair_id": pair["pair_id"]},
+    ]
+
+
+def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfig) -> tuple[dict, dict]:
+    scores, nearest = max_similarity([p["prompt"] for p in pairs], [e.prompt for e in eval_prompts])
+    clean, contaminated = [], []
+    for pair, score, idx in zip(pairs, scores, nearest, strict=True):
+        if score > config.contamination_threshold:
+            hit = eval_prompts[idx]
+            contaminated.append(
+                {"pair_id": pair["pair_id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)}
+            )
+        else:
+            clean.append(pair)
+    splits = split_by_prompt(clean, config.eval_size, config.seed)
+    sets = {}
+    for split, rows in splits.items():
+        sets[("pairwise", split)] = [to_pairwise(p) for p in rows]
+        sets[("kto", split)] = [r for p in rows for r in to_kto(p)]
+        sets[("binary", split)] = [r for p in rows for r in to_binary(p)]
+    report = {
+        "pairs_in": len(pairs),
+        "dropped": {"contaminated": len(contaminated)},
+        "contamination_examples": contaminated[:20],
+        "prompts": {s: len({p["prompt_id"] for p in rows}) for s, rows in splits.items()},
+        "rows": {f"{fmt}_{split}": len(rows) for (fmt, split), rows in sets.items()},
+        "chosen_responders": dict(Counter(p["chosen_responder"] for p in clean)),
+        "licenses": dict(Counter(str(p.get("license")) for p in clean)),
+    }
+    return sets, report
+
+
+@click.command("preferences")
+@click.option("--pairs", "pairs_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out-dir", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def main(pairs_path: str, out_dir: str, metrics_path: str, params_path: str) -> None:
+    """Write pairwise / KTO / binary preference sets, split by prompt and decontaminated."""
+    setup_logging()
+    config = load_section(PreferencesConfig, "preferences", params_path)
+    log_params("preferences", config)
+    pairs = read_jsonl(pairs_path, required=("pair_id", "prompt_id", "prompt", "chosen", "rejected"))
+    sets, report = build_sets(pairs, load_eval_prompts(load_eval_sets(params_path)), config)
+    for (fmt, split), rows in sets.items():
+        write_jsonl(Path(out_dir) / f"{fmt}_{split}.jsonl", rows)
+    log.info("preference rows: %s", report["rows"])
+    write_json(metrics_path, {**report, "provenance": provenance()})

@@ -1,0 +1,194 @@
+"""Translate English source prompts into Japanese, then review and improve the translation (Karasu).
+
+Prompts whose task is about English itself (alphabetical order, rhymes, spelling, letter counts,
+English grammar, wordplay) do not survive literal translation (ATHEUS): they are detected and either
+localised (あいうえお順 ...) or dropped with the reason, per `english_specific`. Outputs are gated on
+their share of Japanese characters. Every record keeps its source id, licence and both drafts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import click
+
+from jalign import prompts
+from jalign.config import load_section
+from jalign.llm import Budget, LLMClient, LLMConfig, Request
+from jalign.records import Record, check_unique_ids, write_json, write_jsonl
+from jalign.sources import SourceConfig, load_source
+from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.text import japanese_ratio
+
+# Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would
+# catch "write a letter to my landlord").
+ENGLISH_SPECIFIC: dict[str, re.Pattern[str]] = {
+    "alphabetical_order": re.compile(r"\balphabetic(al(ly)?)?\b|\balphabeti[sz]e|\bA to Z\b", re.I),
+    "rhyme": re.compile(r"\brhym(e|es|ing)\b", re.I),
+    "spelling": re.compile(r"\bspell(ing|ed|s)?\b|\bbackwards?\b|\bpalindrom|\banagram", re.I),
+    "letters": re.compile(
+        r"\bletters? (in|of)\b|\bletter [A-Z]\b|\bvowels?\b|\bconsonants?\b|\bsyllables?\b", re.I
+    ),
+    "acronym": re.compile(r"\bacronyms?\b|\binitialisms?\b", re.I),
+    "english_grammar": re.compile(
+        r"\bgrammar\b|\bgrammatical|\b(past|present|future) tense\b|\bplural\b", re.I
+    ),
+    "wordplay": re.compile(r"\bpuns?\b|\balliterat|\btongue[- ]twisters?\b", re.I),
+}
+
+
+def english_specific_kind(text: str) -> str | None:
+    for kind, pattern in ENGLISH_SPECIFIC.items():
+        if pattern.search(text):
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """params.yaml `translate`."""
+
+    translator: LLMConfig
+    reviewer: LLMConfig  # sees the source and the draft; writes the improved translation
+    sources: tuple[SourceConfig, ...]
+    english_specific: Literal["localize", "drop", "keep"] = "localize"
+    min_japanese_ratio: float = 0.5  # code and proper nouns stay in Latin script
+    max_chars: int = 2000
+    max_failure_rate: float = 0.1
+    budget_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.sources]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"sources: need at least one, with distinct names, got {names}")
+
+
+def first_paragraph(text: str) -> str:
+    return text.strip().split("\n\n")[0].strip()
+
+
+def plan(rows: list[Record], config: TranslateConfig) -> tuple[list[tuple[Record, str, str | None]], Counter]:
+    """Decide per row: translate literally, localise, or drop (with the reason)."""
+    todo, drops = [], Counter()
+    for row in rows:
+        kind = english_specific_kind(row["prompt_en"])
+        if len(row["prompt_en"]) > config.max_chars:
+            drops["too_long"] += 1
+        elif kind and config.english_specific == "drop":
+            drops[f"english_specific:{kind}"] += 1
+        elif kind and config.english_specific == "localize":
+            todo.append((row, "translate_localize", kind))
+        else:
+            todo.append((row, "translate", kind))
+    return todo, drops
+
+
+def translate(
+    rows: list[Record], clients: dict[str, LLMClient], config: TranslateConfig, failures: Failures
+) -> tuple[list[Record], Counter]:
+    todo, drops = plan(rows, config)
+    drafts = clients["translator"].generate(
+        [
+            Request(
+                messages=({"role": "user", "content": prompts.render(t, text=r["prompt_en"])},),
+                sampling=config.translator.sampling,
+            )
+            for r, t, _ in todo
+        ]
+    )
+    reviewable = []
+    for (row, template, kind), draft in zip(todo, drafts, strict=True):
+        if not draft.ok:
+            failures.add(row["id"], "translate", draft.error or "")
+            drops["llm_failure"] += 1
+        elif not first_paragraph(draft.text or ""):
+            drops["empty_translation"] += 1
+        else:
+            reviewable.append((row, template, kind, first_paragraph(draft.text or "")))
+    reviews = clients["reviewer"].generate(
+        [
+            Request(
+                messages=(
+                    {
+                        "role": "user",
+                        "content": prompts.render("translate_review", source=r["prompt_en"], draft=d),
+                    },
+                ),
+                sampling=config.reviewer.sampling,
+            )
+            for r, _, _, d in reviewable
+        ]
+    )
+    out = []
+    for (row, template, kind, draft), review in zip(reviewable, reviews, strict=True):
+        if not review.ok:
+            failures.add(row["id"], "review", review.error or "")
+            drops["llm_failure"] += 1
+            continue
+        improved = first_paragraph(review.text or "")
+        # The review may only improve: an empty or non-Japanese review falls back to the draft.
+        reviewed = bool(improved) and japanese_ratio(improved) >= config.min_japanese_ratio
+        final = improved if reviewed else draft
+        if japanese_ratio(final) < config.min_japanese_ratio:
+            drops["not_japanese"] += 1
+            continue
+        out.append(
+            {
+                "id": row["id"],
+                "source": row["source"],
+                "license": row["license"],
+                "prompt_en": row["prompt_en"],
+                "draft_ja": draft,
+                "reviewed_ja": improved,
+                "prompt": final,
+                "review_used": reviewed,
+                "english_specific": {"kind": kind, "action": "localized"}
+                if template == "translate_localize"
+                else ({"kind": kind, "action": "kept"} if kind else None),
+                "translator": config.translator.model,
+                "reviewer": config.reviewer.model,
+            }
+        )
+    return out, drops
+
+
+@click.command("translate")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--failures", "failures_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def main(out_path: str, failures_path: str, metrics_path: str, params_path: str) -> None:
+    """Translate source prompts to Japanese in two passes (translate, review-and-improve)."""
+    setup_logging()
+    config = load_section(TranslateConfig, "translate", params_path)
+    log_params("translate", config)
+    rows = [row for source in config.sources for row in load_source(source)]
+    check_unique_ids(rows, "translate.sources")
+    budget = Budget(config.budget_usd)
+    clients = {
+        role: LLMClient(llm, price=price_for(llm, params_path), budget=budget)
+        for role, llm in (("translator", config.translator), ("reviewer", config.reviewer))
+    }
+    failures = Failures("translate")
+    out, drops = translate(rows, clients, config, failures)
+    failures.write(failures_path)
+    failures.check(sum(c.usage.requests for c in clients.values()), config.max_failure_rate)
+    write_jsonl(out_path, out)
+    log.info("translated %d of %d source prompts", len(out), len(rows))
+    write_json(
+        metrics_path,
+        {
+            "sources": dict(Counter(r["source"] for r in rows)),
+            "inputs": len(rows),
+            "translated": len(out),
+            "dropped": dict(sorted(drops.items())),
+            "localized": sum(1 for r in out if (r["english_specific"] or {}).get("action") == "localized"),
+            "review_used": sum(r["review_used"] for r in out),
+            "mean_japanese_ratio": mean([japanese_ratio(r["prompt"]) for r in out]),
+            "usage": usage_metrics({role: c.usage for role, c in clients.items()}),
+            "provenance": provenance(),
+        },
+    )

@@ -1,0 +1,126 @@
+"""Session-wide test setup: offline, single-threaded, every cache in a temp dir, and a tiny real LM.
+
+The environment is set at import time (before torch / transformers / huggingface_hub read it) and
+again, with the session's temp paths, by the autouse `_isolated_env` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_OFFLINE_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(_OFFLINE_ENV)
+
+import torch  # noqa: E402  (after the environment above)
+
+torch.set_num_threads(1)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GEMMA_TEMPLATE = REPO_ROOT / "jalign" / "chat_templates" / "gemma.jinja"
+
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>", "<start_of_turn>", "<end_of_turn>")
+# Every character the tests put in a prompt or a choice; anything else becomes <unk>.
+TINY_CORPUS = (
+    "日本語の文章を書いてください。これはテストです。質問：答え、はい いいえ 一二三四五六七八九十"
+    "あいうえおかきくけこさしすせそたちつてとなにぬねのまみむめもやゆよらりるれろわをん"
+    "アイウエオカキクケコサシスセソタチツテトナニヌネノマミムメモヤユヨラリルレロワヲンー"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    " .,:;!?()[]<>/-_'\"\n\t#*=+"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Offline flags plus JALIGN_HOME, JALIGN_LLM_CACHE and DVC's site cache in session temp dirs."""
+    root = tmp_path_factory.mktemp("env")
+    env = {
+        **_OFFLINE_ENV,
+        "DVC_SITE_CACHE_DIR": str(root / "dvc-site-cache"),
+        "JALIGN_HOME": str(root / "jalign-home"),
+        "JALIGN_LLM_CACHE": str(root / "llm-cache" / "llm-cache.sqlite"),  # a file path
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        torch.set_num_threads(1)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny but real causal LM directory, built offline: char-level tokenizer + random Llama.
+
+    The tokenizer maps each corpus character to one token (a BPE model without merges), so a prompt's
+    token count is its number of characters plus one per special token. The lm_head rows of the
+    special tokens are zeroed: greedy decoding then never emits EOS / end-of-turn / pad (their logit
+    is 0 while the maximum over the other ~170 tokens is positive), so greedy runs always reach
+    max_tokens. Sampling still can emit them.
+    """
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-lm")
+    chars = sorted(set(TINY_CORPUS))
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()  # tokens are characters: join them without spaces
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = GEMMA_TEMPLATE.read_text(encoding="utf-8")
+    tokenizer.save_pretrained(out)
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,  # peaked next-token distributions: padding mistakes show up clearly
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for token in SPECIAL_TOKENS:
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+    model.save_pretrained(out, safe_serialization=True)
+    assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+    return out
+
+
+@pytest.fixture
+def tiny_llm_config(tiny_lm_dir: Path) -> Callable[..., Any]:
+    """Factory: an LLMConfig for the tiny model; keyword arguments override the fields."""
+    from jalign.llm import LLMConfig
+
+    def make(**overrides: Any) -> LLMConfig:
+        fields: dict[str, Any] = {
+            "model": str(tiny_lm_dir),
+            "backend": "transformers",
+            "dtype": "float32",
+            "batch_size": 4,
+            "device": "cpu",
+            "prompt_format": "chat",
+            **overrides,
+        }
+        return LLMConfig(**fields)
+
+    return make

@@ -1,0 +1,312 @@
+"""LLMClient: cache, deduplication, failed rows, budget and cost, through a real local HTTP server."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from jalign.llm import Budget, BudgetExceeded, LLMClient, LLMConfig, Price, Request, ResponseCache, Sampling
+
+
+def _load_fake_openai():
+    name = "jalign_tests_fake_openai"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parents[1] / "fake_openai.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fake_openai = _load_fake_openai()
+FakeOpenAIServer = fake_openai.FakeOpenAIServer
+
+KEY_ENV = "JALIGN_TEST_OPENAI_KEY"
+KEY = "sk-test-cacheK3y-0a9f7e-never-stored"
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(top_logprobs={"A": -0.2, "B": -1.7}) as srv:
+        yield srv
+
+
+def make_client(server, tmp_path, *, price=None, budget=None, **overrides) -> LLMClient:
+    fields = {
+        "model": "fake-model",
+        "backend": "openai",
+        "base_url": server.url,
+        "api_key_env": KEY_ENV,
+        "timeout_s": 5.0,
+        "max_retries": 2,
+        "retry_base_delay_s": 0.001,
+        "max_concurrency": 4,
+    } | overrides
+    return LLMClient(
+        LLMConfig(**fields), price=price, budget=budget, cache=ResponseCache(tmp_path / "cache.sqlite")
+    )
+
+
+def user(text: str, sampling: Sampling | None = None) -> Request:
+    return Request(({"role": "user", "content": text},), sampling or Sampling())
+
+
+# -- cache hits and misses -------------------------------------------------------------------------
+
+
+def test_second_identical_call_makes_no_requests(server, tmp_path):
+    requests = [user(f"問題{i}") for i in range(6)]
+    first = make_client(server, tmp_path).generate(requests)
+    assert server.count == 6
+    assert all(g.ok and not g.cached for g in first)
+
+    client = make_client(server, tmp_path)  # a rerun: new client, same cache file
+    second = client.generate(requests)
+    assert server.count == 6  # zero new HTTP requests
+    assert client.usage.cached == 6
+    assert client.usage.new_calls == 0
+    assert client.usage.usd == 0.0
+    assert client.usage.input_tokens == 0  # cached answers are not paid again
+    assert client._backend is None  # no backend built, no socket opened
+    for a, b in zip(first, second, strict=True):
+        assert b.cached
+        assert (b.text, b.input_tokens, b.output_tokens, b.finish_reason) == (
+            a.text,
+            a.input_tokens,
+            a.output_tokens,
+            a.finish_reason,
+        )
+
+
+def test_choose_is_cached_separately_from_generate(server, tmp_path):
+    requests = [user("A か B か"), user("もう一問")]
+    first = make_client(server, tmp_path).choose(requests, ["A", "B"])
+    assert server.count == 2
+    client = make_client(server, tmp_path)
+    second = client.choose(requests, ["A", "B"])
+    assert server.count == 2
+    assert client.usage.cached == 2 and client.usage.new_calls == 0
+    assert [c.probs for c in second] == [c.probs for c in first]
+    assert [c.mass for c in second] == [c.mass for c in first]
+    assert all(c.cached for c in second)
+    # same messages, different mode or choices: not the same answer
+    client.generate(requests)
+    assert server.count == 4
+    client.choose(requests, ["B", "A"])
+    assert server.count == 6
+
+
+@pytest.mark.parametrize(
+    ("changed_request", "changed_config"),
+    [
+        (user("q", Sampling(seed=1)), {}),
+        (user("q", Sampling(temperature=0.1)), {}),
+        (user("q", Sampling(max_tokens=17)), {}),
+        (user("q", Sampling(stop=("。",))), {}),
+        (user("q ", Sampling()), {}),
+        (Request(({"role": "system", "content": "s"}, {"role": "user", "content": "q"}), Sampling()), {}),
+        (user("q"), {"model": "another-model"}),
+        (user("q"), {"prompt_format": "raw"}),
+    ],
+    ids=["seed", "temperature", "max_tokens", "stop", "message", "system", "model", "prompt_format"],
+)
+def test_changes_that_miss_the_cache(server, tmp_path, changed_request, changed_config):
+    make_client(server, tmp_path).generate([user("q")])
+    assert server.count == 1
+    client = make_client(server, tmp_path, **changed_config)
+    [gen] = client.generate([changed_request])
+    assert server.count == 2
+    assert not gen.cached and gen.ok
+    assert client.usage.cached == 0 and client.usage.new_calls == 1
+
+
+def test_settings_that_do_not_change_answers_still_hit(server, tmp_path):
+    make_client(server, tmp_path).generate([user("q")])
+    client = make_client(server, tmp_path, max_concurrency=1, timeout_s=9.0, max_retries=0)
+    [gen] = client.generate([user("q")])
+    assert gen.cached
+    assert server.count == 1
+
+
+def test_identical_uncached_requests_are_sent_once(server, tmp_path):
+    client = make_client(server, tmp_path)
+    requests = [user("same"), user("other"), user("same"), user("same")]
+    out = client.generate(requests)
+    assert server.count == 2
+    assert sorted(fake_openai.prompt_text(r.body) for r in server.requests) == ["other", "same"]
+    assert out[0].text == out[2].text == out[3].text != out[1].text
+    assert client.usage.requests == 4
+    assert client.usage.new_calls == 2
+    assert client.usage.cached == 0
+
+
+def test_partial_cache_sends_only_the_missing(server, tmp_path):
+    make_client(server, tmp_path).generate([user("a"), user("b")])
+    client = make_client(server, tmp_path)
+    out = client.generate([user("a"), user("c"), user("b"), user("d")])
+    assert server.count == 4
+    assert sorted(fake_openai.prompt_text(r.body) for r in server.requests[2:]) == ["c", "d"]
+    assert [g.cached for g in out] == [True, False, True, False]
+    assert client.usage.cached == 2 and client.usage.new_calls == 2
+
+
+# -- failed rows -----------------------------------------------------------------------------------
+
+
+def test_failed_rows_are_not_cached_and_retried_on_rerun(tmp_path):
+    broken = {"bad"}
+
+    def fault_for(path, body):
+        return "400" if fake_openai.prompt_text(body) in broken else None
+
+    requests = [user("good1"), user("bad"), user("good2")]
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        client = make_client(server, tmp_path)
+        out = client.generate(requests)
+        assert [g.ok for g in out] == [True, False, True]
+        assert out[1].text is None and "400" in out[1].error
+        assert client.usage.failed == 1
+        assert len(client.cache) == 2
+
+        rerun = make_client(server, tmp_path)
+        out = rerun.generate(requests)
+        assert server.count == 4  # only the failed row went out again
+        assert prompts(server)[-1] == "bad"
+        assert [g.ok for g in out] == [True, False, True]
+        assert rerun.usage.cached == 2 and rerun.usage.new_calls == 1 and rerun.usage.failed == 1
+
+        broken.clear()  # the server recovers
+        out = make_client(server, tmp_path).generate(requests)
+        assert server.count == 5
+        assert all(g.ok for g in out)
+        assert len(client.cache) == 3
+
+        last = make_client(server, tmp_path)
+        assert all(g.cached for g in last.generate(requests))
+        assert server.count == 5
+
+
+def test_failed_choose_rows_are_not_cached(tmp_path):
+    with FakeOpenAIServer(top_logprobs={"X": -0.1}) as server:
+        client = make_client(server, tmp_path)
+        [choice] = client.choose([user("?")], ["A", "B"])
+        assert not choice.ok
+        assert len(client.cache) == 0
+        make_client(server, tmp_path).choose([user("?")], ["A", "B"])
+        assert server.count == 2
+
+
+def prompts(server) -> list[str]:
+    return [fake_openai.prompt_text(r.body) for r in server.requests]
+
+
+# -- budget and cost -------------------------------------------------------------------------------
+
+
+def test_cost_ledger_is_tokens_times_price(server, tmp_path):
+    price = Price(input=3.0, output=15.0)
+    budget = Budget()
+    client = make_client(server, tmp_path, price=price, budget=budget)
+    client.generate([user(f"長めの質問です、番号 {i}。") for i in range(5)])
+    client.choose([user("A or B")], ["A", "B"])
+
+    usages = [r.response["usage"] for r in server.requests]
+    tokens_in = sum(u["prompt_tokens"] for u in usages)
+    tokens_out_generate = sum(u["completion_tokens"] for u in usages[:5])
+    assert client.usage.input_tokens == tokens_in
+    assert client.usage.output_tokens == tokens_out_generate  # choose counts its prompt only
+    expected = (tokens_in * 3.0 + tokens_out_generate * 15.0) / 1e6
+    assert client.usage.usd == pytest.approx(expected)
+    assert budget.spent_usd == pytest.approx(expected)
+    assert client.usage.as_dict()["usd"] == round(expected, 6)
+
+
+def test_budget_stops_before_the_chunk_that_would_exceed_it(server, tmp_path):
+    price = Price(input=1000.0, output=2000.0)  # USD per 1M tokens: 0.001 / 0.002 per token
+    sampling = Sampling(max_tokens=4)
+    requests = [user(f"q{i}", sampling) for i in range(8)]
+    # max_concurrency=1: chunks of 4 requests. Worst case per chunk: 4 * (2 chars * 0.001 + 4 * 0.002)
+    worst_chunk = 4 * (2 * 1000.0 + 4 * 2000.0) / 1e6
+    assert worst_chunk == pytest.approx(0.04)
+    budget = Budget(limit_usd=0.06)
+    client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=1)
+    assert client.backend.chunk_size == 4
+
+    with pytest.raises(BudgetExceeded, match="budget"):
+        client.generate(requests)
+
+    assert server.count == 4  # the second chunk was never sent
+    assert sorted(prompts(server)) == [f"q{i}" for i in range(4)]
+    usages = [r.response["usage"] for r in server.requests]
+    spent = sum(u["prompt_tokens"] * 1000.0 + u["completion_tokens"] * 2000.0 for u in usages) / 1e6
+    assert budget.spent_usd == pytest.approx(spent)
+    assert spent + worst_chunk > budget.limit_usd  # why it stopped
+    assert len(client.cache) == 4  # answers already received stay cached
+
+    # raise the budget and rerun: the first chunk is free, only the rest is sent
+    rerun = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=1.0), max_concurrency=1)
+    out = rerun.generate(requests)
+    assert all(g.ok for g in out)
+    assert server.count == 8
+    assert rerun.usage.cached == 4 and rerun.usage.new_calls == 4
+
+
+def test_budget_too_small_for_the_first_chunk_sends_nothing(server, tmp_path):
+    client = make_client(server, tmp_path, price=Price(input=1e6, output=1e6), budget=Budget(limit_usd=0.5))
+    with pytest.raises(BudgetExceeded):
+        client.generate([user("x")])
+    assert server.count == 0
+
+
+def test_budget_is_shared_across_clients(server, tmp_path):
+    price = Price(input=1000.0, output=1000.0)
+    budget = Budget(limit_usd=0.02)
+    generator = make_client(server, tmp_path, price=price, budget=budget)
+    judge = make_client(server, tmp_path, price=price, budget=budget, model="judge-model")
+    generator.generate([user("abc", Sampling(max_tokens=4))])  # worst 0.007, spends less
+    assert 0 < budget.spent_usd < 0.007
+    judged = [user("xxxxx", Sampling(max_tokens=10))]  # worst 0.015: fits an unspent budget of 0.02 ...
+    with pytest.raises(BudgetExceeded):
+        judge.generate(judged)  # ... but not what the generator left of the shared one
+    assert server.count == 1
+    alone = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=0.02), model="judge-model")
+    assert all(g.ok for g in alone.generate(judged))
+    assert server.count == 2
+
+
+def test_free_models_ignore_the_budget(server, tmp_path):
+    client = make_client(server, tmp_path, budget=Budget(limit_usd=0.0))
+    assert all(g.ok for g in client.generate([user("free")]))
+    assert client.usage.usd == 0.0
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_api_key_never_reaches_the_cache_file(tmp_path):
+    def fault_for(path, body):
+        return "401" if fake_openai.prompt_text(body) == "unauthorised" else None
+
+    with FakeOpenAIServer(fault_for=fault_for, top_logprobs={"A": -0.1, "B": -0.9}) as server:
+        client = make_client(server, tmp_path)
+        client.generate([user("秘密はどこ?"), user("unauthorised")])
+        client.choose([user("A/B")], ["A", "B"])
+        make_client(server, tmp_path, prompt_format="raw").generate([user("raw")])
+    assert len(client.cache) == 3
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)
+    files = sorted(tmp_path.glob("cache.sqlite*"))
+    assert files  # the database (and its WAL while connections are open)
+    for path in files:
+        data = path.read_bytes()
+        assert KEY.encode() not in data
+        assert KEY_ENV.encode() not in data

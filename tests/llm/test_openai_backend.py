@@ -1,0 +1,330 @@
+"""The openai backend against a real OpenAI-compatible HTTP server on 127.0.0.1 (fault injection)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
+
+
+def _load_fake_openai():
+    name = "jalign_tests_fake_openai"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parents[1] / "fake_openai.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fake_openai = _load_fake_openai()
+FakeOpenAIServer = fake_openai.FakeOpenAIServer
+
+KEY_ENV = "JALIGN_TEST_OPENAI_KEY"
+KEY = "sk-test-Zq81xVf0-not-a-real-key"
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return KEY
+
+
+def make_client(server, tmp_path, **overrides) -> LLMClient:
+    fields = {
+        "model": "fake-model",
+        "backend": "openai",
+        "base_url": server.url,
+        "api_key_env": KEY_ENV,
+        "timeout_s": 5.0,
+        "max_retries": 3,
+        "retry_base_delay_s": 0.001,
+        "max_concurrency": 4,
+    } | overrides
+    return LLMClient(LLMConfig(**fields), cache=ResponseCache(tmp_path / "cache.sqlite"))
+
+
+def user(text: str, sampling: Sampling | None = None, system: str | None = None) -> Request:
+    messages = ({"role": "system", "content": system},) if system else ()
+    return Request((*messages, {"role": "user", "content": text}), sampling or Sampling())
+
+
+def assert_key_only_in_auth_header(server) -> None:
+    assert server.requests
+    for rec in server.requests:
+        assert rec.headers["authorization"] == f"Bearer {KEY}"
+        assert KEY.encode() not in rec.raw
+        others = {k: v for k, v in rec.headers.items() if k.lower() != "authorization"}
+        assert KEY not in repr(others)
+
+
+# -- normal generation ---------------------------------------------------------------------------
+
+
+def test_chat_generate_sends_sampling_and_counts_usage(tmp_path):
+    sampling = Sampling(
+        temperature=0.3, top_p=0.9, max_tokens=32, seed=7, stop=("\n\n",), repetition_penalty=1.1
+    )
+    with FakeOpenAIServer() as server:
+        client = make_client(server, tmp_path)
+        requests = [user(f"質問 {i}", sampling, system="あなたは日本語で答えます。") for i in range(3)]
+        out = client.generate(requests)
+
+        assert len(server.requests) == 3
+        assert {r.path for r in server.requests} == {CHAT}
+        by_prompt = {r.body["messages"][-1]["content"]: r for r in server.requests}
+        for req, gen in zip(requests, out, strict=True):
+            rec = by_prompt[req.messages[-1]["content"]]
+            body = rec.body
+            assert body["messages"] == list(req.messages)
+            assert body["model"] == "fake-model"
+            assert body["temperature"] == 0.3
+            assert body["top_p"] == 0.9
+            assert body["max_tokens"] == 32
+            assert body["seed"] == 7
+            assert body["stop"] == ["\n\n"]
+            assert body["repetition_penalty"] == 1.1  # extra_body lands in the JSON body
+            assert gen.ok and not gen.cached
+            assert gen.text == fake_openai.default_reply(body)
+            assert gen.input_tokens == rec.response["usage"]["prompt_tokens"] > 0
+            assert gen.output_tokens == rec.response["usage"]["completion_tokens"] > 0
+            assert gen.finish_reason == "stop"
+        assert_key_only_in_auth_header(server)
+
+    assert client.usage.requests == 3
+    assert client.usage.new_calls == 3
+    assert client.usage.failed == 0
+    assert client.usage.input_tokens == sum(r.response["usage"]["prompt_tokens"] for r in server.requests)
+    assert client.usage.output_tokens == sum(
+        r.response["usage"]["completion_tokens"] for r in server.requests
+    )
+
+
+def test_defaults_omit_repetition_penalty_and_cap_stop_sequences(tmp_path):
+    sampling = Sampling(stop=("a", "b", "c", "d", "e"))
+    with FakeOpenAIServer() as server:
+        make_client(server, tmp_path).generate([user("x", sampling)])
+    body = server.requests[0].body
+    assert "repetition_penalty" not in body
+    assert body["stop"] == ["a", "b", "c", "d"]  # the OpenAI API takes at most 4
+
+
+def test_finish_reason_length_when_max_tokens_reached(tmp_path):
+    with FakeOpenAIServer(responder=lambda body: "one two three four five six") as server:
+        [gen] = make_client(server, tmp_path).generate([user("count", Sampling(max_tokens=3))])
+    assert gen.ok
+    assert gen.text == "one two three"
+    assert gen.finish_reason == "length"
+    assert gen.output_tokens == 3
+
+
+def test_raw_prompt_format_uses_completions_endpoint(tmp_path):
+    with FakeOpenAIServer(responder=lambda body: f"続き: {body['prompt'][-3:]}") as server:
+        client = make_client(server, tmp_path, prompt_format="raw")
+        req = Request(
+            ({"role": "system", "content": "例1。"}, {"role": "user", "content": "例2。"}), Sampling(seed=3)
+        )
+        [gen] = client.generate([req])
+    [rec] = server.requests
+    assert rec.path == COMPLETIONS
+    assert rec.body["prompt"] == "例1。\n\n例2。"
+    assert "messages" not in rec.body
+    assert rec.body["seed"] == 3
+    assert gen.ok and gen.text == "続き: 例2。"
+    assert gen.input_tokens == rec.response["usage"]["prompt_tokens"] > 0
+    assert gen.output_tokens == rec.response["usage"]["completion_tokens"] > 0
+    assert client.usage.input_tokens == gen.input_tokens
+    assert_key_only_in_auth_header(server)
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ["429"],
+        ["500"],
+        ["503"],
+        ["timeout"],
+        ["garbage"],
+        ["garbage_json"],
+        ["empty_choices"],
+        ["429", "500", "timeout"],
+    ],
+    ids=lambda f: "+".join(f),
+)
+@pytest.mark.parametrize("prompt_format", ["chat", "raw"])
+def test_transient_fault_then_success(tmp_path, faults, prompt_format):
+    with FakeOpenAIServer(faults) as server:
+        client = make_client(server, tmp_path, prompt_format=prompt_format, timeout_s=0.2, max_concurrency=1)
+        [gen] = client.generate([user("retry me")])
+    assert gen.ok, gen.error
+    assert gen.text == fake_openai.default_reply(server.requests[-1].body)
+    assert len(server.requests) == len(faults) + 1  # one attempt per fault, then the success
+    assert [r.fault for r in server.requests] == [*faults, None]
+    assert gen.input_tokens == server.requests[-1].response["usage"]["prompt_tokens"]
+    assert client.usage.failed == 0
+
+
+def test_retry_after_is_honoured(tmp_path):
+    with FakeOpenAIServer(["429:0.3"]) as server:
+        [gen] = make_client(server, tmp_path).generate([user("slow down")])
+    assert gen.ok
+    first, second = server.requests
+    # the backoff alone would wait ~1 ms (retry_base_delay_s=0.001): the gap is the server's Retry-After
+    assert second.arrived - first.arrived >= 0.29
+
+
+def test_persistent_500_fails_that_row_only(tmp_path):
+    def fault_for(path, body):
+        return "500" if fake_openai.prompt_text(body) == "doomed" else None
+
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        client = make_client(server, tmp_path, max_retries=2)
+        prompts = ["a", "b", "doomed", "c", "d"]
+        out = client.generate([user(p) for p in prompts])
+
+    doomed = out[2]
+    assert not doomed.ok
+    assert doomed.text is None
+    assert "500" in doomed.error
+    assert sum(1 for r in server.requests if r.fault == "500") == 3  # 1 try + max_retries
+    for prompt, gen in zip(prompts, out, strict=True):
+        if prompt != "doomed":
+            assert gen.ok and gen.text == fake_openai.default_reply(
+                {"messages": [{"role": "user", "content": prompt}]}
+            )
+    assert len(server.requests) == 3 + 4
+    assert client.usage.failed == 1
+    assert client.usage.new_calls == 5
+
+
+@pytest.mark.parametrize("status", ["400", "401", "404"])
+def test_client_errors_fail_immediately(tmp_path, status):
+    def fault_for(path, body):
+        return status if fake_openai.prompt_text(body) == "bad" else None
+
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        client = make_client(server, tmp_path, max_retries=5)
+        good, bad = client.generate([user("good"), user("bad")])
+    assert good.ok
+    assert not bad.ok and bad.text is None
+    assert f"HTTP {status}" in bad.error
+    assert KEY not in bad.error
+    assert sum(1 for r in server.requests if r.fault == status) == 1  # no retries
+    assert len(server.requests) == 2
+
+
+def test_no_api_key_with_base_url_sends_placeholder(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    with FakeOpenAIServer() as server:
+        [gen] = make_client(server, tmp_path).generate([user("hi")])
+    assert gen.ok
+    assert server.requests[0].headers["authorization"] == "Bearer EMPTY"
+
+
+def test_missing_api_key_without_base_url_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    config = LLMConfig(model="gpt-test", backend="openai", api_key_env=KEY_ENV)
+    client = LLMClient(config, cache=ResponseCache(tmp_path / "cache.sqlite"))
+    with pytest.raises(RuntimeError, match=KEY_ENV):
+        client.generate([user("hi")])
+
+
+def test_api_key_itself_in_params_is_rejected():
+    with pytest.raises(ValueError, match="environment variable"):
+        LLMConfig(model="m", backend="openai", api_key_env=KEY)
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2, 5])
+def test_bounded_concurrency(tmp_path, max_concurrency):
+    with FakeOpenAIServer(delay_s=0.03) as server:
+        client = make_client(server, tmp_path, max_concurrency=max_concurrency)
+        out = client.generate([user(f"q{i}") for i in range(10)])
+    assert all(g.ok for g in out)
+    assert len(server.requests) == 10
+    assert server.max_in_flight == max_concurrency  # reached, never exceeded
+
+
+# -- choose ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt_format", ["chat", "raw"])
+def test_choose_renormalises_top_logprobs(tmp_path, prompt_format):
+    top = {"A": -0.1, "B": -2.5, "C": -3.0}
+    with FakeOpenAIServer(top_logprobs=top) as server:
+        client = make_client(server, tmp_path, prompt_format=prompt_format)
+        [choice] = client.choose([user("A or B?", Sampling(stop=("\n",), temperature=0.9))], ["A", "B"])
+    pa, pb = math.exp(-0.1), math.exp(-2.5)
+    assert choice.ok, choice.error
+    assert choice.probs == pytest.approx({"A": pa / (pa + pb), "B": pb / (pa + pb)})
+    assert sum(choice.probs.values()) == pytest.approx(1.0)
+    assert choice.mass == pytest.approx(pa + pb)
+    assert choice.best == "A"
+    [rec] = server.requests
+    assert choice.input_tokens == rec.response["usage"]["prompt_tokens"] > 0
+    assert rec.body["max_tokens"] == 1
+    assert rec.body["temperature"] == 0.0
+    assert "stop" not in rec.body
+    if prompt_format == "chat":
+        assert rec.path == CHAT
+        assert rec.body["logprobs"] is True
+        assert rec.body["top_logprobs"] == 20
+    else:
+        assert rec.path == COMPLETIONS
+        assert rec.body["logprobs"] == 20
+    assert_key_only_in_auth_header(server)
+
+
+@pytest.mark.parametrize("prompt_format", ["chat", "raw"])
+def test_choose_maps_token_variants_onto_choices(tmp_path, prompt_format):
+    top = {" A": -0.5, "B": -1.0, "[A": -2.0, "A.": -3.0, "「B」": -3.5, "Hmm": -4.0}
+    with FakeOpenAIServer(top_logprobs=top) as server:
+        [choice] = make_client(server, tmp_path, prompt_format=prompt_format).choose([user("?")], ["A", "B"])
+    pa = math.exp(-0.5) + math.exp(-2.0) + math.exp(-3.0)
+    pb = math.exp(-1.0) + math.exp(-3.5)
+    assert choice.ok
+    assert choice.mass == pytest.approx(pa + pb)
+    assert choice.probs == pytest.approx({"A": pa / (pa + pb), "B": pb / (pa + pb)})
+
+
+def test_choose_first_piece_of_longer_choice(tmp_path):
+    # a tokenizer may split "はい" / "いいえ": the unique first piece counts for its choice
+    top = {"は": -0.2, "いい": -1.5, "x": -2.0}
+    with FakeOpenAIServer(top_logprobs=top) as server:
+        [choice] = make_client(server, tmp_path).choose([user("?")], ["はい", "いいえ"])
+    ph, pi = math.exp(-0.2), math.exp(-1.5)
+    assert choice.probs == pytest.approx({"はい": ph / (ph + pi), "いいえ": pi / (ph + pi)})
+
+
+def test_choose_without_any_choice_in_top_logprobs_is_an_error(tmp_path):
+    with FakeOpenAIServer(top_logprobs={"X": -0.1, "Y": -1.0}) as server:
+        client = make_client(server, tmp_path)
+        [choice] = client.choose([user("?")], ["A", "B"])
+    assert not choice.ok
+    assert choice.probs is None and choice.best is None
+    assert "A" in choice.error and "B" in choice.error
+    assert len(server.requests) == 1  # a valid answer: not retried
+    assert client.usage.failed == 1
+
+
+@pytest.mark.parametrize("faults", [["no_logprobs"], ["empty_choices"], ["500", "garbage"]], ids="+".join)
+def test_choose_retries_malformed_answers(tmp_path, faults):
+    with FakeOpenAIServer(faults, top_logprobs={"A": -0.3, "B": -1.4}) as server:
+        [choice] = make_client(server, tmp_path).choose([user("?")], ["A", "B"])
+    assert choice.ok, choice.error
+    assert choice.best == "A"
+    assert len(server.requests) == len(faults) + 1

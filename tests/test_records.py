@@ -1,0 +1,189 @@
+"""jalign.records: JSONL readers that name file:line and field; atomic JSONL/JSON writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from jalign.records import (
+    RecordError,
+    check_text_field,
+    check_unique_ids,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+
+
+def write_lines(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# read_jsonl
+# ---------------------------------------------------------------------------------------------
+def test_reads_objects_and_skips_blank_lines(tmp_path):
+    path = write_lines(
+        tmp_path / "a.jsonl",
+        '{"id": "1", "instruction": "日本語で答えて"}',
+        "",
+        "   \t",
+        '{"id": "2", "instruction": "x", "extra": [1, 2]}',
+    )
+    records = read_jsonl(path, required=("id", "instruction"))
+    assert records == [
+        {"id": "1", "instruction": "日本語で答えて"},
+        {"id": "2", "instruction": "x", "extra": [1, 2]},
+    ]
+    # No trailing newline, CRLF line ends: still read.
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(b'{"id": "1"}\r\n{"id": "2"}')
+    assert read_jsonl(crlf, required=("id",)) == [{"id": "1"}, {"id": "2"}]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert read_jsonl(empty) == []
+
+
+def test_bad_json_names_file_and_line(tmp_path):
+    path = write_lines(tmp_path / "bad.jsonl", '{"id": "1"}', "", '{"id": "3",', '{"id": "4"}')
+    with pytest.raises(RecordError) as info:
+        read_jsonl(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: not valid JSON")  # blank line 2 still counts as a line
+    assert "column" in message
+
+
+def test_non_object_line(tmp_path):
+    path = write_lines(tmp_path / "list.jsonl", '{"id": "1"}', '["id", "2"]')
+    with pytest.raises(RecordError, match=r":2: expected a JSON object, got list$") as info:
+        read_jsonl(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(RecordError, match=r":1: expected a JSON object, got str$"):
+        read_jsonl(write_lines(tmp_path / "str.jsonl", '"just text"'))
+
+
+def test_missing_required_field_names_line_and_field(tmp_path):
+    path = write_lines(tmp_path / "m.jsonl", '{"id": "1", "output": "a"}', '{"id": "2"}')
+    with pytest.raises(RecordError) as info:
+        read_jsonl(path, required=("id", "output"))
+    assert str(info.value) == f"{path}:2: missing field 'output'"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\n", 3, None, ["a"]])
+def test_empty_or_non_string_field(tmp_path, value):
+    path = write_lines(
+        tmp_path / "e.jsonl", '{"id": "1", "output": "ok"}', json.dumps({"id": "2", "output": value})
+    )
+    with pytest.raises(RecordError) as info:
+        read_jsonl(path, required=("id", "output"))
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: field 'output' must be a non-empty string, got ")
+    assert repr(value)[:20] in message
+
+
+def test_fields_are_not_checked_unless_required(tmp_path):
+    path = write_lines(tmp_path / "n.jsonl", '{"id": "1", "output": ""}')
+    assert read_jsonl(path) == [{"id": "1", "output": ""}]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RecordError, match="file not found"):
+        read_jsonl(tmp_path / "absent.jsonl")
+
+
+def test_check_text_field():
+    assert check_text_field({"a": "値"}, "a", "here") == "値"
+    with pytest.raises(RecordError, match=r"^here: missing field 'b'$"):
+        check_text_field({"a": "x"}, "b", "here")
+    long = "x" * 500
+    with pytest.raises(RecordError) as info:
+        check_text_field({"a": [long]}, "a", "here")
+    assert len(str(info.value)) < 200  # the bad value is shown truncated
+
+
+# ---------------------------------------------------------------------------------------------
+# check_unique_ids
+# ---------------------------------------------------------------------------------------------
+def test_check_unique_ids():
+    check_unique_ids([{"id": "a"}, {"id": "b"}, {"id": "c"}], "seeds.jsonl")
+    with pytest.raises(RecordError) as info:
+        check_unique_ids([{"id": "a"}, {"id": "b"}, {"id": "a"}], "seeds.jsonl")
+    assert str(info.value) == "seeds.jsonl:3: duplicate id 'a' (first at record 1)"
+    with pytest.raises(RecordError, match=r"duplicate key 'k'"):
+        check_unique_ids([{"key": "k"}, {"key": "k"}], "x.jsonl", field="key")
+    check_unique_ids([{"key": "k"}, {"key": "l"}], "x.jsonl", field="key")
+    check_unique_ids([], "x.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writers
+# ---------------------------------------------------------------------------------------------
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_write_jsonl_round_trip(tmp_path):
+    path = tmp_path / "deep" / "dir" / "out.jsonl"  # parents are created
+    records = [{"id": "1", "text": "日本語"}, {"id": "2", "n": [1, 2.5, None]}]
+    assert write_jsonl(path, iter(records)) == 2
+    assert read_jsonl(path) == records
+    assert "日本語" in path.read_text(encoding="utf-8")  # not \\u-escaped
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2
+    assert leftovers(path.parent) == []
+    assert write_jsonl(path, []) == 0
+    assert path.read_text() == ""
+
+
+def test_write_jsonl_is_atomic_when_the_iterable_raises(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [{"id": "old"}])
+    before = path.read_bytes()
+
+    def records():
+        yield {"id": "new-1"}
+        yield {"id": "new-2"}
+        raise RuntimeError("stage crashed midway")
+
+    with pytest.raises(RuntimeError, match="crashed midway"):
+        write_jsonl(path, records())
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_write_jsonl_failure_leaves_no_file_when_there_was_none(tmp_path):
+    path = tmp_path / "new.jsonl"
+    with pytest.raises(TypeError):
+        write_jsonl(path, [{"ok": 1}, {"bad": object()}])  # not JSON-serialisable
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_round_trip_and_atomic(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"accepted": 3, "名前": "値"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"accepted": 3, "名前": "値"}
+    assert path.read_text(encoding="utf-8").endswith("}\n")
+    assert "名前" in path.read_text(encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        write_json(path, {"accepted": object()})
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    """Outputs are created with the permissions a plain open() would give (umask), not 0600."""
+    umask = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "a.jsonl", [{"id": "1"}])
+        write_json(tmp_path / "b.json", {"x": 1})
+    finally:
+        os.umask(umask)
+    for name in ("a.jsonl", "b.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

@@ -1,0 +1,95 @@
+"""jalign.text: the Japanese-character measures the stage filters use."""
+
+from __future__ import annotations
+
+import pytest
+
+from jalign.text import contains_any, has_kana, is_punctuation_only, japanese_ratio
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("日本語の文章です", 1.0),
+        ("ひらがなとカタカナと漢字", 1.0),
+        ("ｶﾀｶﾅ", 1.0),  # half-width katakana
+        ("コーヒー", 1.0),  # prolonged sound mark
+        ("人々", 1.0),  # iteration mark
+        ("This is English.", 0.0),
+        ("abc", 0.0),
+        ("日本abc", 0.4),  # 2 Japanese of 5 letters
+        ("Pythonで書く", 3 / 9),
+        ("12 × 15 = 180。答えは180です。", 1.0),  # digits, symbols, punctuation do not count
+        ("１２３：答え", 1.0),  # full-width digits do not count either
+        ("「はい」、そうです！", 1.0),
+        ("", 0.0),
+        ("123 456", 0.0),  # nothing counted at all
+        ("。、！？…", 0.0),
+        ("   \n\t", 0.0),
+        ("안녕하세요", 0.0),  # Hangul is not Japanese
+    ],
+)
+def test_japanese_ratio(text, expected):
+    assert japanese_ratio(text) == pytest.approx(expected)
+
+
+def test_japanese_ratio_ignores_digits_and_punctuation_in_mixed_text():
+    base = japanese_ratio("答えはabcです")
+    assert base == pytest.approx(5 / 8)
+    assert japanese_ratio("答えは 12,345 abc です!!!。") == pytest.approx(base)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ひらがな", True),
+        ("カタカナ", True),
+        ("漢字とかな", True),
+        ("ｶﾀｶﾅ", True),  # half-width katakana is kana too
+        ("ㇰㇱ", True),  # katakana phonetic extensions
+        ("汉字中文文本", False),  # Chinese: ideographs only
+        ("漢字", False),
+        ("English", False),
+        ("", False),
+    ],
+)
+def test_has_kana(text, expected):
+    assert has_kana(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "keywords", "expected"),
+    [
+        ("このＵＲＬを開いてください", ("URL", "リンク"), "URL"),  # full-width text, ASCII keyword
+        ("このURLを開いてください", ("ＵＲＬ",), "ＵＲＬ"),  # the keyword is normalised too
+        ("ｶﾞｿﾞｳを見て", ("ガゾウ",), "ガゾウ"),  # half-width katakana with voiced marks
+        ("画像を説明して", ("図", "画像"), "画像"),  # the first keyword found, in keyword order
+        ("図と画像", ("画像", "図"), "画像"),
+        ("添付ファイル", ("ファイル", "添付"), "ファイル"),
+        ("普通の質問です", ("画像", "URL"), None),
+        ("url", ("URL",), None),  # NFKC does not fold case
+        ("何か", (), None),
+        ("", ("画像",), None),
+    ],
+)
+def test_contains_any(text, keywords, expected):
+    assert contains_any(text, keywords) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("。", True),
+        ("、。！？「」…・", True),
+        ("!!! ??? ...", True),
+        ("★☆♪", True),
+        ("", True),
+        ("  \n", True),
+        ("はい。", False),
+        ("A", False),
+        ("1", False),
+        ("１。", False),
+    ],
+)
+def test_is_punctuation_only(text, expected):
+    assert is_punctuation_only(text) is expected
