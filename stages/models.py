@@ -32,6 +32,7 @@ def main(out_dir: str, params_path: str) -> None:
     setup_logging()
     config = load_section(ModelsConfig, "models", params_path)
     log_params("models", config)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # a DVC output even when no model is packaged
     for name in config.packaged:
         path = materialize(name, Path(out_dir) / name)
         log.info("materialised %s -> %s", name, path)

@@ -7,11 +7,15 @@ again, with the session's temp paths, by the autouse `_isolated_env` fixture.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Test helpers that are not tests (fake_openai.py) import by name from this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _OFFLINE_ENV = {
     "OMP_NUM_THREADS": "1",

@@ -24,12 +24,20 @@ class BudgetExceeded(RuntimeError):
     """Raised before a chunk whose worst-case cost would take spending past the stage's budget."""
 
 
+OnResult = Callable[[int, Any], None]
+
+
 class Backend(Protocol):
+    """`on_result(i, answer)` is called as soon as answer i exists, so the client can cache it at once:
+    a run killed mid-chunk loses no answer it already received."""
+
     chunk_size: int
 
-    def generate(self, requests: list[Request]) -> list[Generation]: ...
+    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]: ...
 
-    def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]: ...
+    def choose(
+        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+    ) -> list[Choice]: ...
 
 
 @dataclass
@@ -128,7 +136,7 @@ class LLMClient:
         return self._run(
             requests,
             mode={"mode": "generate"},
-            call=lambda reqs: self.backend.generate(reqs),
+            call=lambda reqs, on_result: self.backend.generate(reqs, on_result),
             from_cache=lambda v: Generation(
                 text=v["text"],
                 input_tokens=v["input_tokens"],
@@ -151,7 +159,7 @@ class LLMClient:
         return self._run(
             requests,
             mode={"mode": "choose", "choices": list(choices)},
-            call=lambda reqs: self.backend.choose(reqs, choices),
+            call=lambda reqs, on_result: self.backend.choose(reqs, choices, on_result),
             from_cache=lambda v: Choice(
                 probs=v["probs"], mass=v["mass"], input_tokens=v["input_tokens"], cached=True
             ),
@@ -174,7 +182,7 @@ class LLMClient:
         requests: Sequence[Request],
         *,
         mode: dict[str, Any],
-        call: Callable[[list[Request]], list[R]],
+        call: Callable[[list[Request], OnResult], list[R]],
         from_cache: Callable[[dict[str, Any]], R],
         to_cache: Callable[[R], dict[str, Any]],
     ) -> list[R]:
@@ -198,16 +206,17 @@ class LLMClient:
             chunk_keys = todo[start : start + chunk]
             chunk_requests = [requests[pending[k][0]] for k in chunk_keys]
             self._check_budget(chunk_requests)
-            answers = call(chunk_requests)
-            fresh = {}
+
+            def save(j: int, answer: R, chunk_keys: list[str] = chunk_keys) -> None:
+                if answer.ok:  # failures are not cached: a rerun retries them
+                    self.cache.put_many({chunk_keys[j]: to_cache(answer)})
+
+            answers = call(chunk_requests, save)
             for key, answer in zip(chunk_keys, answers, strict=True):
                 self.usage.new_calls += 1
                 self._account(answer)
-                if answer.ok:
-                    fresh[key] = to_cache(answer)
                 for i in pending[key]:
                     results[i] = answer
-            self.cache.put_many(fresh)
         self.usage.failed += sum(1 for r in results if r is not None and not r.ok)
         return results  # type: ignore[return-value]
 

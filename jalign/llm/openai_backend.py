@@ -14,7 +14,7 @@ from typing import Any
 import openai
 from tqdm.auto import tqdm
 
-from jalign.llm.client import render_raw
+from jalign.llm.client import OnResult, render_raw
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
 from jalign.llm.types import Choice, Generation, LLMConfig, Request, Sampling
 
@@ -65,31 +65,37 @@ class OpenAIBackend:
         }
 
     # -- public, synchronous ---------------------------------------------------------------------
-    def generate(self, requests: list[Request]) -> list[Generation]:
-        return asyncio.run(self._gather(requests, self._generate_one, Generation, "generate"))
+    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]:
+        return asyncio.run(self._gather(requests, self._generate_one, Generation, "generate", on_result))
 
-    def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]:
+    def choose(
+        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+    ) -> list[Choice]:
         async def one(client: openai.AsyncOpenAI, request: Request) -> Choice:
             return await self._choose_one(client, request, choices)
 
-        return asyncio.run(self._gather(requests, one, Choice, "choose"))
+        return asyncio.run(self._gather(requests, one, Choice, "choose", on_result))
 
     # -- plumbing ---------------------------------------------------------------------------------
-    async def _gather(self, requests, one, result_type, desc):
+    async def _gather(self, requests, one, result_type, desc, on_result):
         semaphore = asyncio.Semaphore(self.config.max_concurrency)
         bar = tqdm(total=len(requests), desc=f"{desc} {self.config.model}", unit="req")
         async with openai.AsyncOpenAI(**self._client_kwargs) as client:
 
-            async def guarded(request: Request):
+            async def guarded(index: int, request: Request):
                 async with semaphore:
                     try:
-                        return await with_retries(lambda: self._call(one, client, request), self.policy, desc)
+                        result = await with_retries(
+                            lambda: self._call(one, client, request), self.policy, desc
+                        )
                     except (RetryableError, FatalError) as exc:
-                        return result_type(error=str(exc))
-                    finally:
-                        bar.update(1)
+                        result = result_type(error=str(exc))
+                    bar.update(1)
+                    if on_result:
+                        on_result(index, result)  # cached now, before the rest of the chunk returns
+                    return result
 
-            results = await asyncio.gather(*(guarded(r) for r in requests))
+            results = await asyncio.gather(*(guarded(i, r) for i, r in enumerate(requests)))
         bar.close()
         return list(results)
 

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jalign.llm.client import render_raw
+from jalign.llm.client import OnResult, render_raw
 from jalign.llm.types import Choice, Generation, LLMConfig, Request
 from jalign.models import resolve
 
@@ -87,7 +87,7 @@ class TransformersBackend:
         return batches
 
     @torch.inference_mode()
-    def generate(self, requests: list[Request]) -> list[Generation]:
+    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]:
         results: list[Generation] = [Generation(error="not run")] * len(requests)
         for batch in tqdm(self._batches(requests), desc=f"generate {self.config.model}", unit="batch"):
             sampling = requests[batch[0]].sampling
@@ -121,10 +121,14 @@ class TransformersBackend:
                     output_tokens=len(keep),
                     finish_reason="stop" if stopped else finish,
                 )
+                if on_result:
+                    on_result(i, results[i])
         return results
 
     @torch.inference_mode()
-    def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]:
+    def choose(
+        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+    ) -> list[Choice]:
         choice_ids = choice_token_ids(self.tokenizer, choices)
         results: list[Choice] = [Choice(error="not run")] * len(requests)
         for batch in tqdm(self._batches(requests), desc=f"choose {self.config.model}", unit="batch"):
@@ -145,6 +149,8 @@ class TransformersBackend:
                     mass=mass,
                     input_tokens=int(enc["attention_mask"][row].sum()),
                 )
+                if on_result:
+                    on_result(i, results[i])
         return results
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from jalign.llm.client import render_raw
+from jalign.llm.client import OnResult, render_raw
 from jalign.llm.openai_backend import TOP_LOGPROBS, choice_probs
 from jalign.llm.types import Choice, Generation, LLMConfig, Request, Sampling
 from jalign.models import resolve
@@ -48,9 +48,9 @@ class VLLMBackend:
             return self.llm.generate([render_raw(r.messages) for r in requests], params)
         return self.llm.chat([list(r.messages) for r in requests], params)
 
-    def generate(self, requests: list[Request]) -> list[Generation]:
+    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]:
         outputs = self._run(requests, [self._params(r.sampling) for r in requests])
-        return [
+        results = [
             Generation(
                 text=o.outputs[0].text,
                 input_tokens=len(o.prompt_token_ids),
@@ -59,8 +59,14 @@ class VLLMBackend:
             )
             for o in outputs
         ]
+        for i, result in enumerate(results):
+            if on_result:
+                on_result(i, result)
+        return results
 
-    def choose(self, requests: list[Request], choices: tuple[str, ...]) -> list[Choice]:
+    def choose(
+        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+    ) -> list[Choice]:
         params = [
             self._params(r.sampling, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS) for r in requests
         ]
@@ -79,4 +85,6 @@ class VLLMBackend:
                         input_tokens=len(o.prompt_token_ids),
                     )
                 )
+            if on_result:
+                on_result(len(results) - 1, results[-1])
         return results

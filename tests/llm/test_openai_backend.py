@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
+import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 
 from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
 
-
-def _load_fake_openai():
-    name = "jalign_tests_fake_openai"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake_openai = _load_fake_openai()
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 
 KEY_ENV = "JALIGN_TEST_OPENAI_KEY"
