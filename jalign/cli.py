@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import click
 
-from stages import curate, dedup, evolve, judge, models, preferences, respond, self_instruct, translate
+from stages import (
+    classifier,
+    curate,
+    dedup,
+    dpo,
+    evolve,
+    judge,
+    models,
+    preferences,
+    respond,
+    reward,
+    self_instruct,
+    sft,
+    translate,
+)
 
 
 @click.group()
@@ -21,6 +35,10 @@ for command in (
     respond.main,
     judge.main,
     preferences.main,
+    classifier.main,
+    sft.main,
+    dpo.main,
     dedup.main,
+    reward.main,
 ):
     main.add_command(command)

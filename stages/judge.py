@@ -34,6 +34,9 @@ class JudgeConfig:
     judge: LLMConfig
     method: Literal["text", "logprob", "reward"] = "text"
     tie_margin: float = 0.1  # logprob / reward: |P(A) - P(B)| (or |reward gap|) below this is a tie
+    # logprob: divide P(A), P(B) by their mean over the run before deciding ("Calibrate Before Use",
+    # Zhao et al. 2021): removes a constant position prior; both orders must still agree.
+    calibrate_position: bool = True
     min_choice_mass: float = 0.05  # logprob: less probability than this on A+B is an invalid answer
     reward_model: str | None = None  # method reward: a classifier from the classifier stage
     max_failure_rate: float = 0.1
@@ -172,8 +175,41 @@ def judgment(
     }
 
 
-def score_judgments(judgments: list[Record], rows: dict[str, Record]) -> tuple[list[Record], dict]:
+def calibrate(judgments: list[Record], tie_margin: float) -> tuple[list[Record], dict[str, float]]:
+    """Re-decide logprob judgments after dividing out the run's mean P(A) and P(B) (the position prior)."""
+    scored = [j for j in judgments if j["method"] == "logprob" and j["verdict"] is not None]
+    if not scored:
+        return judgments, {}
+    prior = {c: sum(j["raw"][c] for j in scored) / len(scored) for c in ("A", "B")}
+    out = []
+    for j in judgments:
+        if j in scored:
+            a, b = j["raw"]["A"] / prior["A"], j["raw"]["B"] / prior["B"]
+            verdict = outcome_from_margin((a - b) / (a + b), tie_margin)
+            winner = {"A": j["first"], "B": j["second"], "tie": "tie"}[verdict]
+            j = {
+                **j,
+                "verdict": verdict,
+                "strength": int(verdict != "tie"),
+                "winner": winner,
+                "calibrated": True,
+            }
+        out.append(j)
+    return out, {c: round(v, 4) for c, v in prior.items()}
+
+
+def score_judgments(
+    judgments: list[Record],
+    rows: dict[str, Record],
+    calibrate_position: bool = False,
+    tie_margin: float = 0.1,
+) -> tuple[list[Record], dict]:
     """Pure: consistent pairs and judge-reliability statistics from judgments."""
+    raw_decisive = [j for j in judgments if j["verdict"] not in (None, "tie")]
+    raw_bias = _rate(sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive))
+    prior: dict[str, float] = {}
+    if calibrate_position:
+        judgments, prior = calibrate(judgments, tie_margin)
     groups: dict[str, list[Record]] = defaultdict(list)
     for j in judgments:
         groups[j["pair_id"]].append(j)
@@ -225,6 +261,8 @@ def score_judgments(judgments: list[Record], rows: dict[str, Record]) -> tuple[l
         "dropped": dict(sorted(drops.items())),
         "agreement_rate": _rate(agree, both_valid),
         "position_bias_rate": _rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
+        "position_bias_rate_uncalibrated": raw_bias,
+        "position_prior": prior or None,
         "tie_rate": _rate(len(valid) - len(decisive), len(valid)),
         "invalid_rate": _rate(len(judgments) - len(valid), len(judgments)),
         "invalid_reasons": dict(Counter(j["invalid_reason"] for j in judgments if j["verdict"] is None)),
@@ -269,7 +307,9 @@ def main(
     judgments = judge_pairs(tasks, answers, client, config, failures)
     failures.write(failures_path)
     failures.check(len(tasks), config.max_failure_rate)
-    pairs, stats = score_judgments(judgments, {r["prompt_id"]: r for r in rows})
+    pairs, stats = score_judgments(
+        judgments, {r["prompt_id"]: r for r in rows}, config.calibrate_position, config.tie_margin
+    )
     write_jsonl(judgments_path, judgments)
     write_jsonl(out_path, pairs)
     log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])

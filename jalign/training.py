@@ -1,0 +1,96 @@
+"""Shared pieces of the training stages: QLoRA loading, LoRA config, DVCLive, throughput and memory.
+
+The model is loaded in 4-bit NF4 with double quantisation through bitsandbytes (QLoRA, Dettmers et
+al. 2023; the Karasu article trained Qwen2.5-7B-Instruct this way on one A100), LoRA adapters go on
+every linear layer, and the adapter-disabled base serves as the DPO reference model, so there is no
+second copy of the weights in memory.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from jalign.models import resolve
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"  # every linear layer but the output head (QLoRA)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
+    """Model and tokenizer; NF4 4-bit with double quantisation when asked (compute dtype = `dtype`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    kwargs = resolve(ref).pretrained_kwargs()
+    tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    quant = None
+    if quantization == "nf4":
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype(dtype),
+            bnb_4bit_quant_storage=torch_dtype(dtype),
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        **kwargs, dtype=torch_dtype(dtype), quantization_config=quant
+    )
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model, tokenizer
+
+
+def lora_config(lora: LoraSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def dvclive_callback(directory: str):
+    """Log to DVCLive without creating experiments of its own: `dvc exp run` already does that, and
+    dvc.yaml declares the plots."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(directory, save_dvc_exp=False, dvcyaml=False))
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
