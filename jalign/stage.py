@@ -24,7 +24,7 @@ _PACKAGES = ("jalign", "torch", "transformers", "trl", "peft", "bitsandbytes", "
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Request-level logs of the HTTP stack would be noise, and could echo headers.
-    for noisy in ("httpx", "httpcore", "openai"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -128,3 +128,23 @@ def tiny_llm_config(tiny_lm_dir: Path) -> Callable[..., Any]:
         return LLMConfig(**fields)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_lm64_dir(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared tiny model widened to hidden 64: bitsandbytes' CPU inference kernels repack 4-bit
+    weights in 64-element blocks along the input dimension, so NF4 layers need in_features >= 64."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-lm-64")
+    for name in tiny_lm_dir.iterdir():
+        if "token" in name.name or name.name == "chat_template.jinja":
+            shutil.copy2(name, out / name.name)
+    config = AutoConfig.from_pretrained(tiny_lm_dir)
+    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 32
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out

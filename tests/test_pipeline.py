@@ -251,3 +251,64 @@ def test_killed_run_resumes_without_paying_twice(project: Path):
         assert len(set(first_run) & set(second_run)) <= in_flight
         rows = read_jsonl(project / "data/preferences/translated.jsonl")
         assert len(rows) == len({r["id"] for r in rows}) == 10
+
+
+def test_dpo_experiments_and_sweep(project: Path, tiny_lm64_dir: Path):
+    """`dvc exp run -S train.beta=...`, `-S train.loss=...` and the article-001 sweep through the queue,
+    on the tiny model; each run changes metrics/dpo.json and `dvc exp show` compares them."""
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["sft"]["enabled"] = False
+    params["train"].update(model=str(tiny_lm64_dir), dtype="float32", max_steps=2, learning_rate=1e-3,
+                           per_device_train_batch_size=2, max_length=96, optim="adamw_torch")  # fmt: skip
+    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
+        point_at(project, server.url)
+        dvc(project, "repro", "dpo")
+        git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+        subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+        subprocess.run([*git, "commit", "-qm", "baseline"], cwd=project, check=True)
+        baseline = json.loads((project / "metrics/dpo.json").read_text())
+        assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 2
+
+        dvc(project, "exp", "run", "-S", "train.beta=0.1", "dpo")
+        changed = json.loads((project / "metrics/dpo.json").read_text())
+        assert changed["beta"] == 0.1 and changed["eval_loss"] != baseline["eval_loss"]
+        assert "eval_loss" in dvc(project, "metrics", "diff")
+        for loss in ("ipo", "kto"):
+            dvc(project, "exp", "run", "-S", f"train.loss={loss}", "dpo")
+            assert json.loads((project / "metrics/dpo.json").read_text())["loss_type"] == loss
+
+        dvc(
+            project,
+            "exp",
+            "run",
+            "--queue",
+            "-S",
+            "train.beta=0.01,0.1",
+            "-S",
+            "train.loss=sigmoid,ipo",
+            "dpo",
+        )
+        dvc(project, "queue", "start", "-j", "1")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = dvc(project, "queue", "status")
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(2)
+        assert "Failed" not in status, status
+        shown = json.loads(dvc(project, "exp", "show", "--json"))
+        runs = [exp for commit in shown for exp in (commit.get("experiments") or [])]
+        grid = set()
+        for exp in runs:
+            data = exp["revs"][0]["data"]
+            train = data["params"]["params.yaml"]["data"]["train"]
+            metrics = data["metrics"]["metrics/dpo.json"]["data"]
+            grid.add((train["beta"], train["loss"], metrics["eval_loss"]))
+        assert {(b, lt) for b, lt, _ in grid} >= {
+            (0.01, "sigmoid"),
+            (0.01, "ipo"),
+            (0.1, "sigmoid"),
+            (0.1, "ipo"),
+        }
+        assert len({loss for *_, loss in grid}) >= 4  # every setting gives its own eval loss

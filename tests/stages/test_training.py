@@ -24,26 +24,6 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm_dir(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shared tiny model widened to hidden 64: bitsandbytes' CPU inference kernels repack 4-bit
-    weights in 64-element blocks along the input dimension, so NF4 layers need in_features >= 64."""
-    import shutil
-
-    import torch
-    from transformers import AutoConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-lm-64")
-    for name in tiny_lm_dir.iterdir():
-        if "token" in name.name or name.name == "chat_template.jinja":
-            shutil.copy2(name, out / name.name)
-    config = AutoConfig.from_pretrained(tiny_lm_dir)
-    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 32
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
-
-
 @pytest.fixture
 def preference_dir(tmp_path: Path) -> Path:
     out = tmp_path / "sets"
@@ -54,9 +34,9 @@ def preference_dir(tmp_path: Path) -> Path:
     return out
 
 
-def config(tiny_lm_dir: Path, **overrides) -> dpo.TrainConfig:
+def config(tiny_lm64_dir: Path, **overrides) -> dpo.TrainConfig:
     fields = dict(
-        model=str(tiny_lm_dir),
+        model=str(tiny_lm64_dir),
         per_device_train_batch_size=2,
         per_device_eval_batch_size=2,
         gradient_accumulation_steps=1,
@@ -71,10 +51,16 @@ def config(tiny_lm_dir: Path, **overrides) -> dpo.TrainConfig:
 
 
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo", "kto"])
-def test_qlora_nf4_preference_training_runs_and_saves_an_adapter(tiny_lm_dir, preference_dir, tmp_path, loss):
+def test_qlora_nf4_preference_training_runs_and_saves_an_adapter(
+    tiny_lm64_dir, preference_dir, tmp_path, loss
+):
     out = tmp_path / "dpo"
     metrics = dpo.train(
-        config(tiny_lm_dir, loss=loss, quantization="nf4"), preference_dir, None, out, str(tmp_path / "live")
+        config(tiny_lm64_dir, loss=loss, quantization="nf4"),
+        preference_dir,
+        None,
+        out,
+        str(tmp_path / "live"),
     )
     assert metrics["steps"] == 2 and metrics["loss_type"] == loss
     assert metrics["train_loss"] is not None and metrics["eval_loss"] is not None
@@ -85,11 +71,11 @@ def test_qlora_nf4_preference_training_runs_and_saves_an_adapter(tiny_lm_dir, pr
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").exists()
 
 
-def test_beta_changes_the_dpo_metrics(tiny_lm_dir, preference_dir, tmp_path):
+def test_beta_changes_the_dpo_metrics(tiny_lm64_dir, preference_dir, tmp_path):
     """`dvc exp run -S train.beta=...` must show up in `dvc metrics diff`."""
     runs = [
         dpo.train(
-            config(tiny_lm_dir, beta=beta, quantization="none"),
+            config(tiny_lm64_dir, beta=beta, quantization="none"),
             preference_dir,
             None,
             tmp_path / f"b{beta}",
@@ -101,20 +87,20 @@ def test_beta_changes_the_dpo_metrics(tiny_lm_dir, preference_dir, tmp_path):
     assert runs[0]["eval_reward_margin"] != runs[1]["eval_reward_margin"]
 
 
-def test_nf4_model_is_really_4bit(tiny_lm_dir):
+def test_nf4_model_is_really_4bit(tiny_lm64_dir):
     import bitsandbytes as bnb
 
     from jalign.training import load_policy
 
-    model, _ = load_policy(str(tiny_lm_dir), "nf4", "float32")
+    model, _ = load_policy(str(tiny_lm64_dir), "nf4", "float32")
     linear4 = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert linear4 and all(m.weight.quant_type == "nf4" for m in linear4)
 
 
-def test_sft_trains_an_adapter_that_dpo_can_start_from(tiny_lm_dir, preference_dir, tmp_path):
+def test_sft_trains_an_adapter_that_dpo_can_start_from(tiny_lm64_dir, preference_dir, tmp_path):
     records = [{"instruction": f"指示{i}", "input": "", "output": f"出力{i}です。"} for i in range(4)]
     sft_config = sft.SFTConfig(
-        model=str(tiny_lm_dir),
+        model=str(tiny_lm64_dir),
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         max_steps=1,
@@ -127,7 +113,7 @@ def test_sft_trains_an_adapter_that_dpo_can_start_from(tiny_lm_dir, preference_d
     metrics = sft.train(sft_config, records, tmp_path / "sft", str(tmp_path / "live-sft"))
     assert metrics["steps"] == 1 and (tmp_path / "sft" / "adapter" / "adapter_config.json").exists()
     out = dpo.train(
-        config(tiny_lm_dir, quantization="none", start_from_sft=True, max_steps=1),
+        config(tiny_lm64_dir, quantization="none", start_from_sft=True, max_steps=1),
         preference_dir,
         tmp_path / "sft" / "adapter",
         tmp_path / "dpo",
