@@ -30,7 +30,9 @@ ENGLISH_SPECIFIC: dict[str, re.Pattern[str]] = {
     "rhyme": re.compile(r"\brhym(e|es|ing)\b", re.I),
     "spelling": re.compile(r"\bspell(ing|ed|s)?\b|\bbackwards?\b|\bpalindrom|\banagram", re.I),
     "letters": re.compile(
-        r"\bletters? (in|of)\b|\bletter [A-Z]\b|\bvowels?\b|\bconsonants?\b|\bsyllables?\b", re.I
+        r"\bhow many letters\b|\bletters? (are )?(in|of)\b|\bletter [A-Z]\b"
+        r"|\bvowels?\b|\bconsonants?\b|\bsyllables?\b",
+        re.I,
     ),
     "acronym": re.compile(r"\bacronyms?\b|\binitialisms?\b", re.I),
     "english_grammar": re.compile(

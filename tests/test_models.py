@@ -90,7 +90,7 @@ def test_garbage_reference_lists_the_accepted_forms(ref):
     message = str(info.value)
     assert repr(ref) in message
     assert "local directory" in message
-    assert "pkg:gemma-3-270m|all-minilm-l6-v2" in message
+    assert "pkg:" + "|".join(PACKAGED) in message
     assert "org/name[@revision]" in message
 
 

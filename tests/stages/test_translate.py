@@ -1,0 +1,128 @@
+"""Translate: English-specific detection and the per-row plan; source loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jalign.llm import LLMConfig
+from jalign.records import RecordError
+from jalign.sources import SourceConfig, load_source
+from stages.translate import TranslateConfig, english_specific_kind, first_paragraph, plan
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Sort these fruits alphabetically: pear, apple, fig.", "alphabetical_order"),
+        ("Put the names in alphabetical order.", "alphabetical_order"),
+        ("Give me five words that rhyme with 'light'.", "rhyme"),
+        ("How do you spell 'necessary'?", "spelling"),
+        ("Write the word 'stressed' backwards.", "spelling"),
+        ("How many letters are in the word 'Mississippi'?", "letters"),
+        ("Count the vowels in 'education'.", "letters"),
+        ("Make an acronym for our team values.", "acronym"),
+        ("Correct the grammar in: 'She don't like apples.'", "english_grammar"),
+        ("Put this sentence into the past tense: I eat rice.", "english_grammar"),
+        ("Tell me a pun about cheese.", "wordplay"),
+        ("Write a tongue twister about sea shells.", "wordplay"),
+        # Not about English itself: must be translated literally.
+        ("Write a letter to my landlord about a broken heater.", None),
+        ("How do I boil an egg so the yolk stays soft?", None),
+        ("Summarise the plot of a novel about a lighthouse keeper.", None),
+    ],
+)
+def test_english_specific_detection(text, kind):
+    assert english_specific_kind(text) == kind
+
+
+def config(action: str) -> TranslateConfig:
+    llm = LLMConfig(model="org/m@abc")
+    return TranslateConfig(
+        translator=llm,
+        reviewer=llm,
+        english_specific=action,
+        sources=(SourceConfig(name="s", license="cc0", path="x.jsonl"),),
+    )
+
+
+ROWS = [
+    {"id": "s:1", "prompt_en": "Sort these words alphabetically: b, a."},
+    {"id": "s:2", "prompt_en": "Explain photosynthesis simply."},
+]
+
+
+def test_plan_localizes_drops_or_keeps_per_param():
+    todo, drops = plan(ROWS, config("localize"))
+    assert [(r["id"], t, k) for r, t, k in todo] == [
+        ("s:1", "translate_localize", "alphabetical_order"),
+        ("s:2", "translate", None),
+    ]
+    todo, drops = plan(ROWS, config("drop"))
+    assert [r["id"] for r, _, _ in todo] == ["s:2"] and drops == {"english_specific:alphabetical_order": 1}
+    todo, _ = plan(ROWS, config("keep"))
+    assert [t for _, t, _ in todo] == ["translate", "translate"]
+
+
+def test_first_paragraph_stops_at_a_blank_line():
+    assert first_paragraph("  一行目です。\n続きです。\n\n次の英語: ...") == "一行目です。\n続きです。"
+
+
+def test_source_config_needs_exactly_one_location():
+    with pytest.raises(ValueError, match="exactly one"):
+        SourceConfig(name="s", license="cc0")
+    with pytest.raises(ValueError, match="exactly one"):
+        SourceConfig(name="s", license="cc0", path="a.jsonl", hf_dataset="org/ds")
+
+
+def test_load_source_maps_fields_filters_and_limits(tmp_path):
+    path = tmp_path / "src.jsonl"
+    rows = [{"mid": i, "text": f"prompt {i}", "lang": "en" if i % 2 else "de"} for i in range(10)]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    source = SourceConfig(
+        name="oa",
+        license="apache-2.0",
+        path=str(path),
+        prompt_field="text",
+        id_field="mid",
+        where={"lang": "en"},
+        limit=3,
+    )
+    out = load_source(source)
+    assert [r["id"] for r in out] == ["oa:1", "oa:3", "oa:5"]
+    assert all(r["license"] == "apache-2.0" and r["source"] == "oa" for r in out)
+
+
+def test_load_source_names_file_line_and_field(tmp_path):
+    path = tmp_path / "src.jsonl"
+    path.write_text('{"id": 1, "prompt": "ok"}\n{"id": 2, "prompt": ""}\n', encoding="utf-8")
+    with pytest.raises(RecordError, match=r"src.jsonl:2: field 'prompt'"):
+        load_source(SourceConfig(name="s", license="cc0", path=str(path)))
+
+
+def test_repo_source_prompts_include_english_specific_tasks():
+    rows = load_source(
+        SourceConfig(name="jalign-en", license="CC0-1.0", path=str(REPO / "data/sources/en_prompts.jsonl"))
+    )
+    kinds = [english_specific_kind(r["prompt_en"]) for r in rows]
+    assert len(rows) == 40 and sum(k is not None for k in kinds) >= 6
+
+
+@pytest.mark.skipif(not (SHARED / "hh_rlhf").exists(), reason="../shared/data is not present")
+def test_loads_a_public_preference_file_as_a_source():
+    """hh-rlhf rows through the same loader (the prompt is the first human turn; here the whole text)."""
+    source = SourceConfig(
+        name="hh",
+        license="MIT",
+        path=str(SHARED / "hh_rlhf/harmless-base_test_first300.jsonl"),
+        prompt_field="chosen",
+        id_field=None,
+        limit=5,
+    )
+    rows = load_source(source)
+    assert len(rows) == 5 and rows[0]["id"] == "hh:1" and "Human:" in rows[0]["prompt_en"]
