@@ -43,3 +43,27 @@ def load_eval_prompts(sets: list[EvalSet]) -> list[EvalPrompt]:
             rid = str(record.get(eval_set.id_field, lineno))
             prompts.append(EvalPrompt(eval_set.name, rid, record[eval_set.prompt_field]))
     return prompts
+
+
+def decontaminate(
+    records: list[dict],
+    texts: list[str],
+    eval_prompts: list[EvalPrompt],
+    threshold: float,
+    id_field: str = "id",
+) -> tuple[list[dict], list[dict]]:
+    """Split records into (clean, contaminated): contaminated when the character ROUGE-L F1 of its text
+    to any eval prompt exceeds `threshold`. Each contaminated entry names the eval prompt it hit."""
+    from jalign.dedup import max_similarity
+
+    scores, nearest = max_similarity(texts, [p.prompt for p in eval_prompts])
+    clean, contaminated = [], []
+    for record, score, idx in zip(records, scores, nearest, strict=True):
+        if score > threshold:
+            hit = eval_prompts[idx]
+            contaminated.append(
+                {id_field: record[id_field], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)}
+            )
+        else:
+            clean.append(record)
+    return clean, contaminated

@@ -14,8 +14,8 @@ import click
 
 from jalign import prompts
 from jalign.config import load_section
-from jalign.dedup import dedup_with_reasons, max_similarity
-from jalign.evalsets import load_eval_prompts, load_eval_sets
+from jalign.dedup import dedup_with_reasons
+from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.llm import Budget, Choice, LLMClient, LLMConfig, Request
 from jalign.records import Record, read_jsonl, write_json, write_jsonl
 from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging
@@ -127,16 +127,9 @@ def curate(
     unique = [r for r, keep in zip(records, verdict.keep, strict=True) if keep]
     drops["near_duplicate"] = len(records) - len(unique)
 
-    scores, nearest = max_similarity([user_text(r) for r in unique], [p.prompt for p in eval_prompts])
-    clean, contaminated = [], []
-    for record, score, idx in zip(unique, scores, nearest, strict=True):
-        if score > config.contamination_threshold:
-            hit = eval_prompts[idx]
-            contaminated.append(
-                {"id": record["id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)}
-            )
-        else:
-            clean.append(record)
+    clean, contaminated = decontaminate(
+        unique, [user_text(r) for r in unique], eval_prompts, config.contamination_threshold
+    )
     drops["contaminated"] = len(contaminated)
 
     answers = {

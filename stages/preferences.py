@@ -18,8 +18,7 @@ from pathlib import Path
 import click
 
 from jalign.config import load_section
-from jalign.dedup import max_similarity
-from jalign.evalsets import load_eval_prompts, load_eval_sets
+from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.records import Record, read_jsonl, write_json, write_jsonl
 from jalign.reward import classifier_text
 from jalign.stage import log, log_params, provenance, setup_logging
@@ -85,16 +84,9 @@ def to_binary(pair: Record) -> list[Record]:
 
 
 def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfig) -> tuple[dict, dict]:
-    scores, nearest = max_similarity([p["prompt"] for p in pairs], [e.prompt for e in eval_prompts])
-    clean, contaminated = [], []
-    for pair, score, idx in zip(pairs, scores, nearest, strict=True):
-        if score > config.contamination_threshold:
-            hit = eval_prompts[idx]
-            contaminated.append(
-                {"pair_id": pair["pair_id"], "eval": f"{hit.set_name}/{hit.id}", "rouge_l": round(score, 4)}
-            )
-        else:
-            clean.append(pair)
+    clean, contaminated = decontaminate(
+        pairs, [p["prompt"] for p in pairs], eval_prompts, config.contamination_threshold, id_field="pair_id"
+    )
     splits = split_by_prompt(clean, config.eval_size, config.seed)
     sets = {}
     for split, rows in splits.items():
