@@ -48,8 +48,14 @@ def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
             bnb_4bit_compute_dtype=torch_dtype(dtype),
             bnb_4bit_quant_storage=torch_dtype(dtype),
         )
+    device_map = None
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        # One copy per process under `accelerate launch` (DDP); ZeRO-3 / FSDP shard it afterwards.
+        device_map = {"": PartialState().local_process_index}
     model = AutoModelForCausalLM.from_pretrained(
-        **kwargs, dtype=torch_dtype(dtype), quantization_config=quant
+        **kwargs, dtype=torch_dtype(dtype), quantization_config=quant, device_map=device_map
     )
     if quant is not None:
         from peft import prepare_model_for_kbit_training
