@@ -162,3 +162,41 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
 def test_reward_method_needs_a_model():
     with pytest.raises(ValueError, match="reward_model"):
         JudgeConfig(judge=CONFIG.judge, method="reward")
+
+
+def test_text_method_keeps_raw_answers_and_counts_unparseable_ones_invalid(tmp_path):
+    """Free-text judging over a real OpenAI-compatible HTTP server: the raw text sits next to the verdict."""
+    import fake_openai
+
+    from jalign.llm import LLMClient, ResponseCache
+
+    def reply(body):
+        text = fake_openai.prompt_text(body)
+        if "質問p2" in text:
+            return "どちらも良いが、Aの方が丁寧です。"  # no verdict token: invalid, never a win
+        return "Bの方が具体的で正確です。\n最終判定: [[B]]"
+
+    with fake_openai.FakeOpenAIServer(responder=reply) as server:
+        llm = LLMConfig(
+            model="judge",
+            backend="openai",
+            base_url=server.url,
+            prompt_format="chat",
+            retry_base_delay_s=0.01,
+        )
+        config = JudgeConfig(judge=llm, method="text")
+        client = LLMClient(llm, cache=ResponseCache(tmp_path / "cache.sqlite"))
+        rows = [row("p1", x="a", y="b"), row("p2", x="a", y="b")]
+        tasks, _ = tasks_for(rows)
+        answers = {r["prompt_id"]: {n: v["text"] for n, v in r["responses"].items()} for r in rows}
+        judgments = judge_pairs(tasks, answers, client, config, Failures("judge"))
+    assert len(server.calls()) == 4
+    by_prompt = {(j["prompt_id"], j["first"]): j for j in judgments}
+    assert by_prompt[("p1", "x")]["winner"] == "y" and by_prompt[("p1", "y")]["winner"] == "x"  # always "B"
+    assert by_prompt[("p1", "x")]["raw"].endswith("[[B]]")
+    assert (
+        by_prompt[("p2", "x")]["verdict"] is None and by_prompt[("p2", "x")]["invalid_reason"] == "no_verdict"
+    )
+    pairs, stats = score_judgments(judgments, {r["prompt_id"]: r for r in rows})
+    assert pairs == [] and stats["dropped"] == {"disagreement": 1, "invalid": 1}
+    assert stats["position_bias_rate"] == 0.0 and stats["invalid_rate"] == 0.5
