@@ -138,9 +138,8 @@ def judge_pairs(
         assert config.reward_model is not None
         scorer = RewardModel(config.reward_model)
         keys = sorted({(t.prompt_id, n) for t in tasks for n in (t.first, t.second)})
-        texts = [
-            classifier_text(next(t.prompt for t in tasks if t.prompt_id == p), answers[p][n]) for p, n in keys
-        ]
+        prompt_of = {t.prompt_id: t.prompt for t in tasks}
+        texts = [classifier_text(prompt_of[p], answers[p][n]) for p, n in keys]
         reward = dict(zip(keys, scorer.score(texts), strict=True))
         for task in tasks:
             ra, rb = reward[(task.prompt_id, task.first)], reward[(task.prompt_id, task.second)]
@@ -177,13 +176,16 @@ def judgment(
 
 def calibrate(judgments: list[Record], tie_margin: float) -> tuple[list[Record], dict[str, float]]:
     """Re-decide logprob judgments after dividing out the run's mean P(A) and P(B) (the position prior)."""
-    scored = [j for j in judgments if j["method"] == "logprob" and j["verdict"] is not None]
+    def is_scored(j: Record) -> bool:
+        return j["method"] == "logprob" and j["verdict"] is not None
+
+    scored = [j for j in judgments if is_scored(j)]
     if not scored:
         return judgments, {}
     prior = {c: sum(j["raw"][c] for j in scored) / len(scored) for c in ("A", "B")}
     out = []
     for j in judgments:
-        if j in scored:
+        if is_scored(j):
             a, b = j["raw"]["A"] / prior["A"], j["raw"]["B"] / prior["B"]
             verdict = outcome_from_margin((a - b) / (a + b), tie_margin)
             winner = {"A": j["first"], "B": j["second"], "tie": "tie"}[verdict]
