@@ -131,16 +131,17 @@ def train(
         model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
         peft_config = None  # TRL copies the loaded adapter as the reference ("ref") adapter
     trainer_cls = KTOTrainer if config.loss == "kto" else DPOTrainer
-    trainer = trainer_cls(
-        model=model,
-        args=trl_args(config, str(out_dir / "checkpoints")),
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[dvclive_callback(live_dir)],
-    )
+    # The clock includes trainer construction: precompute_ref_log_probs runs its reference pass there.
     with Stopwatch() as clock:
+        trainer = trainer_cls(
+            model=model,
+            args=trl_args(config, str(out_dir / "checkpoints")),
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[dvclive_callback(live_dir)],
+        )
         result = trainer.train()
     evaluation = trainer.evaluate() if eval_rows else {}
     trainer.model.save_pretrained(out_dir / "adapter")
