@@ -176,6 +176,7 @@ def judgment(
 
 def calibrate(judgments: list[Record], tie_margin: float) -> tuple[list[Record], dict[str, float]]:
     """Re-decide logprob judgments after dividing out the run's mean P(A) and P(B) (the position prior)."""
+
     def is_scored(j: Record) -> bool:
         return j["method"] == "logprob" and j["verdict"] is not None
 
