@@ -269,6 +269,8 @@ def test_dpo_experiments_and_sweep(project: Path, tiny_lm64_dir: Path):
         subprocess.run([*git, "commit", "-qm", "baseline"], cwd=project, check=True)
         baseline = json.loads((project / "metrics/dpo.json").read_text())
         assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 2
+        plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
+        assert {"DPO loss", "DPO reward margin", "DPO reward accuracy"} <= set(plots)
 
         dvc(project, "exp", "run", "-S", "train.beta=0.1", "dpo")
         changed = json.loads((project / "metrics/dpo.json").read_text())
