@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jalign.config import as_dict, from_dict, read_params
-from jalign.llm.client import Usage
+from jalign.llm.client import LLMClient, Usage
 from jalign.llm.types import LLMConfig, Price
 from jalign.records import Record, write_jsonl
 
@@ -72,11 +72,14 @@ class Failures:
             )
 
 
-def usage_metrics(usages: dict[str, Usage]) -> dict[str, Any]:
+def usage_metrics(clients: dict[str, LLMClient]) -> dict[str, Any]:
+    """Tokens, calls and USD per role and in total, with each role's model identity (backend, model,
+    revision or content fingerprint) so every metric names the exact weights behind it."""
     total = Usage()
-    for usage in usages.values():
-        total = total.add(usage)
-    return {"total": total.as_dict(), **{role: u.as_dict() for role, u in usages.items()}}
+    for client in clients.values():
+        total = total.add(client.usage)
+    roles = {role: {**c.usage.as_dict(), "model": c.identity} for role, c in clients.items()}
+    return {"total": total.as_dict(), **roles}
 
 
 def price_for(llm: LLMConfig, params_path: str | Path = "params.yaml") -> Price:

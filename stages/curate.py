@@ -221,7 +221,7 @@ def main(
     failures.check(client.usage.requests, config.max_failure_rate)
     write_jsonl(out_path, kept)
     previous = {Path(p).stem: json.loads(Path(p).read_text()) for p in upstream}
-    usage = {"curate": client.usage.as_dict()} | {
+    usage = {"curate": {**client.usage.as_dict(), "model": client.identity}} | {
         k: v.get("usage", {}).get("total") for k, v in previous.items()
     }
     log.info("curated %d of %d instructions", len(kept), len(records))

@@ -290,7 +290,7 @@ def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, par
             "rounds": per_round,
             "operations": dict(sorted(Counter(r["lineage"]["operation"] for r in evolved).items())),
             "mean_japanese_ratio": mean([japanese_ratio(r["instruction"] + r["output"]) for r in evolved]),
-            "usage": usage_metrics({role: c.usage for role, c in clients.items()}),
+            "usage": usage_metrics(clients),
             "provenance": provenance(),
         },
     )

@@ -316,7 +316,7 @@ def main(
     write_jsonl(judgments_path, judgments)
     write_jsonl(out_path, pairs)
     log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])
-    usage = usage_metrics({"judge": client.usage}) if client else {}
+    usage = usage_metrics({"judge": client}) if client else {}
     write_json(
         metrics_path,
         {

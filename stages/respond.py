@@ -133,7 +133,7 @@ def main(
                 r.name: mean([len(o["responses"][r.name]["text"]) for o in out if r.name in o["responses"]])
                 for r in config.responders
             },
-            "usage": usage_metrics({name: c.usage for name, c in clients.items()}),
+            "usage": usage_metrics(clients),
             "provenance": provenance(),
         },
     )

@@ -240,7 +240,7 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
             "dropped": dict(sorted(drops.items())),
             "mean_japanese_ratio": mean([japanese_ratio(r["instruction"] + r["output"]) for r in records]),
             "viewpoints": dict(sorted(Counter(r["viewpoint"] for r in records).items())),
-            "usage": usage_metrics({"generator": client.usage}),
+            "usage": usage_metrics({"generator": client}),
             "provenance": provenance(),
         },
     )

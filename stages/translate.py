@@ -190,7 +190,7 @@ def main(out_path: str, failures_path: str, metrics_path: str, params_path: str)
             "localized": sum(1 for r in out if (r["english_specific"] or {}).get("action") == "localized"),
             "review_used": sum(r["review_used"] for r in out),
             "mean_japanese_ratio": mean([japanese_ratio(r["prompt"]) for r in out]),
-            "usage": usage_metrics({role: c.usage for role, c in clients.items()}),
+            "usage": usage_metrics(clients),
             "provenance": provenance(),
         },
     )

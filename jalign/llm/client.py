@@ -127,6 +127,10 @@ class LLMClient:
         self.usage = Usage()
 
     @property
+    def identity(self) -> dict[str, Any]:
+        return dict(self._identity)
+
+    @property
     def backend(self) -> Backend:
         if self._backend is None:
             self._backend = make_backend(self.config)
