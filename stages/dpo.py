@@ -61,8 +61,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.quantization == "nf4" and self.dtype == "float16" and self.optim.startswith("paged"):
-            pass  # valid on GPU; listed to document the combination the article used (with bfloat16)
+        if self.max_steps == 0 or self.num_train_epochs <= 0:
+            raise ValueError("max_steps must be -1 (use num_train_epochs) or > 0, and num_train_epochs > 0")
 
 
 def load_split(directory: Path, loss: str, split: str, limit: int | None) -> list[dict]:
