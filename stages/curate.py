@@ -64,6 +64,7 @@ class CurateConfig:
     drop_categories: tuple[str, ...] = ()  # e.g. ["others"]
     dedup_threshold: float = 0.7  # character ROUGE-L F1 above this: near-duplicate
     contamination_threshold: float = 0.5  # ROUGE-L F1 to any eval prompt above this: dropped
+    min_choice_mass: float = 0.05  # probability the tagger put on the offered answers; below: no tag
     max_failure_rate: float = 0.1
     budget_usd: float | None = None
 
@@ -144,7 +145,12 @@ def curate(
         if failed:
             drops["tag_failure"] += 1
             continue
+        if any(answers[tag][i].mass < config.min_choice_mass for tag in TAGS):
+            drops["tag_low_mass"] += 1  # the tagger wanted to say something else: no tag, not a guess
+            continue
         tags = {tag: tag_value(answers[tag][i], TAGS[tag][1]) for tag in TAGS}
+        for tag in TAGS:
+            tags[tag]["mass"] = round(answers[tag][i].mass, 4)
         reason = tag_reason(tags, config)
         if reason:
             drops[reason] += 1

@@ -53,6 +53,7 @@ class EvolveConfig:
     max_instructions: int | None = None  # evolve only the first N inputs (small CPU profiles)
     seed: int = 42
     min_gain_prob: float = 0.5  # P(はい) below this: "no information gain", eliminated
+    min_choice_mass: float = 0.05  # P(はい) + P(いいえ) below this: the judge answered neither
     min_output_chars: int = 10
     max_instruction_chars: int = 400
     min_japanese_ratio: float = 0.6
@@ -193,6 +194,8 @@ def evolve_round(
         if not gain.ok:
             failures.add(parent["id"], "gain_judge", gain.error or "")
             drops["llm_failure"] += 1
+        elif gain.mass < config.min_choice_mass:
+            drops["gain_judge_low_mass"] += 1  # no usable yes/no: not evidence of a gain
         elif gain.probs["はい"] < config.min_gain_prob:
             drops["no_information_gain"] += 1
         else:

@@ -68,3 +68,31 @@ def test_choice_prompts_end_at_the_open_bracket(template):
     from jalign import prompts
 
     assert prompts.render(template, instruction="x", input="なし").endswith(": [")
+
+
+def test_a_tag_the_tagger_barely_answered_drops_the_row_instead_of_guessing(tmp_path):
+    """Low probability mass on the offered answers is no tag: counted, not turned into a label."""
+    import fake_openai
+
+    from jalign.llm import LLMClient, ResponseCache
+    from jalign.stage import Failures
+    from stages.curate import curate
+
+    def top(body):
+        text = fake_openai.prompt_text(body)
+        if "ほぼ答えない" in text and text.endswith("評価: ["):
+            return {"x": -0.01, "4": -6.0}  # the tagger wanted to write something else
+        return {"4": -0.1, "3": -2.5, "A": -0.2}
+
+    records = [
+        {"id": "ok", "instruction": "味噌汁の作り方を教えてください。", "output": "だしを取ります。"},
+        {"id": "low", "instruction": "ほぼ答えない指示です。", "output": "はい。"},
+    ]
+    with fake_openai.FakeOpenAIServer(top_logprobs=top) as server:
+        tagger = LLMConfig(model="tagger", backend="openai", base_url=server.url, prompt_format="chat")
+        config = CurateConfig(tagger=tagger, min_quality=1.0)
+        client = LLMClient(tagger, cache=ResponseCache(tmp_path / "c.sqlite"))
+        kept, report = curate(records, [], client, config, Failures("curate"))
+    assert [r["id"] for r in kept] == ["ok"]
+    assert report["dropped"]["tag_low_mass"] == 1
+    assert kept[0]["tags"]["quality"]["label"] == "good" and kept[0]["tags"]["quality"]["mass"] > 0.5
