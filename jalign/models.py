@@ -91,6 +91,22 @@ class ModelSource:
         return kwargs
 
 
+def pick_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(name: str):
+    """params dtype name -> torch dtype ("auto" passes through to from_pretrained)."""
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
 def cache_home() -> Path:
     return Path(os.environ.get("JALIGN_HOME", Path.home() / ".cache" / "jalign"))
 

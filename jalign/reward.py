@@ -7,10 +7,9 @@ preferences stage writes training texts with it and `judge.method: reward` score
 
 from __future__ import annotations
 
-import torch
 from tqdm.auto import tqdm
 
-from jalign.models import resolve
+from jalign.models import pick_device, resolve
 
 
 def classifier_text(prompt: str, answer: str) -> str:
@@ -22,22 +21,24 @@ class RewardModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         kwargs = resolve(ref).pretrained_kwargs()
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(**kwargs)
         self.model = AutoModelForSequenceClassification.from_pretrained(**kwargs).to(self.device).eval()
         self.batch_size = batch_size
         self.max_length = max_length
 
-    @torch.inference_mode()
     def score(self, texts: list[str]) -> list[float]:
         """logit(chosen) - logit(rejected) for two-label heads; the single logit for one-label heads."""
+        import torch
+
         rewards: list[float] = []
         for start in tqdm(range(0, len(texts), self.batch_size), desc="reward", unit="batch"):
             batch = texts[start : start + self.batch_size]
             enc = self.tokenizer(
                 batch, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
             )
-            logits = self.model(**enc.to(self.device)).logits.float()
+            with torch.inference_mode():
+                logits = self.model(**enc.to(self.device)).logits.float()
             margin = logits[:, 1] - logits[:, 0] if logits.shape[-1] == 2 else logits[:, 0]
             rewards += margin.tolist()
         return rewards

@@ -14,9 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from jalign.models import resolve
+from jalign.models import resolve, torch_dtype
 
 
 @dataclass(frozen=True)
@@ -27,12 +25,9 @@ class LoraSettings:
     target_modules: str = "all-linear"  # every linear layer but the output head (QLoRA)
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
 def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
     """Model and tokenizer; NF4 4-bit with double quantisation when asked (compute dtype = `dtype`)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     kwargs = resolve(ref).pretrained_kwargs()
@@ -86,6 +81,8 @@ def dvclive_callback(directory: str):
 
 
 def peak_memory_mb() -> float:
+    import torch
+
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
     # ru_maxrss is KiB on Linux, bytes on macOS.

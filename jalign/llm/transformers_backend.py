@@ -13,22 +13,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm.client import OnResult, render_raw
 from jalign.llm.types import Choice, Generation, LLMConfig, Request
-from jalign.models import resolve
+from jalign.models import pick_device, resolve, torch_dtype
 
 log = logging.getLogger(__name__)
 
 # End-of-turn markers of common chat templates; generation stops on them as on EOS.
 _TURN_ENDS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
-
-
-def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def torch_dtype(name: str) -> torch.dtype | str:
-    return "auto" if name == "auto" else getattr(torch, name)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from jalign.cli import main
+from commands import main
 
 
 def write(path, rows):
