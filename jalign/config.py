@@ -1,13 +1,18 @@
-"""params.yaml sections -> frozen, documented dataclasses.
+"""params.yaml sections -> frozen, documented, validated dataclasses.
 
-Every stage reads its own section through `load_section`. Unknown keys and wrong types are rejected
-with the key's full dotted name, so a typo in `dvc exp run -S train.betta=0.1` fails loudly instead of
-silently training with the default.
+params.yaml is the single source of values: stage config dataclasses declare fields with `param(help,
+ranges)` and no defaults, so what runs is what params.yaml (composed from `conf/`) says. Every stage
+reads its own section through `load_section`, which rejects, before any work starts and naming the
+key's full dotted name:
+- unknown keys (a typo in `dvc exp run -S train.betta=0.1` fails instead of silently using nothing),
+- wrong types, values outside a field's declared range, NaN and infinities,
+- duplicate keys in the YAML file (the last one would silently win).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -17,19 +22,80 @@ import yaml
 
 T = TypeVar("T")
 
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
 
 class ConfigError(ValueError):
     """A params.yaml value that does not fit its dataclass field."""
 
 
-def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def param(
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    default: Any = dataclasses.MISSING,
+) -> Any:
+    """A documented config field (TRL's `metadata={"help": ...}`), with an optional numeric range.
+
+    The only default a field may have is `None` (absent / not used, e.g. no adapter): every value that
+    changes behaviour comes from params.yaml, so code and params cannot disagree. Ranges apply to
+    numbers (and to each number of a tuple); `None` is allowed only where the type says `| None`.
+    """
+    if default is not dataclasses.MISSING and default is not None:
+        raise TypeError(f"param default must be None or absent, got {default!r}: put the value in params.yaml")
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+
+
+def range_text(metadata: typing.Mapping[str, Any]) -> str:
+    """'>= 0, < 1' for a field's declared bounds ('' when none)."""
+    return ", ".join(f"{_BOUNDS[k]} {metadata[k]}" for k in _BOUNDS if k in metadata)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping (YAML would keep the last silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, rejecting duplicate keys; errors name the file and line."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: params file not found") from exc
+        raise ConfigError(f"{path}: file not found") from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: {exc.problem or exc.context}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    data = load_yaml(path)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return data
@@ -46,7 +112,7 @@ def load_section(cls: type[T], section: str, params_path: str | Path = "params.y
 
 
 def from_dict(cls: type[T], data: Any, prefix: str) -> T:
-    """Recursively convert a mapping into the dataclass `cls`, checking keys and types."""
+    """Recursively convert a mapping into the dataclass `cls`, checking keys, types and ranges."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -59,12 +125,30 @@ def from_dict(cls: type[T], data: Any, prefix: str) -> T:
         key = f"{prefix}.{name}"
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], key)
+            _check_range(kwargs[name], field.metadata, key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}: required key is missing")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:  # __post_init__ validation
         raise ConfigError(f"{prefix}: {exc}") from exc
+
+
+def _check_range(value: Any, metadata: typing.Mapping[str, Any], key: str) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        ok = all(
+            (
+                ("ge" not in metadata or v >= metadata["ge"]),
+                ("gt" not in metadata or v > metadata["gt"]),
+                ("le" not in metadata or v <= metadata["le"]),
+                ("lt" not in metadata or v < metadata["lt"]),
+            )
+        )
+        if not ok:
+            raise ConfigError(f"{key}: {v!r} is out of range (allowed: {range_text(metadata)})")
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -83,6 +167,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
                 return _convert(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if value is None:
+            raise ConfigError(f"{key}: null is not allowed here")
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
     if origin is typing.Literal:
         if value not in args:
@@ -103,6 +189,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -124,3 +212,35 @@ def as_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: as_dict(v) for k, v in obj.items()}
     return obj
+
+
+def describe(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, allowed range, help) for every field of `cls`, nested dataclasses expanded.
+
+    The source of docs/params.md: help text lives once, on the field.
+    """
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        key, tp = f"{prefix}.{field.name}", hints[field.name]
+        nested = [a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a)]
+        rows.append((key, _type_name(tp), range_text(field.metadata), field.metadata.get("help", "")))
+        if nested:
+            item = "[]" if typing.get_origin(tp) in (list, tuple) else ""
+            rows += describe(nested[0], key + item)
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return " \\| ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"list[{_type_name(args[0])}]" if args else "list"
+    if origin is dict:
+        return f"mapping[str, {_type_name(args[1])}]" if len(args) == 2 else "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
