@@ -1,8 +1,12 @@
-"""The LLM layer: one client, three backends (transformers, openai, vllm), one cache, one retry policy."""
+"""The LLM layer: one client, three backends (transformers, openai, vllm), one cache, one retry policy.
+
+Imports run one way: types -> choices / retry / cache -> backends -> client. Backends never import the
+client; the client imports a backend only when a request actually needs one.
+"""
 
 from jalign.llm.cache import ResponseCache
 from jalign.llm.client import Budget, BudgetExceeded, LLMClient, Usage
-from jalign.llm.types import Choice, Generation, LLMConfig, Price, Request, Sampling
+from jalign.llm.types import Choice, Generation, LLMConfig, Price, Request, Sampling, VLLMSettings
 
 __all__ = [
     "Budget",
@@ -16,4 +20,5 @@ __all__ = [
     "ResponseCache",
     "Sampling",
     "Usage",
+    "VLLMSettings",
 ]

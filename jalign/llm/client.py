@@ -1,51 +1,85 @@
 """The one LLM client every stage uses: cache first, then the backend, with usage, cost and budget.
 
-Stages never talk to a backend directly. Uncached requests go to the backend in chunks; each chunk's
-answers are written to the cache as soon as they arrive, so an interrupted stage resumes where it
-stopped and nothing answered is paid twice. Failed rows come back with `error` set (never None).
+Stages never talk to a backend directly. All uncached requests of a call go to the backend at once and
+stream back: the openai backend keeps `max_concurrency` requests in flight through one sliding window
+(a new request starts the moment a slot frees; no chunk waits for its slowest answer). Each answer is
+handed to the cache's writer thread the moment it arrives, so an interrupted stage resumes where it
+stopped and nothing answered is paid twice. Identical requests are sent once.
+
+The budget is exact under concurrency: before a request is sent, its worst-case cost is reserved; when
+its answer arrives the reservation is replaced by the real cost. A request whose reservation would
+take spending past the limit is not sent (BudgetExceeded once the requests in flight are back).
+
+Failed rows come back with `error` set (never None); an empty or whitespace-only answer is a failure,
+never a success, and failures are never cached.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from jalign.llm.cache import ResponseCache, cache_key
-from jalign.llm.types import Choice, Generation, LLMConfig, Price, Request
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request
+from jalign.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", Generation, Choice)
 
+# Chat formats add a few tokens around every message and the reply.
+_TOKENS_PER_MESSAGE = 8
+
 
 class BudgetExceeded(RuntimeError):
-    """Raised before a chunk whose worst-case cost would take spending past the stage's budget."""
-
-
-OnResult = Callable[[int, Any], None]
+    """Raised instead of sending a request whose worst-case cost would take spending past the budget."""
 
 
 class Backend(Protocol):
-    """`on_result(i, answer)` is called as soon as answer i exists, so the client can cache it at once:
-    a run killed mid-chunk loses no answer it already received."""
+    """Every request handed over gets exactly one `on_result(i, answer)` call (answer or failure), as
+    soon as it exists; `admit(i)` is called right before request i is sent and may raise
+    BudgetExceeded, after which the backend sends nothing more and re-raises once in-flight requests
+    are back."""
 
-    chunk_size: int
-
-    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]: ...
+    def generate(
+        self, requests: list[Request], on_result: OnResult, admit: Admit | None = None
+    ) -> list[Generation]: ...
 
     def choose(
-        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+        self,
+        requests: list[Request],
+        choices: tuple[str, ...],
+        on_result: OnResult,
+        admit: Admit | None = None,
     ) -> list[Choice]: ...
 
 
 @dataclass
 class Budget:
-    """A stage's spending limit, shared by all its clients (roles)."""
+    """A stage's spending limit, shared by all its clients (roles); safe to use from several threads."""
 
     limit_usd: float | None = None
     spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def reserve(self, usd: float) -> None:
+        with self._lock:
+            if self.limit_usd is not None and self.spent_usd + self.reserved_usd + usd > self.limit_usd:
+                raise BudgetExceeded(
+                    f"stopping before exceeding budget_usd={self.limit_usd}: spent {self.spent_usd:.4f} USD, "
+                    f"{self.reserved_usd:.4f} USD reserved by requests in flight, the next request may cost "
+                    f"up to {usd:.4f} USD (answers so far are cached; raise the budget and rerun to continue)"
+                )
+            self.reserved_usd += usd
+
+    def settle(self, reserved: float, actual: float) -> None:
+        with self._lock:
+            self.reserved_usd = max(0.0, self.reserved_usd - reserved)
+            self.spent_usd += actual
 
 
 @dataclass
@@ -63,11 +97,6 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "usd": round(self.usd, 6)}
-
-
-def render_raw(messages: Sequence[dict[str, str]]) -> str:
-    """`prompt_format: raw`: the message texts joined, for a base model to continue."""
-    return "\n\n".join(m["content"] for m in messages)
 
 
 def make_backend(config: LLMConfig) -> Backend:
@@ -88,24 +117,38 @@ def make_backend(config: LLMConfig) -> Backend:
 
 
 def identity(config: LLMConfig) -> dict[str, Any]:
-    """Everything about the model that determines a response (part of every cache key)."""
+    """Everything about the model that determines a response (part of every cache key): for local
+    weights and adapters a hash of their content, so a retrained adapter at the same path is a new
+    model whose answers are never served from the old one's cache entries."""
     if config.backend == "openai":
         return {
             "backend": "openai",
             "model": config.model,
-            "base_url": (config.base_url or "https://api.openai.com/v1").rstrip("/"),
+            "base_url": redact_url(config.base_url or "https://api.openai.com/v1").rstrip("/"),
             "prompt_format": config.prompt_format,
         }
     from jalign.models import resolve
 
     source = resolve(config.model)
-    return {
+    ident = {
         "backend": config.backend,
         "model": source.location if source.kind == "hub" else source.ref,
         "revision": source.revision,
         "dtype": config.dtype,
         "prompt_format": config.prompt_format,
     }
+    if config.adapter:
+        adapter = resolve(config.adapter)
+        ident["adapter"] = adapter.location if adapter.kind == "hub" else adapter.ref
+        ident["adapter_revision"] = adapter.revision
+    return ident
+
+
+def worst_case_tokens(request: Request) -> tuple[int, int]:
+    """An upper bound of (input, output) tokens: byte-level tokenizers never make more tokens than
+    UTF-8 bytes, plus the chat format's per-message overhead; the answer at most max_tokens."""
+    est_in = sum(len(m["content"].encode("utf-8")) + _TOKENS_PER_MESSAGE for m in request.messages)
+    return est_in + _TOKENS_PER_MESSAGE, request.sampling.max_tokens
 
 
 class LLMClient:
@@ -119,7 +162,7 @@ class LLMClient:
         backend: Backend | None = None,
     ) -> None:
         self.config = config
-        self.price = price or Price()
+        self.price = price or Price(input=0.0, output=0.0)
         self.budget = budget or Budget()
         self.cache = cache if cache is not None else ResponseCache()
         self._backend = backend
@@ -140,7 +183,7 @@ class LLMClient:
         return self._run(
             requests,
             mode={"mode": "generate"},
-            call=lambda reqs, on_result: self.backend.generate(reqs, on_result),
+            call=lambda reqs, on_result, admit: self.backend.generate(reqs, on_result, admit),
             from_cache=lambda v: Generation(
                 text=v["text"],
                 input_tokens=v["input_tokens"],
@@ -163,7 +206,7 @@ class LLMClient:
         return self._run(
             requests,
             mode={"mode": "choose", "choices": list(choices)},
-            call=lambda reqs, on_result: self.backend.choose(reqs, choices, on_result),
+            call=lambda reqs, on_result, admit: self.backend.choose(reqs, choices, on_result, admit),
             from_cache=lambda v: Choice(
                 probs=v["probs"], mass=v["mass"], input_tokens=v["input_tokens"], cached=True
             ),
@@ -186,7 +229,7 @@ class LLMClient:
         requests: Sequence[Request],
         *,
         mode: dict[str, Any],
-        call: Callable[[list[Request], OnResult], list[R]],
+        call: Callable[[list[Request], OnResult, Admit], list[R]],
         from_cache: Callable[[dict[str, Any]], R],
         to_cache: Callable[[R], dict[str, Any]],
     ) -> list[R]:
@@ -205,45 +248,56 @@ class LLMClient:
             log.info(
                 "%s: %d requests, %d cached, %d to send", mode["mode"], len(requests), len(hits), len(todo)
             )
-        chunk = max(1, self.backend.chunk_size) if todo else 1
-        for start in range(0, len(todo), chunk):
-            chunk_keys = todo[start : start + chunk]
-            chunk_requests = [requests[pending[k][0]] for k in chunk_keys]
-            self._check_budget(chunk_requests)
+            todo_requests = [requests[pending[k][0]] for k in todo]
+            worst = [self._cost(*worst_case_tokens(r)) for r in todo_requests]
+            reserved = [0.0] * len(todo)
 
-            def save(j: int, answer: R, chunk_keys: list[str] = chunk_keys) -> None:
+            def admit(j: int) -> None:
+                self.budget.reserve(worst[j])
+                reserved[j] = worst[j]
+
+            def on_result(j: int, answer: R) -> None:
+                answer = _as_failure_if_empty(answer)
+                if answer.error:
+                    answer.error = redact(answer.error)
+                self._account(answer, reserved[j], worst[j])
+                reserved[j] = 0.0
                 if answer.ok:  # failures are not cached: a rerun retries them
-                    self.cache.put_many({chunk_keys[j]: to_cache(answer)})
-
-            answers = call(chunk_requests, save)
-            for key, answer in zip(chunk_keys, answers, strict=True):
-                self.usage.new_calls += 1
-                self._account(answer)
-                for i in pending[key]:
+                    self.cache.put_soon(todo[j], to_cache(answer))
+                for i in pending[todo[j]]:
                     results[i] = answer
+
+            try:
+                call(todo_requests, on_result, admit)
+            finally:
+                self.cache.flush()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # a backend bug, never a silent gap
+            raise RuntimeError(f"backend {self.config.backend} returned no answer for {len(missing)} requests")
         self.usage.failed += sum(1 for r in results if r is not None and not r.ok)
         return results  # type: ignore[return-value]
 
-    def _account(self, answer: Generation | Choice) -> None:
+    def _cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6
+
+    def _account(self, answer: Generation | Choice, reserved: float, worst: float) -> None:
+        self.usage.new_calls += 1
         out_tokens = answer.output_tokens if isinstance(answer, Generation) else 0
         self.usage.input_tokens += answer.input_tokens
         self.usage.output_tokens += out_tokens
-        usd = (answer.input_tokens * self.price.input + out_tokens * self.price.output) / 1e6
+        usd = self._cost(answer.input_tokens, out_tokens)
+        if usd == 0 and answer.ok and answer.input_tokens == 0 and reserved:
+            usd = worst  # an endpoint that reports no usage is charged the worst case, never nothing
         self.usage.usd += usd
-        self.budget.spent_usd += usd
+        self.budget.settle(reserved, usd)
 
-    def _check_budget(self, requests: list[Request]) -> None:
-        limit = self.budget.limit_usd
-        if limit is None or (self.price.input == 0 and self.price.output == 0):
-            return
-        # Worst case: one token per prompt character (Japanese is ~1 char/token, English less) and
-        # every answer running to max_tokens.
-        est_in = sum(len(m["content"]) for r in requests for m in r.messages)
-        est_out = sum(r.sampling.max_tokens for r in requests)
-        worst = (est_in * self.price.input + est_out * self.price.output) / 1e6
-        if self.budget.spent_usd + worst > limit:
-            raise BudgetExceeded(
-                f"stopping before exceeding budget_usd={limit}: spent {self.budget.spent_usd:.4f} USD, "
-                f"the next {len(requests)} requests may cost up to {worst:.4f} USD "
-                "(answers so far are cached; raise the budget and rerun to continue)"
-            )
+
+def _as_failure_if_empty(answer: R) -> R:
+    if isinstance(answer, Generation) and answer.ok and not (answer.text or "").strip():
+        return Generation(
+            error=f"empty answer (finish_reason={answer.finish_reason})",
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            finish_reason=answer.finish_reason,
+        )
+    return answer

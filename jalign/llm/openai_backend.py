@@ -1,22 +1,24 @@
 """Any OpenAI-compatible endpoint: OpenAI itself, `vllm serve`, or a local test server.
 
-Async with bounded concurrency; our own retry policy (the SDK's retries are switched off so that there
-is exactly one). The API key is read from the environment variable named in params, never stored.
+One sliding window per call: `max_concurrency` workers share one event loop and one HTTP client, and
+each takes the next request the moment its previous one is answered, so a slow answer holds one slot,
+not a whole chunk. Our own retry policy (the SDK's retries are switched off so that there is exactly
+one). The API key is read from the environment variable named in params, never stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from typing import Any
 
 import openai
 from tqdm.auto import tqdm
 
-from jalign.llm.client import OnResult, render_raw
+from jalign import redact
+from jalign.llm.choices import choice_probs
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
-from jalign.llm.types import Choice, Generation, LLMConfig, Request, Sampling
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, Sampling, render_raw
 
 # The OpenAI API accepts at most 20 top log-probs.
 TOP_LOGPROBS = 20
@@ -30,7 +32,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
         return None
 
 
-def _classify(exc: Exception) -> Exception:
+def classify(exc: Exception) -> Exception:
     """Map SDK exceptions onto the retry policy's two kinds."""
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
         return RetryableError(f"{type(exc).__name__}: {exc}")
@@ -45,59 +47,148 @@ def _classify(exc: Exception) -> Exception:
     return exc
 
 
+def api_key(config: LLMConfig) -> str:
+    """The key from the environment variable named in params; local servers accept any key."""
+    redact.register(config.api_key_env)
+    key = os.environ.get(config.api_key_env)
+    if key:
+        return key
+    if config.base_url is None:
+        raise RuntimeError(f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)")
+    return "EMPTY"
+
+
+def request_body(config: LLMConfig, request: Request, *, choose: bool = False) -> dict[str, Any]:
+    """The JSON body the chat (`messages`) or completions (`prompt`) endpoint gets for `request`."""
+    sampling: Sampling = request.sampling
+    body: dict[str, Any] = {
+        "model": config.model,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": sampling.seed,
+    }
+    if sampling.stop and not choose:
+        body["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
+    if sampling.repetition_penalty != 1.0:
+        body["repetition_penalty"] = sampling.repetition_penalty  # vLLM extension
+    if choose:
+        body |= {"max_tokens": 1, "temperature": 0.0}
+    if config.prompt_format == "raw":
+        body["prompt"] = render_raw(request.messages)
+        if choose:
+            body["logprobs"] = TOP_LOGPROBS
+    else:
+        body["messages"] = list(request.messages)
+        if choose:
+            body |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+    return body
+
+
+def parse_generation(config: LLMConfig, resp: Any) -> Generation:
+    """A completion response -> Generation; no choices or an empty answer is a retryable failure."""
+    if not resp.choices:
+        raise RetryableError("malformed response: no choices")
+    choice = resp.choices[0]
+    text = choice.text if config.prompt_format == "raw" else choice.message.content
+    if not isinstance(text, str) or not text.strip():
+        raise RetryableError(f"empty answer (finish_reason={choice.finish_reason})")
+    usage = resp.usage
+    return Generation(
+        text=text,
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=choice.finish_reason,
+    )
+
+
+def parse_choice(config: LLMConfig, resp: Any, choices: tuple[str, ...]) -> Choice:
+    if not resp.choices:
+        raise RetryableError("malformed response: no choices")
+    if config.prompt_format == "raw":
+        top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
+        candidates = list(top.items())
+    else:
+        candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
+    probs = choice_probs(candidates, choices)
+    mass = sum(probs.values())
+    if mass <= 0:
+        return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
+    usage = resp.usage
+    return Choice(
+        probs={c: p / mass for c, p in probs.items()},
+        mass=mass,
+        input_tokens=usage.prompt_tokens if usage else 0,
+    )
+
+
 class OpenAIBackend:
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
-        self.chunk_size = config.max_concurrency * 4
-        api_key = os.environ.get(config.api_key_env)
-        if not api_key:
-            if config.base_url is None:
-                raise RuntimeError(
-                    f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
-                )
-            api_key = "EMPTY"  # local servers (vllm serve) accept any key
         self.policy = RetryPolicy(max_retries=config.max_retries, base_delay_s=config.retry_base_delay_s)
         self._client_kwargs = {
-            "api_key": api_key,
+            "api_key": api_key(config),
             "base_url": config.base_url,
             "timeout": config.timeout_s,
             "max_retries": 0,
         }
 
-    # -- public, synchronous ---------------------------------------------------------------------
-    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]:
-        return asyncio.run(self._gather(requests, self._generate_one, Generation, "generate", on_result))
+    def generate(
+        self, requests: list[Request], on_result: OnResult, admit: Admit | None = None
+    ) -> list[Generation]:
+        async def one(client: openai.AsyncOpenAI, request: Request) -> Generation:
+            body = request_body(self.config, request)
+            endpoint = client.completions if "prompt" in body else client.chat.completions
+            return parse_generation(self.config, await endpoint.create(**_sdk_kwargs(body)))
+
+        return asyncio.run(self._stream(requests, one, Generation, "generate", on_result, admit))
 
     def choose(
-        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+        self,
+        requests: list[Request],
+        choices: tuple[str, ...],
+        on_result: OnResult,
+        admit: Admit | None = None,
     ) -> list[Choice]:
         async def one(client: openai.AsyncOpenAI, request: Request) -> Choice:
-            return await self._choose_one(client, request, choices)
+            body = request_body(self.config, request, choose=True)
+            endpoint = client.completions if "prompt" in body else client.chat.completions
+            return parse_choice(self.config, await endpoint.create(**_sdk_kwargs(body)), choices)
 
-        return asyncio.run(self._gather(requests, one, Choice, "choose", on_result))
+        return asyncio.run(self._stream(requests, one, Choice, "choose", on_result, admit))
 
-    # -- plumbing ---------------------------------------------------------------------------------
-    async def _gather(self, requests, one, result_type, desc, on_result):
-        semaphore = asyncio.Semaphore(self.config.max_concurrency)
+    async def _stream(self, requests, one, result_type, desc, on_result, admit):
+        """`max_concurrency` workers over one shared cursor: a sliding window, not chunks."""
+        results: list[Any] = [None] * len(requests)
+        cursor = iter(range(len(requests)))
+        stopped: list[BaseException] = []
         bar = tqdm(total=len(requests), desc=f"{desc} {self.config.model}", unit="req")
-        async with openai.AsyncOpenAI(**self._client_kwargs) as client:
 
-            async def guarded(index: int, request: Request):
-                async with semaphore:
+        async def worker(client: openai.AsyncOpenAI) -> None:
+            for i in cursor:  # shared iterator: each index is taken by exactly one worker
+                if stopped:
+                    return
+                if admit is not None:
                     try:
-                        result = await with_retries(
-                            lambda: self._call(one, client, request), self.policy, desc
-                        )
-                    except (RetryableError, FatalError) as exc:
-                        result = result_type(error=str(exc))
-                    bar.update(1)
-                    if on_result:
-                        on_result(index, result)  # cached now, before the rest of the chunk returns
-                    return result
+                        admit(i)
+                    except Exception as exc:  # e.g. BudgetExceeded: send nothing more
+                        stopped.append(exc)
+                        return
+                try:
+                    result = await with_retries(lambda i=i: self._call(one, client, requests[i]), self.policy, desc)
+                except (RetryableError, FatalError) as exc:
+                    result = result_type(error=str(exc))
+                results[i] = result
+                bar.update(1)
+                on_result(i, result)
 
-            results = await asyncio.gather(*(guarded(i, r) for i, r in enumerate(requests)))
+        async with openai.AsyncOpenAI(**self._client_kwargs) as client:
+            workers = min(self.config.max_concurrency, len(requests))
+            await asyncio.gather(*(worker(client) for _ in range(workers)))
         bar.close()
-        return list(results)
+        if stopped:
+            raise stopped[0]
+        return results
 
     async def _call(self, one, client, request):
         try:
@@ -105,85 +196,12 @@ class OpenAIBackend:
         except (RetryableError, FatalError):
             raise
         except Exception as exc:
-            raise _classify(exc) from exc
-
-    def _common(self, sampling: Sampling) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "model": self.config.model,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": sampling.seed,
-        }
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
-        if sampling.repetition_penalty != 1.0:
-            kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}  # vLLM extension
-        return kwargs
-
-    async def _generate_one(self, client: openai.AsyncOpenAI, request: Request) -> Generation:
-        kwargs = self._common(request.sampling)
-        if self.config.prompt_format == "raw":
-            resp = await client.completions.create(prompt=render_raw(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.text
-        else:
-            resp = await client.chat.completions.create(messages=list(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.message.content
-        if not isinstance(text, str):
-            raise ValueError(f"no text in response (finish_reason={choice.finish_reason})")
-        usage = resp.usage
-        return Generation(
-            text=text,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
-
-    async def _choose_one(
-        self, client: openai.AsyncOpenAI, request: Request, choices: tuple[str, ...]
-    ) -> Choice:
-        kwargs = self._common(request.sampling) | {"max_tokens": 1, "temperature": 0.0}
-        kwargs.pop("stop", None)
-        if self.config.prompt_format == "raw":
-            resp = await client.completions.create(
-                prompt=render_raw(request.messages), logprobs=TOP_LOGPROBS, **kwargs
-            )
-            top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
-            candidates = list(top.items())
-        else:
-            resp = await client.chat.completions.create(
-                messages=list(request.messages), logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs
-            )
-            candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
-        probs = choice_probs(candidates, choices)
-        usage = resp.usage
-        mass = sum(probs.values())
-        if mass <= 0:
-            return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
-        return Choice(
-            probs={c: p / mass for c, p in probs.items()},
-            mass=mass,
-            input_tokens=usage.prompt_tokens if usage else 0,
-        )
+            raise classify(exc) from exc
 
 
-def choice_probs(candidates: list[tuple[str, float]], choices: tuple[str, ...]) -> dict[str, float]:
-    """Sum the probability of top tokens that spell a choice ("A", " A", "[A", "A." ...) or the unique
-    first piece of one (a tokenizer may split a longer choice)."""
-    probs = dict.fromkeys(choices, 0.0)
-    for token, logprob in candidates:
-        piece = token.strip().strip(_WRAPPERS)
-        if not piece:
-            continue
-        if piece in probs:
-            probs[piece] += math.exp(logprob)
-            continue
-        matches = [c for c in choices if c.startswith(piece)]
-        if len(matches) == 1:
-            probs[matches[0]] += math.exp(logprob)
-    return probs
-
-
-_WRAPPERS = "[]【】「」()（）.。:：*\"'`"
+def _sdk_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as SDK keyword arguments (non-standard fields travel in extra_body)."""
+    kwargs = dict(body)
+    if "repetition_penalty" in kwargs:
+        kwargs["extra_body"] = {"repetition_penalty": kwargs.pop("repetition_penalty")}
+    return kwargs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from dataclasses import replace
 from itertools import groupby
 
@@ -11,8 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jalign.llm.client import OnResult, render_raw
-from jalign.llm.types import Choice, Generation, LLMConfig, Request
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
 from jalign.models import pick_device, resolve, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -22,25 +22,41 @@ _TURN_ENDS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
 
 
 @functools.cache
-def load(ref: str, dtype: str, device: str):
-    """Load once per process: roles that share a model (generator, judge, responder) share weights."""
+def load(ref: str, dtype: str, device: str, adapter: str | None = None):
+    """Load once per process: roles that share a model (generator, judge, responder) share weights.
+
+    With `adapter`, the PEFT (LoRA) adapter is loaded on the base and merged into its weights: the
+    same answers as the unmerged model at the speed of the plain one. The adapter directory's
+    tokenizer (saved with the adapter by the training stages) is used when it has one.
+    """
     kwargs = resolve(ref).pretrained_kwargs()
-    tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+    adapter_source = resolve(adapter) if adapter else None
+    own_tokenizer = adapter_source is not None and adapter_source.kind == "local" and (
+        Path(adapter_source.location) / "tokenizer_config.json"
+    ).exists()
+    tokenizer_kwargs = adapter_source.pretrained_kwargs() if own_tokenizer else kwargs  # type: ignore[union-attr]
+    tokenizer = AutoTokenizer.from_pretrained(**tokenizer_kwargs)
     tokenizer.padding_side = "left"  # decoder-only batches: pad on the left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
+    if adapter_source is not None:
+        from peft import PeftModel
+
+        adapter_kwargs = adapter_source.pretrained_kwargs()
+        model = PeftModel.from_pretrained(
+            model, adapter_kwargs["pretrained_model_name_or_path"], revision=adapter_kwargs.get("revision")
+        ).merge_and_unload()
     model.to(device).eval()
-    log.info("loaded %s on %s (%s)", ref, device, model.dtype)
+    log.info("loaded %s%s on %s (%s)", ref, f" + {adapter}" if adapter else "", device, model.dtype)
     return tokenizer, model
 
 
 class TransformersBackend:
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
-        self.chunk_size = config.batch_size * 4  # cache every few batches
         self.device = pick_device(config.device)
-        self.tokenizer, self.model = load(config.model, config.dtype, self.device)
+        self.tokenizer, self.model = load(config.model, config.dtype, self.device, config.adapter)
         vocab = self.tokenizer.get_vocab()
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -77,9 +93,14 @@ class TransformersBackend:
         return batches
 
     @torch.inference_mode()
-    def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Generation]:
+    def generate(
+        self, requests: list[Request], on_result: OnResult, admit: Admit | None = None
+    ) -> list[Generation]:
         results: list[Generation] = [Generation(error="not run")] * len(requests)
         for batch in tqdm(self._batches(requests), desc=f"generate {self.config.model}", unit="batch"):
+            for i in batch:
+                if admit is not None:
+                    admit(i)
             sampling = requests[batch[0]].sampling
             enc = self._encode([self.render(requests[i]) for i in batch])
             torch.manual_seed(sampling.seed)
@@ -111,17 +132,23 @@ class TransformersBackend:
                     output_tokens=len(keep),
                     finish_reason="stop" if stopped else finish,
                 )
-                if on_result:
-                    on_result(i, results[i])
+                on_result(i, results[i])
         return results
 
     @torch.inference_mode()
     def choose(
-        self, requests: list[Request], choices: tuple[str, ...], on_result: OnResult | None = None
+        self,
+        requests: list[Request],
+        choices: tuple[str, ...],
+        on_result: OnResult,
+        admit: Admit | None = None,
     ) -> list[Choice]:
         choice_ids = choice_token_ids(self.tokenizer, choices)
         results: list[Choice] = [Choice(error="not run")] * len(requests)
         for batch in tqdm(self._batches(requests), desc=f"choose {self.config.model}", unit="batch"):
+            for i in batch:
+                if admit is not None:
+                    admit(i)
             enc = self._encode([self.render(requests[i]) for i in batch])
             # Only the last position's logits: the full-vocabulary logits at every position cost
             # several times the time and gigabytes of memory (262k-token vocabulary for Gemma).
@@ -139,8 +166,7 @@ class TransformersBackend:
                     mass=mass,
                     input_tokens=int(enc["attention_mask"][row].sum()),
                 )
-                if on_result:
-                    on_result(i, results[i])
+                on_result(i, results[i])
         return results
 
 

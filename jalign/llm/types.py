@@ -1,67 +1,119 @@
-"""What a stage asks an LLM, and what comes back."""
+"""What a stage asks an LLM, and what comes back; the config of one LLM role.
+
+The bottom layer of the LLM package: it imports nothing else from jalign.llm, so backends, the client
+and stages can all import it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jalign.config import param
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
+
+Backend = Literal["transformers", "openai", "vllm"]
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters. Defaults suit few-shot generation with small base models: greedy decoding
-    loops on repeated lines, so sample with a mild repetition penalty and stop sequences."""
+    """Sampling parameters of one role (every request it sends)."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_tokens: int = 256
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-    repetition_penalty: float = 1.0  # transformers / vLLM; sent to OpenAI-compatible servers as extra_body
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"sampling.temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens < 1:
-            raise ValueError(f"sampling.max_tokens must be >= 1, got {self.max_tokens}")
+    temperature: float = param("0 = greedy. Small base models loop when greedy: sample mildly.", ge=0)
+    top_p: float = param("Nucleus sampling mass.", gt=0, le=1)
+    max_tokens: int = param("Most new tokens per answer; also the budget's worst case per request.", ge=1)
+    seed: int = param("Sampling seed (part of the cache key: a new seed is a new answer).", ge=0)
+    stop: tuple[str, ...] = param("Stop sequences, cut from the answer (the OpenAI API takes at most 4).")
+    repetition_penalty: float = param(
+        "transformers / vLLM repetition penalty (1 = off); sent to OpenAI-compatible servers as an "
+        "extra body field that vLLM understands.",
+        gt=0,
+    )
 
 
 @dataclass(frozen=True)
 class Price:
     """USD per 1M tokens."""
 
-    input: float = 0.0
-    output: float = 0.0
+    input: float = param("USD per 1M input tokens.", ge=0)
+    output: float = param("USD per 1M output tokens.", ge=0)
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    """`vllm.LLM` engine arguments a production run needs (backend: vllm). Validated against vLLM's
+    own EngineArgs when vLLM is installed; vLLM is never imported on a CPU machine."""
+
+    tensor_parallel_size: int = param("GPUs per model replica (tensor parallel).", ge=1)
+    pipeline_parallel_size: int = param("Pipeline-parallel stages.", ge=1)
+    max_model_len: int | None = param("Context length; null = the model's.", ge=1)
+    gpu_memory_utilization: float = param("Share of GPU memory vLLM may take.", gt=0, le=1)
+    enable_prefix_caching: bool = param(
+        "Reuse the KV cache of shared prompt prefixes (the judge prompt's long shared preamble)."
+    )
+    quantization: str | None = param("e.g. awq, gptq, fp8, bitsandbytes; null = none.")
+    max_num_seqs: int | None = param("Sequences batched per step; null = vLLM's default.", ge=1)
+    max_lora_rank: int = param("Largest LoRA rank served (with `adapter`).", ge=1)
+    extra: dict[str, Any] = param("Any other vllm.EngineArgs field, passed as is (checked by name).")
 
 
 @dataclass(frozen=True)
 class LLMConfig:
     """One LLM role (generator, judge, responder ...) as written in params.yaml."""
 
-    model: str  # model reference: local dir, Hub id[@revision], pkg:<name>, or the served model name
-    backend: Literal["transformers", "openai", "vllm"] = "transformers"
-    # "chat" applies the model's chat template (or the chat endpoint); "raw" joins the message texts
-    # and lets a base model continue them (few-shot completion; the completions endpoint for openai).
-    prompt_format: Literal["chat", "raw"] = "chat"
-    sampling: Sampling = field(default_factory=Sampling)
-    base_url: str | None = None  # openai backend: e.g. http://localhost:8000/v1 for `vllm serve`
-    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable; the key never enters params
-    batch_size: int = 8  # transformers: sequences per generate() call
-    max_concurrency: int = 8  # openai: requests in flight
-    timeout_s: float = 120.0
-    max_retries: int = 5  # openai: retries on 429 / 5xx / timeouts / garbage, exponential backoff
-    retry_base_delay_s: float = 1.0  # openai: first backoff step (full jitter, doubling per retry)
-    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
-    device: str = "auto"  # transformers: auto | cpu | cuda[:N]
+    model: str = param(
+        "Model reference: a local HF directory, a Hub id `org/name@revision`, `pkg:<name>` (a model "
+        "shipped in a PyPI package), or for the openai backend the served model name."
+    )
+    backend: Backend = param(
+        "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
+        "API, `vllm serve`), vllm (in-process on a GPU machine)."
+    )
+    adapter: str | None = param(
+        "A PEFT (LoRA) adapter on top of `model`: a local directory or Hub id. transformers loads it "
+        "with PEFT; vllm serves it as a LoRARequest; for openai, serve it (`vllm serve BASE "
+        "--enable-lora --lora-modules NAME=PATH`) and put NAME in `model` instead.",
+        default=None,
+    )
+    prompt_format: Literal["chat", "raw"] = param(
+        "chat: the chat template / chat endpoint; raw: message texts joined for a base model to "
+        "continue (the completions endpoint for openai)."
+    )
+    sampling: Sampling = param("Sampling parameters.")
+    terms: str = param(
+        "Licence or terms of use that govern this model's outputs, recorded on every row it writes "
+        "(`model_terms`) and checked before publishing: e.g. apache-2.0 (Qwen2.5), gemma, "
+        "openai-terms (the OpenAI API forbids training competing models on its outputs)."
+    )
+    base_url: str | None = param(
+        "openai backend: the endpoint, e.g. http://gpu-box:8000/v1; null = the OpenAI API.", default=None
+    )
+    api_key_env: str = param("Name of the environment variable that holds the API key (never the key).")
+    free: bool = param(
+        "openai backend: true marks a self-hosted endpoint as costing nothing. Otherwise a model "
+        "without an entry in `prices` is refused before its first request (no uncapped spending)."
+    )
+    batch_size: int = param("transformers: sequences per generate() call.", ge=1)
+    max_concurrency: int = param("openai: requests in flight (one sliding window per stage).", ge=1)
+    timeout_s: float = param("openai: seconds before a request is abandoned and retried.", gt=0)
+    max_retries: int = param("openai: retries on 429 / 5xx / timeouts / malformed or empty answers.", ge=0)
+    retry_base_delay_s: float = param("openai: first backoff step (full jitter, doubling).", ge=0)
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = param("Weights dtype (local backends).")
+    device: str = param("transformers: auto | cpu | cuda[:N].")
+    vllm: VLLMSettings | None = param("vllm backend: engine arguments; null for other backends.", default=None)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_concurrency < 1:
-            raise ValueError("batch_size and max_concurrency must be >= 1")
         if self.backend == "openai" and self.api_key_env.startswith("sk-"):
             raise ValueError("api_key_env names an environment variable; never put the key itself in params")
+        if self.backend == "openai" and self.adapter:
+            raise ValueError(
+                "adapter: the openai backend cannot load adapters; serve the adapter "
+                "(vllm serve BASE --enable-lora --lora-modules NAME=PATH) and set model: NAME"
+            )
+        if self.backend == "vllm" and self.vllm is None:
+            raise ValueError("vllm: backend vllm needs its engine settings (tensor_parallel_size ...)")
 
 
 @dataclass(frozen=True)
@@ -109,4 +161,14 @@ class Choice:
         return max(self.probs, key=self.probs.__getitem__) if self.probs else None
 
 
-Mode = Literal["generate", "choose"]
+Answer = Generation | Choice
+# Called once per request index as soon as its answer (or failure) exists, so the client can cache it
+# at once: a run killed mid-stage loses no answer it already received.
+OnResult = Callable[[int, Any], None]
+# Called right before request i is sent; may raise BudgetExceeded to stop sending.
+Admit = Callable[[int], None]
+
+
+def render_raw(messages: tuple[Message, ...] | list[Message]) -> str:
+    """`prompt_format: raw`: the message texts joined, for a base model to continue."""
+    return "\n\n".join(m["content"] for m in messages)
