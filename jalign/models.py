@@ -82,7 +82,7 @@ class ModelSource:
     ref: str
     kind: Literal["local", "hub", "packaged"]
     location: str  # local directory or Hub id
-    revision: str  # Hub revision, or a content fingerprint for local directories
+    revision: str  # Hub revision, or a content fingerprint (`fingerprint`) for local directories
 
     def pretrained_kwargs(self) -> dict[str, str]:
         kwargs = {"pretrained_model_name_or_path": self.location}
@@ -123,8 +123,8 @@ def resolve(ref: str) -> ModelSource:
         return ModelSource(ref, "packaged", str(target), fingerprint(target))
     path = Path(ref)
     if path.exists():
-        if not (path / "config.json").exists():
-            raise ModelSourceError(f"{ref}: local model directory has no config.json")
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelSourceError(f"{ref}: local directory has neither config.json (a model) nor adapter_config.json (a PEFT adapter)")
         return ModelSource(ref, "local", str(path), fingerprint(path))
     if ref.startswith((".", "/")) or ref.startswith("models/"):
         raise ModelSourceError(
@@ -142,14 +142,53 @@ def resolve(ref: str) -> ModelSource:
 
 
 def fingerprint(directory: Path) -> str:
-    """Identify local weights cheaply: the manifest's hash if present, else config + weight sizes."""
-    manifest = directory / MANIFEST
-    if manifest.exists():
-        return json.loads(manifest.read_text())["sha256"][:16]
-    digest = hashlib.sha256((directory / "config.json").read_bytes())
-    for weight in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
-        digest.update(f"{weight.name}:{weight.stat().st_size}".encode())
+    """Identify local weights by their content: a hash over every file's name and SHA-256 (weights,
+    config, tokenizer, adapter files). The one function every model identity uses (cache keys, metrics,
+    cards): a retrained adapter at the same path, even with the same shapes, is a different model.
+
+    File hashes are remembered by (path, size, mtime, inode) in `$JALIGN_HOME/file-hashes.sqlite`, as
+    DVC does, so a 15 GB checkpoint is read once, not at every stage start.
+    """
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+    with _HashMemo() as memo:
+        for path in files:
+            digest.update(f"{path.relative_to(directory).as_posix()}\0{memo.sha256(path)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+class _HashMemo:
+    """SHA-256 of files, remembered by stat identity (concurrent processes may share it)."""
+
+    def __enter__(self) -> _HashMemo:
+        import sqlite3
+
+        path = cache_home() / "file-hashes.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=60.0)
+        self.conn.execute("PRAGMA busy_timeout=60000")
+        with self.conn:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS hashes (stat TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        stat_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        row = self.conn.execute("SELECT sha256 FROM hashes WHERE stat = ?", (stat_key,)).fetchone()
+        if row:
+            return row[0]
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(chunk)
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?)", (stat_key, digest.hexdigest()))
+        return digest.hexdigest()
 
 
 def materialize(name: str, out_dir: str | Path) -> Path:

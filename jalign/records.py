@@ -22,27 +22,66 @@ class RecordError(ValueError):
 
 
 def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
-    """Read a JSONL file; every non-blank line must be an object holding the `required` fields."""
+    """Read a JSONL file; every non-blank line must be an object holding the `required` fields.
+
+    Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
+    surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
+    """
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordError(
+                    f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise RecordError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from exc
+                raise RecordError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            bad = _unencodable_field(record)
+            if bad is not None:
+                raise RecordError(f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)")
             for field in required:
-                check_text_field(record, field, f"{path}:{lineno}")
+                check_text_field(record, field, where)
             records.append(record)
     return records
+
+
+def _unencodable_field(value: Any, path: str = "") -> str | None:
+    """Dotted path of the first string (or key) that UTF-8 cannot encode, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            found = _unencodable_field(key, child) or _unencodable_field(item, child)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unencodable_field(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def user_prompt(record: Record) -> str:
+    """An instruction record as the user would send it: the instruction, then its input if any."""
+    return f"{record['instruction']}\n{record['input']}" if record.get("input") else record["instruction"]
 
 
 def check_text_field(record: Record, field: str, where: str) -> str:
@@ -56,12 +95,30 @@ def check_text_field(record: Record, field: str, where: str) -> str:
 
 
 def check_unique_ids(records: Sequence[Record], path: str | Path, field: str = "id") -> None:
+    """Reject a repeated id before any work is paid for (later stages key their results by id)."""
     seen: dict[str, int] = {}
     for lineno, record in enumerate(records, start=1):
         rid = record.get(field)
         if rid in seen:
-            raise RecordError(f"{path}:{lineno}: duplicate {field} {rid!r} (first at record {seen[rid]})")
+            raise RecordError(
+                f"{path}:{lineno}: field '{field}': duplicate id {rid!r} (first at record {seen[rid]})"
+            )
         seen[rid] = lineno
+
+
+def clean_stale_temp(outputs: Iterable[str | Path]) -> list[Path]:
+    """Remove the temp files (`.<name>.<hex>.tmp`, see `atomic_path`) that a killed run left next to
+    or inside these outputs; return what was removed."""
+    removed = []
+    for output in map(Path, outputs):
+        candidates = list(output.parent.glob(f".{output.name}.*.tmp")) if output.parent.is_dir() else []
+        if output.is_dir():
+            candidates += list(output.rglob(".*.tmp"))
+        for tmp in candidates:
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -91,8 +148,32 @@ def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
     return n
 
 
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(
             json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8"
         )
+
+
+def licence_list(value: Any) -> list[str]:
+    """A record's `license` as a sorted list (older files hold a plain string)."""
+    if value is None or value == "":
+        return []
+    return sorted({value} if isinstance(value, str) else set(value))
+
+
+def provenance_of(inputs: Iterable[Record], model_terms: Iterable[str] = ()) -> Record:
+    """Licence provenance of a derived record: the set of its inputs' licences and model terms, plus the
+    terms of the models that produced it (GENIAC shelved a dataset over one unknown licence; an API's
+    terms may forbid training competing models on its outputs)."""
+    licences: set[str] = set()
+    terms: set[str] = set(model_terms)
+    for record in inputs:
+        licences.update(licence_list(record.get("license")))
+        terms.update(record.get("model_terms") or ())
+    return {"license": sorted(licences), "model_terms": sorted(terms)}

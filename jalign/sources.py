@@ -3,9 +3,10 @@ row filters, a row limit and a licence that travels with every record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from jalign.config import param
 from jalign.records import Record, RecordError, read_jsonl
 
 
@@ -13,23 +14,26 @@ from jalign.records import Record, RecordError, read_jsonl
 class SourceConfig:
     """One entry of `translate.sources`."""
 
-    name: str  # short, stable: becomes the prefix of every record id
-    license: str  # e.g. apache-2.0 for OASST2; recorded on every row (GENIAC: check before you publish)
-    path: str | None = None  # local .jsonl / .parquet
-    hf_dataset: str | None = None  # e.g. OpenAssistant/oasst2 (needs the Hub or a local HF cache)
-    hf_config: str | None = None
-    revision: str | None = None
-    split: str = "train"
-    prompt_field: str = "prompt"
-    id_field: str | None = "id"  # None: the row number
-    where: dict[str, str] = field(default_factory=dict)  # equality filters, e.g. {lang: en, role: prompter}
-    limit: int | None = None
+    name: str = param("Short, stable name: the prefix of every record id from this source.")
+    license: str = param(
+        "Licence of the source rows, carried by every record made from them (GENIAC shelved a dataset "
+        "over one source of unknown licence): e.g. apache-2.0 for OASST2."
+    )
+    prompt_field: str = param("Field holding the English prompt.")
+    id_field: str | None = param("Field holding a stable row id; null = the row number.")
+    limit: int | None = param("Keep at most this many rows (after filters); null = all.", ge=1)
+    path: str | None = param("A local .jsonl or .parquet file (or set hf_dataset).", default=None)
+    hf_dataset: str | None = param("A Hugging Face dataset id, e.g. OpenAssistant/oasst2 (or set path).", default=None)
+    hf_config: str | None = param("The dataset's config name, if it has several.", default=None)
+    revision: str | None = param("Dataset revision (commit) to pin; needed with hf_dataset.", default=None)
+    split: str | None = param("Dataset split; needed with hf_dataset.", default=None)
+    where: dict[str, str] | None = param("Equality filters on other fields, e.g. {lang: en, role: prompter}.", default=None)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.hf_dataset is None):
             raise ValueError(f"source {self.name!r}: set exactly one of path or hf_dataset")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"source {self.name!r}: limit must be >= 1 or null")
+        if self.hf_dataset is not None and (self.split is None or self.revision is None):
+            raise ValueError(f"source {self.name!r}: a Hub dataset needs split and revision (pin it)")
 
 
 def _rows(source: SourceConfig) -> list[Record]:
@@ -51,7 +55,7 @@ def load_source(source: SourceConfig) -> list[Record]:
     where = source.path or source.hf_dataset
     out = []
     for lineno, row in enumerate(_rows(source), start=1):
-        if any(str(row.get(k)) != v for k, v in source.where.items()):
+        if any(str(row.get(k)) != v for k, v in (source.where or {}).items()):
             continue
         prompt = row.get(source.prompt_field)
         if not isinstance(prompt, str) or not prompt.strip():

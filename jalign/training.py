@@ -14,15 +14,40 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from jalign.config import param
 from jalign.models import resolve, torch_dtype
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str = "all-linear"  # every linear layer but the output head (QLoRA)
+    r: int = param("LoRA rank.", ge=1)
+    alpha: int = param("LoRA alpha (scaling = alpha / r).", ge=1)
+    dropout: float = param("Dropout on the LoRA path.", ge=0, lt=1)
+    target_modules: str = param("Layers that get adapters: all-linear (QLoRA: every linear layer but the head).")
+
+
+def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> None:
+    """Reject an optimizer or scheduler name transformers does not know, before any model loads."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    optimizers = sorted(o.value for o in OptimizerNames)
+    schedulers = sorted(s.value for s in SchedulerType)
+    if optim not in optimizers:
+        raise ValueError(f"{where}.optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})")
+    if lr_scheduler_type not in schedulers:
+        raise ValueError(
+            f"{where}.lr_scheduler_type: {lr_scheduler_type!r} is not a transformers scheduler "
+            f"(allowed: {', '.join(schedulers)})"
+        )
+    if optim.startswith("paged_") or "bnb" in optim or optim.endswith("8bit"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{where}.optim: {optim!r} needs a CUDA GPU (bitsandbytes paged / 8-bit optimizers); "
+                "use adamw_torch on CPU"
+            )
 
 
 def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):

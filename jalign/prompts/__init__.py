@@ -14,6 +14,17 @@ _SLOT = re.compile(r"\{\{(\w+)\}\}")
 
 
 @cache
+def load_yaml(name: str):
+    """A YAML data file of this folder (e.g. evolve_operations, injection_canaries)."""
+    import yaml
+
+    path = resources.files(__package__) / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt data {name}.yaml not found in jalign/prompts/")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@cache
 def load(name: str) -> str:
     path = resources.files(__package__) / f"{name}.txt"
     if not path.is_file():
