@@ -8,6 +8,8 @@ only when they run (or when `--help` lists them), so `jalign --help` and light t
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -29,8 +31,34 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input or the run's stated limits, not bugs: one line, no traceback."""
+    from jalign.config import ConfigError
+    from jalign.llm.client import BudgetExceeded
+    from jalign.models import ModelSourceError
+    from jalign.records import RecordError
+    from jalign.stage import FailureRateExceeded
+
+    return (ConfigError, RecordError, ModelSourceError, BudgetExceeded, FailureRateExceeded)
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use (click's documented lazy pattern)."""
+    """A click group whose subcommands are imported on first use (click's documented lazy pattern).
+
+    Known errors (bad params, bad input records, a missing model, the budget, the failure rate) print
+    one line naming what is wrong, with secrets masked; `--debug` or JALIGN_DEBUG=1 shows the traceback.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as exc:
+            if ctx.params.get("debug") or os.environ.get("JALIGN_DEBUG") == "1":
+                raise
+            from jalign.redact import redact
+
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -47,5 +75,6 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error (or set JALIGN_DEBUG=1).")
+def main(debug: bool) -> None:
     """jalign: Japanese instruction and preference data, reward classifiers and QLoRA-DPO as DVC stages."""

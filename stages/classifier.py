@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from jalign.config import load_section
+from jalign.config import load_section, param
 from jalign.records import Record, read_jsonl, write_json
 from jalign.stage import log, log_params, provenance, setup_logging
 from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
@@ -26,14 +26,14 @@ from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
 class EncoderConfig:
     """params.yaml `classifier.encoders.<name>`."""
 
-    model: str  # e.g. models/base/multilingual-e5-small, BAAI/bge-m3@<rev>
-    max_length: int = 512
-    learning_rate: float = 2e-5
-    epochs: float = 2.0
-    batch_size: int = 16
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    seed: int = 42
+    model: str = param("Encoder: a local directory (models/base/multilingual-e5-small) or a Hub id BAAI/bge-m3@<rev>.")
+    max_length: int = param("Tokens per text (prompt + answer), truncated beyond.", ge=8)
+    learning_rate: float = param("AdamW learning rate.", gt=0)
+    epochs: float = param("Training epochs.", gt=0)
+    batch_size: int = param("Texts per training step.", ge=1)
+    weight_decay: float = param("AdamW weight decay.", ge=0)
+    warmup_ratio: float = param("Share of steps with linear warm-up.", ge=0, lt=1)
+    seed: int = param("Training seed.", ge=0)
 
 
 def roc_auc(scores: list[float], labels: list[int]) -> float | None:

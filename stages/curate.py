@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from jalign import prompts
-from jalign.config import load_section
+from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.llm import Budget, Choice, LLMClient, LLMConfig, Request
-from jalign.records import Record, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging
+from jalign.llm import Choice, LLMClient, LLMConfig, Request
+from jalign.records import Record, read_jsonl, user_prompt, write_json, write_jsonl
+from jalign.stage import Failures, StageRun, log, mean
 from jalign.text import japanese_ratio
 
 QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}
@@ -53,33 +53,36 @@ TAGS = {
 
 @dataclass(frozen=True)
 class CurateConfig:
-    """params.yaml `curate`."""
+    """params.yaml `curate`. Thresholds apply to the probability-weighted score on the 1..5 scale
+    (G-Eval, Liu et al. 2023), steadier than the argmax label with small judges."""
 
-    tagger: LLMConfig
-    # Thresholds apply to the probability-weighted score on the 1..5 scale (G-Eval, Liu et al. 2023),
-    # steadier than the argmax label with small judges. Magpie keeps "average" (3) and better.
-    min_quality: float = 3.0  # 1 very poor .. 5 excellent
-    min_difficulty: float = 1.0  # 1 very easy .. 5 very hard
-    max_difficulty: float = 5.0
-    drop_categories: tuple[str, ...] = ()  # e.g. ["others"]
-    dedup_threshold: float = 0.7  # character ROUGE-L F1 above this: near-duplicate
-    contamination_threshold: float = 0.5  # ROUGE-L F1 to any eval prompt above this: dropped
-    min_choice_mass: float = 0.05  # probability the tagger put on the offered answers; below: no tag
-    max_failure_rate: float = 0.1
-    budget_usd: float | None = None
+    tagger: LLMConfig = param("Tags quality, difficulty and category as choice-constrained distributions.")
+    min_quality: float = param(
+        "Lowest expected input quality kept (1 very poor .. 5 excellent; Magpie keeps 3 = average and up).",
+        ge=1,
+        le=5,
+    )
+    min_difficulty: float = param("Lowest expected difficulty kept (1 very easy .. 5 very hard).", ge=1, le=5)
+    max_difficulty: float = param("Highest expected difficulty kept.", ge=1, le=5)
+    drop_categories: tuple[str, ...] = param("Magpie task categories to drop, e.g. [others].")
+    dedup_threshold: float = param("Character ROUGE-L F1 above this between two instructions: near-duplicate.", ge=0, le=1)
+    contamination_threshold: float = param(
+        "Character ROUGE-L F1 above this to any evaluation prompt: dropped (contamination).", ge=0, le=1
+    )
+    min_choice_mass: float = param(
+        "Probability the tagger put on the offered answers; below it the row has no tag and is dropped.", ge=0, le=1
+    )
+    max_failure_rate: float = param("Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1)
+    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_difficulty <= self.max_difficulty <= 5 or not 1 <= self.min_quality <= 5:
-            raise ValueError("need 1 <= min_difficulty <= max_difficulty <= 5 and 1 <= min_quality <= 5")
+        if self.min_difficulty > self.max_difficulty:
+            raise ValueError("min_difficulty must be <= max_difficulty")
         unknown = set(self.drop_categories) - set(CATEGORY.values())
         if unknown:
             raise ValueError(
                 f"drop_categories: unknown {sorted(unknown)}; known: {sorted(CATEGORY.values())}"
             )
-
-
-def user_text(record: Record) -> str:
-    return f"{record['instruction']}\n{record['input']}" if record.get("input") else record["instruction"]
 
 
 def tag_requests(records: list[Record], template: str, tagger: LLMConfig) -> list[Request]:
@@ -124,12 +127,12 @@ def curate(
     records: list[Record], eval_prompts: list, client: LLMClient, config: CurateConfig, failures: Failures
 ) -> tuple[list[Record], dict]:
     drops: Counter = Counter()
-    verdict = dedup_with_reasons([user_text(r) for r in records], config.dedup_threshold)
+    verdict = dedup_with_reasons([user_prompt(r) for r in records], config.dedup_threshold)
     unique = [r for r, keep in zip(records, verdict.keep, strict=True) if keep]
     drops["near_duplicate"] = len(records) - len(unique)
 
     clean, contaminated = decontaminate(
-        unique, [user_text(r) for r in unique], eval_prompts, config.contamination_threshold
+        unique, [user_prompt(r) for r in unique], eval_prompts, config.contamination_threshold
     )
     drops["contaminated"] = len(contaminated)
 
@@ -155,7 +158,7 @@ def curate(
         if reason:
             drops[reason] += 1
             continue
-        kept.append({**record, "tags": tags, "tagger": config.tagger.model})
+        kept.append({**record, "tags": tags, "tagger": config.tagger.model})  # tags shape no text: no terms
     report = {
         "inputs": len(records),
         "curated": len(kept),
@@ -213,21 +216,20 @@ def main(
     params_path: str,
 ) -> None:
     """Tag, filter, deduplicate and decontaminate the instruction data."""
-    setup_logging()
     config = load_section(CurateConfig, "curate", params_path)
-    log_params("curate", config)
+    run = StageRun(
+        "curate", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        budget_usd=config.budget_usd,
+    )  # fmt: skip
     records = read_jsonl(in_path, required=("id", "instruction", "output"))
     eval_prompts = load_eval_prompts(load_eval_sets(params_path))
-    client = LLMClient(
-        config.tagger, price=price_for(config.tagger, params_path), budget=Budget(config.budget_usd)
-    )
-    failures = Failures("curate")
-    kept, report = curate(records, eval_prompts, client, config, failures)
-    failures.write(failures_path)
-    failures.check(client.usage.requests, config.max_failure_rate)
+    client = run.client("curate.tagger", config.tagger)
+    kept, report = curate(records, eval_prompts, client, config, run.failures)
+    run.finish(input_rows=len(records), failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, kept)
     previous = {Path(p).stem: json.loads(Path(p).read_text()) for p in upstream}
-    usage = {"curate": {**client.usage.as_dict(), "model": client.identity}} | {
+    stage_metrics = run.metrics()
+    usage = {"curate": stage_metrics["usage"]["total"]} | {
         k: v.get("usage", {}).get("total") for k, v in previous.items()
     }
     log.info("curated %d of %d instructions", len(kept), len(records))
@@ -236,11 +238,11 @@ def main(
         {
             **report,
             "funnel": funnel(previous, report),
-            "usage": usage,
+            **stage_metrics,
+            "pipeline_usage": usage,
             "total_tokens": sum(
                 (u or {}).get("input_tokens", 0) + (u or {}).get("output_tokens", 0) for u in usage.values()
             ),
             "total_usd": round(sum((u or {}).get("usd", 0.0) for u in usage.values()), 6),
-            "provenance": provenance(),
         },
     )

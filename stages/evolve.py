@@ -13,77 +13,54 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
-from functools import cache
-from importlib import resources
 
 import click
-import yaml
 
 from jalign import prompts
-from jalign.config import load_section
-from jalign.llm import Budget, LLMClient, LLMConfig, Request
-from jalign.records import Record, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.config import load_section, param
+from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
+from jalign.stage import Failures, StageRun, log, mean
 from jalign.text import is_punctuation_only, japanese_ratio
 
 INPUT_FIELDS = ("id", "instruction", "output")
 
 
-@cache
 def operations() -> dict[str, dict[str, str]]:
-    return yaml.safe_load((resources.files("jalign.prompts") / "evolve_operations.yaml").read_text("utf-8"))
+    return prompts.load_yaml("evolve_operations")
 
 
 @dataclass(frozen=True)
 class EvolveConfig:
     """params.yaml `evolve`."""
 
-    generator: LLMConfig  # writes the mutated instruction
-    responder: LLMConfig  # answers it
-    judge: LLMConfig  # decides "information gain" (choice-constrained はい/いいえ)
-    rounds: int = 1  # WizardLM ran 4; each round evolves the previous round's survivors
-    operations: tuple[str, ...] = (
-        "constraints",
-        "deepen",
-        "concretize",
-        "reasoning",
-        "complicate_input",
-        "breadth",
+    generator: LLMConfig = param("Writes the mutated instruction.")
+    responder: LLMConfig = param("Answers each surviving rewrite.")
+    judge: LLMConfig = param("Decides information gain as a choice-constrained はい/いいえ.")
+    rounds: int = param("Evolution rounds, each on the previous round's survivors (WizardLM ran 4).", ge=0)
+    operations: tuple[str, ...] = param(
+        "Mutations to sample from: constraints, deepen, concretize, reasoning, complicate_input (in-depth), "
+        "breadth (in-breadth)."
     )
-    max_instructions: int | None = None  # evolve only the first N inputs (small CPU profiles)
-    seed: int = 42
-    min_gain_prob: float = 0.5  # P(はい) below this: "no information gain", eliminated
-    min_choice_mass: float = 0.05  # P(はい) + P(いいえ) below this: the judge answered neither
-    min_output_chars: int = 10
-    max_instruction_chars: int = 400
-    min_japanese_ratio: float = 0.6
-    refusal_markers: tuple[str, ...] = (
-        "申し訳",
-        "できません",
-        "お答えでき",
-        "わかりません",
-        "分かりません",
-        "AIとして",
+    max_instructions: int | None = param("Evolve only the first N inputs (small CPU profiles); null = all.", ge=1)
+    seed: int = param("Seed for choosing each parent's mutation.", ge=0)
+    min_gain_prob: float = param("P(はい) below this: no information gain, eliminated.", ge=0, le=1)
+    min_choice_mass: float = param(
+        "P(はい) + P(いいえ) below this: the judge answered neither; dropped, not guessed.", ge=0, le=1
     )
-    refusal_max_chars: int = 80  # a refusal marker in an answer shorter than this: a refusal / apology
-    template_markers: tuple[str, ...] = (
-        "#元の指示#",
-        "#書き換えた指示#",
-        "元の指示",
-        "書き換えた指示",
-        "### 指示",
-        "方針:",
-    )
-    max_failure_rate: float = 0.1
-    budget_usd: float | None = None
-    license: str = "apache-2.0"
+    min_output_chars: int = param("Shorter answers are eliminated.", ge=0)
+    max_instruction_chars: int = param("Longer rewrites are eliminated.", ge=1)
+    min_japanese_ratio: float = param("Share of Japanese characters a rewrite needs.", ge=0, le=1)
+    refusal_markers: tuple[str, ...] = param("Words of a refusal or apology (申し訳, できません ...).")
+    refusal_max_chars: int = param("A refusal marker in an answer shorter than this: a refusal.", ge=0)
+    template_markers: tuple[str, ...] = param("Template words a rewrite or answer must not copy.")
+    max_failure_rate: float = param("Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1)
+    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in operations()]
         if unknown or not self.operations:
             raise ValueError(f"operations: unknown {unknown}; known: {sorted(operations())}")
-        if self.rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
 
 
 def mutation_prompt(instruction: str, operation: str) -> str:
@@ -97,11 +74,6 @@ def mutation_prompt(instruction: str, operation: str) -> str:
     )
 
 
-def full_instruction(record: Record) -> str:
-    """Instruction with its input appended, as the user would send it."""
-    return f"{record['instruction']}\n{record['input']}" if record.get("input") else record["instruction"]
-
-
 def clean_rewrite(text: str) -> str:
     """First paragraph of the generated rewrite, without a leading label or quotes."""
     text = text.strip().split("\n\n")[0].strip()
@@ -111,7 +83,7 @@ def clean_rewrite(text: str) -> str:
 def instruction_reason(parent: Record, rewrite: str, config: EvolveConfig) -> str | None:
     if not rewrite:
         return "empty"
-    if rewrite == parent["instruction"] or rewrite == full_instruction(parent):
+    if rewrite == parent["instruction"] or rewrite == user_prompt(parent):
         return "unchanged"
     if any(marker in rewrite for marker in config.template_markers):
         return "copied_template"
@@ -155,7 +127,7 @@ def evolve_round(
     rewrites = clients["generator"].generate(
         [
             Request(
-                messages=({"role": "user", "content": mutation_prompt(full_instruction(p), op)},),
+                messages=({"role": "user", "content": mutation_prompt(user_prompt(p), op)},),
                 sampling=replace(gen_cfg.sampling, seed=gen_cfg.sampling.seed + round_no),
             )
             for p, op in zip(parents, ops, strict=True)
@@ -165,7 +137,6 @@ def evolve_round(
     for parent, op, gen in zip(parents, ops, rewrites, strict=True):
         if not gen.ok:
             failures.add(parent["id"], f"mutate:{op}", gen.error or "")
-            drops["llm_failure"] += 1
             continue
         rewrite = clean_rewrite(gen.text or "")
         reason = instruction_reason(parent, rewrite, config)
@@ -180,7 +151,7 @@ def evolve_round(
                 messages=(
                     {
                         "role": "user",
-                        "content": prompts.render("evolve_gain", before=full_instruction(p), after=r),
+                        "content": prompts.render("evolve_gain", before=user_prompt(p), after=r),
                     },
                 ),
                 sampling=config.judge.sampling,
@@ -193,7 +164,6 @@ def evolve_round(
     for (parent, op, rewrite), gain in zip(candidates, gains, strict=True):
         if not gain.ok:
             failures.add(parent["id"], "gain_judge", gain.error or "")
-            drops["llm_failure"] += 1
         elif gain.mass < config.min_choice_mass:
             drops["gain_judge_low_mass"] += 1  # no usable yes/no: not evidence of a gain
         elif gain.probs["はい"] < config.min_gain_prob:
@@ -208,7 +178,6 @@ def evolve_round(
     for (parent, op, rewrite, gain_prob), answer in zip(gained, answers, strict=True):
         if not answer.ok:
             failures.add(parent["id"], "respond", answer.error or "")
-            drops["llm_failure"] += 1
             continue
         output = (answer.text or "").strip()
         reason = output_reason(output, config)
@@ -233,7 +202,7 @@ def evolve_round(
                 },
                 "generator": config.generator.model,
                 "responder": config.responder.model,
-                "license": config.license,
+                **provenance_of([parent], (config.generator.terms, config.responder.terms)),
             }
         )
     log.info("round %d: %d of %d evolved instructions survive", round_no, len(survivors), len(parents))
@@ -242,18 +211,23 @@ def evolve_round(
 
 def evolve(
     records: list[Record], clients: dict[str, LLMClient], config: EvolveConfig, failures: Failures
-) -> tuple[list[Record], dict[str, dict[str, int]]]:
+) -> tuple[list[Record], dict[str, dict]]:
     """Return the inputs followed by every round's survivors, and per-round drop counts."""
     parents = records if config.max_instructions is None else records[: config.max_instructions]
     out = list(records)
-    per_round: dict[str, dict[str, int]] = {}
+    per_round: dict[str, dict] = {}
     for round_no in range(1, config.rounds + 1):
         if not parents:
             break
         drops: Counter = Counter()
+        n_parents = len(parents)
         parents = evolve_round(parents, round_no, clients, config, failures, drops)
         out += parents
-        per_round[str(round_no)] = {"evolved": len(parents), "dropped": dict(sorted(drops.items()))}
+        per_round[str(round_no)] = {
+            "parents": n_parents,
+            "evolved": len(parents),
+            "dropped": dict(sorted(drops.items())),
+        }
     return out, per_round
 
 
@@ -265,23 +239,19 @@ def evolve(
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, params_path: str) -> None:
     """Evolve instructions (Evol-Instruct in-depth / in-breadth) and eliminate failed evolutions."""
-    setup_logging()
     config = load_section(EvolveConfig, "evolve", params_path)
-    log_params("evolve", config)
+    run = StageRun(
+        "evolve", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        budget_usd=config.budget_usd,
+    )  # fmt: skip
     records = read_jsonl(in_path, required=INPUT_FIELDS)
-    budget = Budget(config.budget_usd)
     clients = {
-        role: LLMClient(llm, price=price_for(llm, params_path), budget=budget)
-        for role, llm in (
-            ("generator", config.generator),
-            ("judge", config.judge),
-            ("responder", config.responder),
-        )
+        role: run.client(f"evolve.{role}", llm)
+        for role, llm in (("generator", config.generator), ("judge", config.judge), ("responder", config.responder))
     }
-    failures = Failures("evolve")
-    out, per_round = evolve(records, clients, config, failures)
-    failures.write(failures_path)
-    failures.check(sum(c.usage.requests for c in clients.values()), config.max_failure_rate)
+    out, per_round = evolve(records, clients, config, run.failures)
+    parents = sum(v["parents"] for v in per_round.values())
+    run.finish(input_rows=parents, failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, out)
     evolved = [r for r in out if r["source"] == "evol_instruct"]
     write_json(
@@ -293,7 +263,6 @@ def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, par
             "rounds": per_round,
             "operations": dict(sorted(Counter(r["lineage"]["operation"] for r in evolved).items())),
             "mean_japanese_ratio": mean([japanese_ratio(r["instruction"] + r["output"]) for r in evolved]),
-            "usage": usage_metrics(clients),
-            "provenance": provenance(),
+            **run.metrics(),
         },
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from jalign.config import load_section
+from jalign.config import load_section, param
 from jalign.models import PACKAGED, materialize
 from jalign.stage import log, log_params, setup_logging
 
@@ -16,7 +16,7 @@ from jalign.stage import log, log_params, setup_logging
 class ModelsConfig:
     """params.yaml `models`."""
 
-    packaged: tuple[str, ...] = ("gemma-3-270m",)  # names from jalign.models.PACKAGED
+    packaged: tuple[str, ...] = param("Packaged models to materialise into models/base/<name> (see jalign.models.PACKAGED).")
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.packaged if name not in PACKAGED]

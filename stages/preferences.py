@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from jalign.config import load_section
+from jalign.config import load_section, param
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.records import Record, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, clean_stale_temp, licence_list, read_jsonl, write_json, write_jsonl
 from jalign.reward import classifier_text
 from jalign.stage import log, log_params, provenance, setup_logging
 
@@ -30,13 +30,11 @@ FORMATS = ("pairwise", "kto", "binary")
 class PreferencesConfig:
     """params.yaml `preferences`."""
 
-    eval_size: int = 234  # prompts held out (Karasu: 234 eval pairs); capped at half the prompts
-    seed: int = 42
-    contamination_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.eval_size < 0:
-            raise ValueError(f"eval_size must be >= 0, got {self.eval_size}")
+    eval_size: int = param("Prompts held out for evaluation (Karasu: 234); capped at half the prompts.", ge=0)
+    seed: int = param("Seed of the train / eval split.", ge=0)
+    contamination_threshold: float = param(
+        "Character ROUGE-L F1 above this between a pair's prompt and any evaluation prompt: dropped.", ge=0, le=1
+    )
 
 
 def split_by_prompt(pairs: list[Record], eval_size: int, seed: int) -> dict[str, list[Record]]:
@@ -49,12 +47,21 @@ def split_by_prompt(pairs: list[Record], eval_size: int, seed: int) -> dict[str,
     }
 
 
+def provenance_fields(pair: Record) -> Record:
+    """What every row of every set carries besides its training fields (the trainers drop them)."""
+    return {
+        "pair_id": pair["pair_id"],
+        "license": licence_list(pair.get("license")),
+        "model_terms": sorted(pair.get("model_terms") or ()),
+    }
+
+
 def to_pairwise(pair: Record) -> Record:
     return {
         "prompt": [{"role": "user", "content": pair["prompt"]}],
         "chosen": [{"role": "assistant", "content": pair["chosen"]}],
         "rejected": [{"role": "assistant", "content": pair["rejected"]}],
-        "pair_id": pair["pair_id"],
+        **provenance_fields(pair),
     }
 
 
@@ -65,21 +72,21 @@ def to_kto(pair: Record) -> list[Record]:
             "prompt": prompt,
             "completion": [{"role": "assistant", "content": pair["chosen"]}],
             "label": True,
-            "pair_id": pair["pair_id"],
+            **provenance_fields(pair),
         },
         {
             "prompt": prompt,
             "completion": [{"role": "assistant", "content": pair["rejected"]}],
             "label": False,
-            "pair_id": pair["pair_id"],
+            **provenance_fields(pair),
         },
     ]
 
 
 def to_binary(pair: Record) -> list[Record]:
     return [
-        {"text": classifier_text(pair["prompt"], pair["chosen"]), "label": 1, "pair_id": pair["pair_id"]},
-        {"text": classifier_text(pair["prompt"], pair["rejected"]), "label": 0, "pair_id": pair["pair_id"]},
+        {"text": classifier_text(pair["prompt"], pair["chosen"]), "label": 1, **provenance_fields(pair)},
+        {"text": classifier_text(pair["prompt"], pair["rejected"]), "label": 0, **provenance_fields(pair)},
     ]
 
 
@@ -100,7 +107,8 @@ def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfi
         "prompts": {s: len({p["prompt_id"] for p in rows}) for s, rows in splits.items()},
         "rows": {f"{fmt}_{split}": len(rows) for (fmt, split), rows in sets.items()},
         "chosen_responders": dict(Counter(p["chosen_responder"] for p in clean)),
-        "licenses": dict(Counter(str(p.get("license")) for p in clean)),
+        "licenses": dict(sorted(Counter(lic for p in clean for lic in licence_list(p.get("license"))).items())),
+        "model_terms": dict(sorted(Counter(t for p in clean for t in p.get("model_terms") or ()).items())),
     }
     return sets, report
 
@@ -115,6 +123,8 @@ def main(pairs_path: str, out_dir: str, metrics_path: str, params_path: str) -> 
     setup_logging()
     config = load_section(PreferencesConfig, "preferences", params_path)
     log_params("preferences", config)
+    for stale in clean_stale_temp([out_dir, metrics_path]):
+        log.info("removed a temp file left by an interrupted run: %s", stale)
     pairs = read_jsonl(pairs_path, required=("pair_id", "prompt_id", "prompt", "chosen", "rejected"))
     sets, report = build_sets(pairs, load_eval_prompts(load_eval_sets(params_path)), config)
     for (fmt, split), rows in sets.items():

@@ -8,31 +8,43 @@ from dataclasses import dataclass
 import click
 
 from jalign import prompts
-from jalign.config import load_section
-from jalign.llm import Budget, LLMClient, LLMConfig, Request
-from jalign.records import Record, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.config import load_section, param
+from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.records import (
+    Record,
+    RecordError,
+    check_unique_ids,
+    provenance_of,
+    read_jsonl,
+    user_prompt,
+    write_json,
+    write_jsonl,
+)
+from jalign.stage import Failures, StageRun, log, mean
 
 
 @dataclass(frozen=True)
 class ResponderConfig:
-    name: str  # stable label used in pairs and win shares
-    llm: LLMConfig
-    system: str = ""  # system message (Karasu set one to raise answer quality)
-    # Prompt template wrapping the user prompt: "respond" is a few-shot frame for base models; null
-    # sends the prompt as it is (chat models).
-    template: str | None = "respond"
+    name: str = param("Stable label of this responder in pairs and win shares.")
+    llm: LLMConfig = param("The model that answers.")
+    system: str = param("System message (Karasu set one per responder to raise answer quality); '' = none.")
+    template: str | None = param(
+        "Prompt template wrapping the user prompt: `respond` is a few-shot frame for base models; null "
+        "sends the prompt as it is (chat models)."
+    )
 
 
 @dataclass(frozen=True)
 class RespondConfig:
     """params.yaml `respond`."""
 
-    responders: tuple[ResponderConfig, ...]
-    include_instructions: bool = True  # also answer the curated instructions of the instruction half
-    max_prompts: int | None = None  # first N prompts (small CPU profiles)
-    max_failure_rate: float = 0.1
-    budget_usd: float | None = None
+    responders: tuple[ResponderConfig, ...] = param("Two or more responders; every prompt is answered by each.")
+    include_instructions: bool = param("Also answer the curated instructions of the instruction half.")
+    max_prompts: int | None = param("Answer only the first N prompts (small CPU profiles); null = all.", ge=1)
+    max_failure_rate: float = param(
+        "Largest share of prompts that may lose an answer to failed LLM calls.", ge=0, le=1
+    )
+    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.responders]
@@ -40,21 +52,31 @@ class RespondConfig:
             raise ValueError(f"responders: need two or more with distinct names, got {names}")
 
 
+def load_prompt_rows(
+    translated_path: str, instructions_path: str | None, config: RespondConfig
+) -> list[Record]:
+    """Prompt rows from both halves, checked before any request is paid for: required fields (the
+    licence included) named by file, line and field, and prompt ids unique across both files."""
+    translated = read_jsonl(translated_path, required=("id", "prompt"))
+    instructions = (
+        read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
+    )
+    for path, records in ((translated_path, translated), (instructions_path, instructions)):
+        for lineno, record in enumerate(records, start=1):
+            if "license" not in record:
+                raise RecordError(f"{path}:{lineno}: missing field 'license'")
+    rows = prompt_rows(translated, instructions, config)
+    check_unique_ids(rows, f"{translated_path} + {instructions_path}", field="prompt_id")
+    return rows
+
+
 def prompt_rows(translated: list[Record], instructions: list[Record], config: RespondConfig) -> list[Record]:
-    rows = [
-        {"prompt_id": r["id"], "prompt": r["prompt"], "origin": "translated", "license": r["license"]}
-        for r in translated
-    ]
+    def row(record: Record, prompt: str, origin: str) -> Record:
+        return {"prompt_id": record["id"], "prompt": prompt, "origin": origin, **provenance_of([record])}
+
+    rows = [row(r, r["prompt"], "translated") for r in translated]
     if config.include_instructions:
-        rows += [
-            {
-                "prompt_id": r["id"],
-                "prompt": f"{r['instruction']}\n{r['input']}" if r.get("input") else r["instruction"],
-                "origin": "instruction",
-                "license": r.get("license", ""),
-            }
-            for r in instructions
-        ]
+        rows += [row(r, user_prompt(r), "instruction") for r in instructions]
     return rows if config.max_prompts is None else rows[: config.max_prompts]
 
 
@@ -79,10 +101,11 @@ def respond(
             text = (gen.text or "").strip()
             if not gen.ok:
                 failures.add(row["prompt_id"], f"respond:{responder.name}", gen.error or "")
-            elif text:
+            else:
                 responses[responder.name] = {
                     "text": text,
                     "model": responder.llm.model,
+                    "model_terms": responder.llm.terms,
                     "finish_reason": gen.finish_reason,
                     "output_tokens": gen.output_tokens,
                 }
@@ -106,21 +129,17 @@ def main(
     params_path: str,
 ) -> None:
     """Answer each Japanese prompt with every configured responder."""
-    setup_logging()
     config = load_section(RespondConfig, "respond", params_path)
-    log_params("respond", config)
-    translated = read_jsonl(prompts_path, required=("id", "prompt"))
-    instructions = read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
-    rows = prompt_rows(translated, instructions, config)
-    budget = Budget(config.budget_usd)
+    run = StageRun(
+        "respond", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        budget_usd=config.budget_usd,
+    )  # fmt: skip
+    rows = load_prompt_rows(prompts_path, instructions_path, config)
     clients = {
-        r.name: LLMClient(r.llm, price=price_for(r.llm, params_path), budget=budget)
-        for r in config.responders
+        r.name: run.client(f"respond.responders[{i}].llm", r.llm) for i, r in enumerate(config.responders)
     }
-    failures = Failures("respond")
-    out = respond(rows, clients, config, failures)
-    failures.write(failures_path)
-    failures.check(sum(c.usage.requests for c in clients.values()), config.max_failure_rate)
+    out = respond(rows, clients, config, run.failures)
+    run.finish(input_rows=len(rows), failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, out)
     complete = sum(len(r["responses"]) == len(config.responders) for r in out)
     log.info("%d of %d prompts answered by every responder", complete, len(out))
@@ -133,7 +152,6 @@ def main(
                 r.name: mean([len(o["responses"][r.name]["text"]) for o in out if r.name in o["responses"]])
                 for r in config.responders
             },
-            "usage": usage_metrics(clients),
-            "provenance": provenance(),
+            **run.metrics(),
         },
     )

@@ -16,57 +16,48 @@ from dataclasses import dataclass, replace
 import click
 
 from jalign import prompts
-from jalign.config import load_section
+from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
-from jalign.llm import Budget, LLMClient, LLMConfig, Request
-from jalign.records import Record, check_unique_ids, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
+from jalign.stage import Failures, StageRun, log, mean
 from jalign.text import contains_any, japanese_ratio
 
 SEED_FIELDS = ("id", "viewpoint", "instruction", "output")
-# Self-Instruct's filter: tasks that a text-only model cannot do. Japanese equivalents.
-DEFAULT_BLOCKLIST = (
-    "画像",
-    "図",
-    "写真",
-    "イラスト",
-    "ファイル",
-    "グラフ",
-    "動画",
-    "音声",
-    "地図",
-    "URL",
-    "リンク",
-    "添付",
-)
 
 
 @dataclass(frozen=True)
 class SelfInstructConfig:
     """params.yaml `self_instruct`."""
 
-    generator: LLMConfig
-    rounds: int = 3  # machine examples come from earlier rounds' accepted tasks
-    prompts_per_round: int = 8
-    human_shots: int = 6  # Self-Instruct: 6 human-written + 2 machine-generated demonstrations
-    machine_shots: int = 2
-    seed: int = 42
-    min_instruction_chars: int = 8
-    max_instruction_chars: int = 300
-    min_output_chars: int = 2
-    max_output_chars: int = 1500
-    blocklist: tuple[str, ...] = DEFAULT_BLOCKLIST
-    min_japanese_ratio: float = 0.6
-    rouge_threshold: float = 0.7  # Self-Instruct keeps a task only if ROUGE-L < 0.7 to every task so far
-    max_failure_rate: float = 0.1
-    budget_usd: float | None = None
-    license: str = "apache-2.0"  # licence of the generated records (check the generator's terms too)
+    generator: LLMConfig = param("The model that writes new tasks (few-shot continuation for base models).")
+    rounds: int = param("Generation rounds; machine examples come from earlier rounds' accepted tasks.", ge=1)
+    prompts_per_round: int = param("Prompts (one new task each) per round.", ge=1)
+    human_shots: int = param("Seed tasks shown per prompt (Self-Instruct: 6).", ge=1)
+    machine_shots: int = param("Earlier generated tasks shown per prompt (Self-Instruct: 2).", ge=0)
+    seed: int = param("Seed for sampling examples and viewpoints.", ge=0)
+    min_instruction_chars: int = param("Shorter instructions are dropped.", ge=1)
+    max_instruction_chars: int = param("Longer instructions are dropped.", ge=1)
+    min_output_chars: int = param("Shorter outputs are dropped.", ge=0)
+    max_output_chars: int = param("Longer outputs are dropped.", ge=1)
+    blocklist: tuple[str, ...] = param(
+        "Keywords of tasks a text-only model cannot do (画像, ファイル ...); Self-Instruct's filter in Japanese."
+    )
+    min_japanese_ratio: float = param("Share of Japanese characters a task needs.", ge=0, le=1)
+    rouge_threshold: float = param(
+        "A task is kept only if its character ROUGE-L F1 to every task so far is at most this (Self-Instruct: 0.7).",
+        ge=0,
+        le=1,
+    )
+    max_failure_rate: float = param("Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1)
+    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    license: str = param("Licence of the seed tasks; every generated row carries it (and the generator's terms).")
 
     def __post_init__(self) -> None:
-        if self.human_shots < 1 or self.machine_shots < 0:
-            raise ValueError("human_shots must be >= 1 and machine_shots >= 0")
-        if not 0 <= self.rouge_threshold <= 1 or not 0 <= self.min_japanese_ratio <= 1:
-            raise ValueError("rouge_threshold and min_japanese_ratio must be in [0, 1]")
+        if self.min_instruction_chars > self.max_instruction_chars:
+            raise ValueError("min_instruction_chars must be <= max_instruction_chars")
+        if self.min_output_chars > self.max_output_chars:
+            raise ValueError("min_output_chars must be <= max_output_chars")
 
 
 def load_seeds(path: str) -> list[Record]:
@@ -74,7 +65,7 @@ def load_seeds(path: str) -> list[Record]:
     check_unique_ids(seeds, path)
     for lineno, seed in enumerate(seeds, start=1):
         if not isinstance(seed.get("input", ""), str):
-            raise ValueError(f"{path}:{lineno}: field 'input' must be a string")
+            raise RecordError(f"{path}:{lineno}: field 'input' must be a string")
     return seeds
 
 
@@ -171,7 +162,6 @@ def self_instruct(
             row_id = f"si-r{round_no}-{i:04d}"
             if not gen.ok:
                 failures.add(row_id, "generate", gen.error or "")
-                drops["llm_failure"] += 1
                 continue
             task = parse_task(gen.text or "")
             reason = "unparseable" if task is None else rejection_reason(task, config)
@@ -202,7 +192,8 @@ def self_instruct(
             "source": "self_instruct",
             "lineage": {"parent_id": None, "operation": "self_instruct", "round": 0},
             "generator": generator,
-            "license": config.license,
+            "license": [config.license],
+            "model_terms": [config.generator.terms],
         }
         for a in accepted
     ]
@@ -217,19 +208,17 @@ def self_instruct(
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, params_path: str) -> None:
     """Generate Japanese instructions from seed tasks (Self-Instruct)."""
-    setup_logging()
     config = load_section(SelfInstructConfig, "self_instruct", params_path)
-    log_params("self_instruct", config)
+    run = StageRun(
+        "self_instruct", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        budget_usd=config.budget_usd,
+    )  # fmt: skip
     seeds = load_seeds(seeds_path)
-    client = LLMClient(
-        config.generator, price=price_for(config.generator, params_path), budget=Budget(config.budget_usd)
-    )
-    failures = Failures("self_instruct")
-    records, drops = self_instruct(seeds, client, config, failures)
-    failures.write(failures_path)
-    failures.check(client.usage.requests, config.max_failure_rate)
-    write_jsonl(out_path, records)
+    client = run.client("self_instruct.generator", config.generator)
+    records, drops = self_instruct(seeds, client, config, run.failures)
     generated = config.rounds * config.prompts_per_round
+    run.finish(input_rows=generated, failures_path=failures_path, max_failure_rate=config.max_failure_rate)
+    write_jsonl(out_path, records)
     write_json(
         metrics_path,
         {
@@ -240,7 +229,6 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
             "dropped": dict(sorted(drops.items())),
             "mean_japanese_ratio": mean([japanese_ratio(r["instruction"] + r["output"]) for r in records]),
             "viewpoints": dict(sorted(Counter(r["viewpoint"] for r in records).items())),
-            "usage": usage_metrics({"generator": client}),
-            "provenance": provenance(),
+            **run.metrics(),
         },
     )

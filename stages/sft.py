@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import click
 
-from jalign.config import load_section
-from jalign.records import Record, read_jsonl, write_json
+from jalign.config import load_section, param
+from jalign.records import Record, read_jsonl, user_prompt, write_json
 from jalign.stage import log, log_params, provenance, setup_logging
 from jalign.training import (
     LoraSettings,
     Stopwatch,
+    check_trainer_choices,
     dvclive_callback,
     load_policy,
     lora_config,
@@ -31,25 +32,30 @@ from jalign.training import (
 class SFTConfig:
     """params.yaml `sft`."""
 
-    enabled: bool = True
-    model: str = "models/base/gemma-3-270m"
-    learning_rate: float = 2e-4  # a common LoRA SFT rate (QLoRA paper used 1e-4 .. 2e-4)
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    lr_scheduler_type: str = "cosine"
-    optim: str = "paged_adamw_8bit"
-    seed: int = 42
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    quantization: Literal["nf4", "none"] = "nf4"
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    max_length: int = 1024
-    logging_steps: int = 1
+    enabled: bool = param("Run SFT; when false the stage writes an empty output and says so in its metrics.")
+    model: str = param("Base model.")
+    learning_rate: float = param("Peak learning rate (QLoRA used 1e-4 .. 2e-4).", gt=0)
+    per_device_train_batch_size: int = param("Examples per device per step.", ge=1)
+    gradient_accumulation_steps: int = param("Steps accumulated per update.", ge=1)
+    num_train_epochs: float = param("Epochs.", gt=0)
+    max_steps: int = param("> 0 caps the run (CPU profile); -1 = use num_train_epochs.", ge=-1)
+    lr_scheduler_type: str = param("A transformers scheduler name.")
+    optim: str = param("A transformers optimizer name (paged / 8-bit ones need CUDA).")
+    seed: int = param("Training seed.", ge=0)
+    dtype: Literal["bfloat16", "float16", "float32"] = param("Compute dtype.")
+    quantization: Literal["nf4", "none"] = param("nf4: QLoRA; none: LoRA on the full-precision base.")
+    lora: LoraSettings = param("LoRA adapter settings.")
+    max_length: int = param("Tokens per example, truncated beyond.", ge=8)
+    logging_steps: int = param("Log (DVCLive) every N steps.", ge=1)
+
+    def __post_init__(self) -> None:
+        if self.max_steps == 0:
+            raise ValueError("max_steps must be -1 (use num_train_epochs) or > 0")
+        check_trainer_choices(self.optim, self.lr_scheduler_type, "sft")
 
 
 def to_messages(record: Record) -> Record:
-    user = f"{record['instruction']}\n{record['input']}" if record.get("input") else record["instruction"]
+    user = user_prompt(record)
     return {
         "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
     }

@@ -16,11 +16,11 @@ from typing import Literal
 import click
 
 from jalign import prompts
-from jalign.config import load_section
-from jalign.llm import Budget, LLMClient, LLMConfig, Request
-from jalign.records import Record, check_unique_ids, write_json, write_jsonl
+from jalign.config import load_section, param
+from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
 from jalign.sources import SourceConfig, load_source
-from jalign.stage import Failures, log, log_params, mean, price_for, provenance, setup_logging, usage_metrics
+from jalign.stage import Failures, StageRun, log, mean
 from jalign.text import japanese_ratio
 
 # Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would
@@ -53,14 +53,19 @@ def english_specific_kind(text: str) -> str | None:
 class TranslateConfig:
     """params.yaml `translate`."""
 
-    translator: LLMConfig
-    reviewer: LLMConfig  # sees the source and the draft; writes the improved translation
-    sources: tuple[SourceConfig, ...]
-    english_specific: Literal["localize", "drop", "keep"] = "localize"
-    min_japanese_ratio: float = 0.5  # code and proper nouns stay in Latin script
-    max_chars: int = 2000
-    max_failure_rate: float = 0.1
-    budget_usd: float | None = None
+    translator: LLMConfig = param("Writes the first Japanese draft of each source prompt.")
+    reviewer: LLMConfig = param("Sees the source and the draft and writes the improved translation (Karasu).")
+    sources: tuple[SourceConfig, ...] = param("English source prompt datasets, each with its licence.")
+    english_specific: Literal["localize", "drop", "keep"] = param(
+        "Prompts about English itself (alphabetical order, rhymes, spelling ...): localise them "
+        "(あいうえお順 ...), drop them with the reason, or translate them literally."
+    )
+    min_japanese_ratio: float = param(
+        "Share of Japanese characters a translation needs (code and proper nouns stay Latin).", ge=0, le=1
+    )
+    max_chars: int = param("Longer source prompts are dropped (too_long).", ge=1)
+    max_failure_rate: float = param("Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1)
+    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.sources]
@@ -105,7 +110,6 @@ def translate(
     for (row, template, kind), draft in zip(todo, drafts, strict=True):
         if not draft.ok:
             failures.add(row["id"], "translate", draft.error or "")
-            drops["llm_failure"] += 1
         elif not first_paragraph(draft.text or ""):
             drops["empty_translation"] += 1
         else:
@@ -128,7 +132,6 @@ def translate(
     for (row, template, kind, draft), review in zip(reviewable, reviews, strict=True):
         if not review.ok:
             failures.add(row["id"], "review", review.error or "")
-            drops["llm_failure"] += 1
             continue
         improved = first_paragraph(review.text or "")
         # The review may only improve: an empty or non-Japanese review falls back to the draft.
@@ -141,7 +144,7 @@ def translate(
             {
                 "id": row["id"],
                 "source": row["source"],
-                "license": row["license"],
+                **provenance_of([row], (config.translator.terms, config.reviewer.terms)),
                 "prompt_en": row["prompt_en"],
                 "draft_ja": draft,
                 "reviewed_ja": improved,
@@ -164,20 +167,19 @@ def translate(
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(out_path: str, failures_path: str, metrics_path: str, params_path: str) -> None:
     """Translate source prompts to Japanese in two passes (translate, review-and-improve)."""
-    setup_logging()
     config = load_section(TranslateConfig, "translate", params_path)
-    log_params("translate", config)
+    run = StageRun(
+        "translate", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        budget_usd=config.budget_usd,
+    )  # fmt: skip
     rows = [row for source in config.sources for row in load_source(source)]
     check_unique_ids(rows, "translate.sources")
-    budget = Budget(config.budget_usd)
     clients = {
-        role: LLMClient(llm, price=price_for(llm, params_path), budget=budget)
-        for role, llm in (("translator", config.translator), ("reviewer", config.reviewer))
+        "translator": run.client("translate.translator", config.translator),
+        "reviewer": run.client("translate.reviewer", config.reviewer),
     }
-    failures = Failures("translate")
-    out, drops = translate(rows, clients, config, failures)
-    failures.write(failures_path)
-    failures.check(sum(c.usage.requests for c in clients.values()), config.max_failure_rate)
+    out, drops = translate(rows, clients, config, run.failures)
+    run.finish(input_rows=len(rows), failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, out)
     log.info("translated %d of %d source prompts", len(out), len(rows))
     write_json(
@@ -190,7 +192,6 @@ def main(out_path: str, failures_path: str, metrics_path: str, params_path: str)
             "localized": sum(1 for r in out if (r["english_specific"] or {}).get("action") == "localized"),
             "review_used": sum(r["review_used"] for r in out),
             "mean_japanese_ratio": mean([japanese_ratio(r["prompt"]) for r in out]),
-            "usage": usage_metrics(clients),
-            "provenance": provenance(),
+            **run.metrics(),
         },
     )

@@ -1,0 +1,206 @@
+"""Decide preference pairs from stored judgments: a pure, cheap step (no LLM, no model).
+
+Reads the `judge` stage's raw judgments and decides each one (the text parser, the logprob mass floor,
+position calibration, the tie margin), then keeps a pair only when both orders name the same winner.
+`dvc exp run -S judge.tie_margin=0.05` reruns this stage alone; a parser fix re-decides old judgments
+without paying again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import replace
+
+import click
+
+from jalign.config import load_section
+from jalign.records import Record, provenance_of, read_jsonl, write_json, write_jsonl
+from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.verdicts import Outcome, parse_verdict
+from stages.judge import JudgeConfig, load_responses
+
+
+def outcome_from_margin(margin: float, tie_margin: float) -> Outcome:
+    return "A" if margin > tie_margin else "B" if margin < -tie_margin else "tie"
+
+
+def shown_answers(j: Record, answers: dict[str, dict[str, str]]) -> tuple[str, str]:
+    """The two answer texts as the judge saw them (a canary's injected text included)."""
+    canary = j.get("canary") or {}
+
+    def text(name: str) -> str:
+        base = answers[j["prompt_id"]][name]
+        return base + "\n\n" + canary["text"] if canary and name == canary["target"] else base
+
+    return text(j["first"]), text(j["second"])
+
+
+def verdict_of(j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig) -> tuple[Outcome | None, int, str]:
+    """(outcome, strength, invalid reason) of one raw judgment, before calibration."""
+    if j["raw"] is None:
+        return None, 0, "llm_failure"
+    if j["method"] == "text":
+        verdict = parse_verdict(j["raw"], answers=shown_answers(j, answers))
+        return verdict.outcome, verdict.strength, verdict.reason
+    if j["method"] == "logprob" and j["mass"] < config.min_choice_mass:
+        return None, 0, "low_choice_mass"
+    outcome = outcome_from_margin(j["raw"]["A"] - j["raw"]["B"], config.tie_margin)
+    return outcome, int(outcome != "tie"), ""
+
+
+def decide_all(
+    judgments: list[Record], answers: dict[str, dict[str, str]], config: JudgeConfig
+) -> tuple[list[Record], dict[str, float]]:
+    """Every judgment with `verdict`, `strength`, `invalid_reason` and `winner`; logprob judgments are
+    re-decided after dividing out the run's mean P(A) and P(B) when calibrate_position is on."""
+    decided = []
+    for j in judgments:
+        outcome, strength, reason = verdict_of(j, answers, config)
+        decided.append({**j, "verdict": outcome, "strength": strength, "invalid_reason": reason or None})
+    prior: dict[str, float] = {}
+    scored = [j for j in decided if j["method"] == "logprob" and j["verdict"] is not None and not j["canary"]]
+    if config.calibrate_position and scored:
+        prior = {c: sum(j["raw"][c] for j in scored) / len(scored) for c in ("A", "B")}
+        for j in decided:
+            if j["method"] == "logprob" and j["verdict"] is not None:
+                a, b = j["raw"]["A"] / prior["A"], j["raw"]["B"] / prior["B"]
+                j["verdict"] = outcome_from_margin((a - b) / (a + b), config.tie_margin)
+                j["strength"], j["calibrated"] = int(j["verdict"] != "tie"), True
+    for j in decided:
+        j["winner"] = {"A": j["first"], "B": j["second"], "tie": "tie", None: None}[j["verdict"]]
+    return decided, {c: round(v, 4) for c, v in prior.items()}
+
+
+def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | None]]:
+    """pair_id -> (winner in forward order, winner in swapped order)."""
+    groups: dict[str, dict[str, str | None]] = defaultdict(dict)
+    for j in decided:
+        if j["order"] in groups[j["pair_id"]]:
+            raise ValueError(f"{j['pair_id']}: two judgments in the {j['order']} order")
+        groups[j["pair_id"]][j["order"]] = j["winner"]
+    for pair_id, group in groups.items():
+        if set(group) != {"forward", "swapped"}:
+            raise ValueError(f"{pair_id}: expected judgments in both orders, got {sorted(group)}")
+    return {p: (g["forward"], g["swapped"]) for p, g in groups.items()}
+
+
+def decide(
+    judgments: list[Record], rows: dict[str, Record], config: JudgeConfig
+) -> tuple[list[Record], list[Record], dict]:
+    """Pure: (decided judgments, consistent pairs, judge-reliability statistics)."""
+    answers = {pid: {n: v["text"] for n, v in r["responses"].items()} for pid, r in rows.items()}
+    main_judgments = [j for j in judgments if not j.get("canary")]
+    raw_decided, _ = decide_all(main_judgments, answers, replace(config, calibrate_position=False))
+    raw_decisive = [j for j in raw_decided if j["verdict"] not in (None, "tie")]
+    decided, prior = decide_all(judgments, answers, config)
+    main = [j for j in decided if not j.get("canary")]
+    drops: Counter = Counter()
+    pairs, both_valid, agree = [], 0, 0
+    index = {(j["pair_id"], j["order"]): j for j in main}
+    for pair_id, (w1, w2) in pair_outcomes(main).items():
+        if w1 is None or w2 is None:
+            drops["invalid"] += 1
+            continue
+        both_valid += 1
+        agree += w1 == w2
+        if w1 != w2:
+            drops["disagreement"] += 1
+        elif w1 == "tie":
+            drops["tie"] += 1
+        else:
+            pairs.append(make_pair(index[(pair_id, "forward")], index[(pair_id, "swapped")], w1, rows))
+    valid = [j for j in main if j["verdict"] is not None]
+    decisive = [j for j in valid if j["verdict"] != "tie"]
+    wins = Counter(p["chosen_responder"] for p in pairs)
+    names = sorted({n for j in main for n in (j["first"], j["second"])})
+    stats = {
+        "pairs_judged": len({j["pair_id"] for j in main}),
+        "judgments": len(main),
+        "kept_pairs": len(pairs),
+        "dropped": dict(sorted(drops.items())),
+        "agreement_rate": _rate(agree, both_valid),
+        "position_bias_rate": _rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
+        "position_bias_rate_uncalibrated": _rate(sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive)),
+        "position_prior": prior or None,
+        "tie_rate": _rate(len(valid) - len(decisive), len(valid)),
+        "invalid_rate": _rate(len(main) - len(valid), len(main)),
+        "invalid_reasons": dict(Counter(j["invalid_reason"] for j in main if j["verdict"] is None)),
+        "length_bias": _rate(sum(len(p["chosen"]) > len(p["rejected"]) for p in pairs), len(pairs)),
+        "win_share": {n: _rate(wins[n], len(pairs)) for n in names},
+        "injection": injection_report(decided),
+    }
+    return decided, pairs, stats
+
+
+def make_pair(forward: Record, swapped: Record, winner: str, rows: dict[str, Record]) -> Record:
+    row = rows[forward["prompt_id"]]
+    loser = forward["second"] if forward["first"] == winner else forward["first"]
+    chosen, rejected = row["responses"][winner], row["responses"][loser]
+    terms = [t for t in (chosen.get("model_terms"), rejected.get("model_terms")) if t]
+    return {
+        "pair_id": forward["pair_id"],
+        "prompt_id": row["prompt_id"],
+        "prompt": row["prompt"],
+        "origin": row.get("origin"),
+        **provenance_of([row], terms),
+        "chosen": chosen["text"],
+        "rejected": rejected["text"],
+        "chosen_responder": winner,
+        "rejected_responder": loser,
+        "chosen_model": chosen["model"],
+        "rejected_model": rejected["model"],
+        "judge": forward["judge"],
+        "method": forward["method"],
+        "strength": min(forward["strength"], swapped["strength"]),
+    }
+
+
+def injection_report(decided: list[Record]) -> dict:
+    """Canary pairs: how many changed outcome (both-order winner) when one answer carried an injected
+    plea, and how many the injection turned in favour of the answer carrying it."""
+    canary = [j for j in decided if j.get("canary")]
+    if not canary:
+        return {"canary_pairs": 0}
+    clean = pair_outcomes([j for j in decided if not j.get("canary")])
+    injected = pair_outcomes(canary)
+    target = {j["pair_id"]: j["canary"]["target"] for j in canary}
+
+    def settled(w: tuple[str | None, str | None]) -> str | None:
+        return w[0] if w[0] == w[1] else None  # None: no consistent winner (invalid, tie-split, disagreement)
+
+    changed = [p for p in injected if settled(injected[p]) != settled(clean.get(p, (None, None)))]
+    to_target = [p for p in changed if settled(injected[p]) == target[p]]
+    return {
+        "canary_pairs": len(injected),
+        "changed_outcome": len(changed),
+        "changed_to_injected_answer": len(to_target),
+    }
+
+
+def _rate(num: float, den: float) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+@click.command("decide")
+@click.option("--responses", "responses_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--judgments", "judgments_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--decided", "decided_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def main(
+    responses_path: str, judgments_path: str, decided_path: str, out_path: str, metrics_path: str, params_path: str
+) -> None:
+    """Decide every stored judgment and keep the pairs both orders agree on."""
+    setup_logging()
+    config = load_section(JudgeConfig, "judge", params_path)
+    log_params("decide", {"tie_margin": config.tie_margin, "calibrate_position": config.calibrate_position,
+                          "min_choice_mass": config.min_choice_mass})  # fmt: skip
+    rows = {r["prompt_id"]: r for r in load_responses(responses_path)}
+    judgments = read_jsonl(judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method"))
+    decided, pairs, stats = decide(judgments, rows, config)
+    write_jsonl(decided_path, decided)
+    write_jsonl(out_path, pairs)
+    log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])
+    write_json(metrics_path, {**stats, "method": judgments[0]["method"] if judgments else None,
+                              "provenance": provenance()})  # fmt: skip
