@@ -29,8 +29,11 @@ JUDGE_FILE = "metrics/judge.json"
 DPO_FILE = "metrics/dpo.json"
 JUDGE_KEYS = ("agreement_rate", "position_bias_rate", "invalid_rate", "length_bias")
 DPO_KEYS = ("train_loss", "eval_loss", "eval_reward_accuracy", "eval_reward_margin")
-# Flattened eval keys; the set name cannot contain a dot, the candidate name can ("qwen2.5-7b").
-EVAL_KEY = re.compile(r"^candidates\.(?P<cand>.+)\.(?P<set>[^.]+)\.(?P<field>score|ci_low|ci_high)$")
+# Flattened eval keys ("candidates.<cand>.<set>.score"). The candidate name may contain dots
+# ("qwen2.5-7b"), the set name may not; the lazy `cand` keeps "<set>.style_controlled.score" whole.
+EVAL_KEY = re.compile(
+    r"^candidates\.(?P<cand>.+?)\.(?P<set>[^.]+)\.(?P<field>(?:style_controlled\.)?(?:score|ci_low|ci_high))$"
+)
 CLASSIFIER_FILE = re.compile(r"^metrics/classifier/(?P<name>[^/]+)\.json$")
 FUNNEL = {"metrics/instructions.json": "funnel.", "metrics/preferences.json": "rows."}
 NOISE = {"provenance.git_commit"}  # changes on every run: never news on its own
@@ -110,13 +113,13 @@ def params_section(params: Diff) -> str:
 
 
 def eval_section(metrics: dict[str, dict[str, Any]]) -> tuple[list[list[str]], set[str]]:
-    """Rows (candidate, set, score old → new, Δ, both CIs, overlap) for every cell whose score or CI
-    changed, and the keys they used. The CIs of unchanged sides come from `--all`."""
+    """Rows (candidate, set, score base → head, Δ, both CIs, overlap, style-controlled score) for every
+    cell whose score or CI changed, and the keys they used. Unchanged sides come from `--all`."""
     cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     used = set()
     for key, entry in metrics.items():
         match = EVAL_KEY.match(key)
-        if match:
+        if match and match["set"] != "style_controlled":
             cells.setdefault((match["cand"], match["set"]), {})[match["field"]] = entry
             used.add(key)
     rows = []
@@ -125,15 +128,16 @@ def eval_section(metrics: dict[str, dict[str, Any]]) -> tuple[list[list[str]], s
             continue
         score, low, high = f.get("score", {}), f.get("ci_low", {}), f.get("ci_high", {})
         overlap = ci_overlap(low.get("old"), high.get("old"), low.get("new"), high.get("new"))
+        styled = f.get("style_controlled.score")
         rows.append(
             [
                 f"`{cand}`",
                 f"`{eval_set}`",
-                f"{fmt(score.get('old'))} → {fmt(score.get('new'))}",
-                delta(score.get("old"), score.get("new")),
+                *change_cells(score),
                 interval(low.get("old"), high.get("old")),
                 interval(low.get("new"), high.get("new")),
                 {True: "yes", False: "**no**", None: "—"}[overlap],
+                change_cells(styled)[0] if styled else "—",
             ]
         )
     return rows, used
@@ -193,10 +197,20 @@ def build_review(
     groups = [
         Group(
             "Evaluation scores",
-            ["candidate", "set", "score base → head", "Δ", "CI base", "CI head", "CIs overlap"],
+            [
+                "candidate",
+                "set",
+                "score base → head",
+                "Δ",
+                "CI base",
+                "CI head",
+                "CIs overlap",
+                "style-controlled",
+            ],
             eval_rows,
             bool(eval_keys),
-            "CIs that do not overlap mark a change larger than the evaluation noise.",
+            "CIs that do not overlap mark a change larger than the evaluation noise; style-controlled: the"
+            " score with answer length and markdown controlled for.",
         ),
         Group(
             "Judge reliability",
