@@ -11,6 +11,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ EVAL_KEY = re.compile(
 )
 CLASSIFIER_FILE = re.compile(r"^metrics/classifier/(?P<name>[^/]+)\.json$")
 FUNNEL = {"metrics/instructions.json": "funnel.", "metrics/preferences.json": "rows."}
+# The dvc of jalign's own environment, whether or not that environment's bin/ is on PATH.
+DVC = [sys.executable, "-m", "dvc"]
 NOISE = {"provenance.git_commit"}  # changes on every run: never news on its own
 
 
@@ -52,7 +55,8 @@ class Plot:
 
 
 def fmt(value: Any) -> str:
-    """A table cell: numbers rounded to 4 decimals, missing as an em dash, `|` escaped."""
+    """A table cell: numbers to 4 decimals (3 significant digits below 0.001), missing as an em dash,
+    `|` escaped."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -60,8 +64,10 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3g}"  # learning rates and the like: 5e-06, never a rounded 0
         text = f"{value:.4f}".rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
+        return "0" if text == "-0" else text
     if isinstance(value, int):
         return str(value)
     if not isinstance(value, str):
@@ -268,7 +274,9 @@ def build_review(
             + "\n\n</details>"
         )
     if plots:
-        sections.append("### Changed plots\n\n" + "\n\n".join(f"![{p.title}]({p.link})" for p in plots))
+        sections.append(
+            "### Changed plots\n\n" + "\n\n".join(f"![{escape_title(p.title)}]({p.link})" for p in plots)
+        )
     if notes:
         sections.append("\n".join(f"> {note}" for note in notes))
     return "\n\n".join(sections) + "\n"
@@ -291,6 +299,10 @@ def changed_plots(plots_json: dict[str, Any], base: str, head: str) -> list[tupl
     return found
 
 
+def escape_title(text: str) -> str:
+    return re.sub(r"([\[\]])", r"\\\1", text)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "plot"
 
@@ -301,7 +313,7 @@ def slug(text: str) -> str:
 
 def run_dvc(args: list[str], cwd: Path) -> Any:
     """Run `dvc ARGS --json` and parse its output; dvc's own error message on failure."""
-    proc = subprocess.run(["dvc", *args, "--json"], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([*DVC, *args, "--json"], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0 or proc.stderr.lstrip().startswith("ERROR"):
         message = proc.stderr.strip() or proc.stdout.strip()
         raise click.ClickException(f"`dvc {' '.join(args)}` failed: {message}")
@@ -312,7 +324,7 @@ def run_dvc(args: list[str], cwd: Path) -> Any:
 
 
 def repo_root() -> Path:
-    proc = subprocess.run(["dvc", "root"], capture_output=True, text=True)
+    proc = subprocess.run([*DVC, "root"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise click.ClickException(
             f"not inside a DVC repository ({proc.stderr.strip() or 'dvc root failed'})"
