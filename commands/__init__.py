@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "stages.dpo:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
+    "review": "commands.review:main",
 }
 
 
