@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from jalign.errors import JalignError
+
 # command name -> "module:attribute". Order is the pipeline's, then the tools.
 COMMANDS: dict[str, str] = {
     "models": "stages.models:main",
@@ -22,25 +24,19 @@ COMMANDS: dict[str, str] = {
     "translate": "stages.translate:main",
     "respond": "stages.respond:main",
     "judge": "stages.judge:main",
+    "decide": "stages.decide:main",
     "preferences": "stages.preferences:main",
     "classifier": "stages.classifier:main",
     "sft": "stages.sft:main",
     "dpo": "stages.dpo:main",
+    "evaluate": "stages.evaluate:main",
+    "score-eval": "stages.score:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
+    "params": "commands.params:main",
+    "sweep": "commands.params:sweep",
     "review": "commands.review:main",
 }
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's input or the run's stated limits, not bugs: one line, no traceback."""
-    from jalign.config import ConfigError
-    from jalign.llm.client import BudgetExceeded
-    from jalign.models import ModelSourceError
-    from jalign.records import RecordError
-    from jalign.stage import FailureRateExceeded
-
-    return (ConfigError, RecordError, ModelSourceError, BudgetExceeded, FailureRateExceeded)
 
 
 class LazyGroup(click.Group):
@@ -53,7 +49,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except _user_errors() as exc:
+        except JalignError as exc:
             if ctx.params.get("debug") or os.environ.get("JALIGN_DEBUG") == "1":
                 raise
             from jalign.redact import redact

@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from jalign.errors import JalignError
+
 T = TypeVar("T")
 
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
-class ConfigError(ValueError):
+class ConfigError(JalignError, ValueError):
     """A params.yaml value that does not fit its dataclass field."""
 
 

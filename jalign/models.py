@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from jalign.errors import JalignError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "jalign_model.json"
@@ -71,7 +73,7 @@ PACKAGED: dict[str, PackagedModel] = {
 }
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(JalignError, ValueError):
     pass
 
 

@@ -14,10 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from jalign.errors import JalignError
+
 Record = dict[str, Any]
 
 
-class RecordError(ValueError):
+class RecordError(JalignError, ValueError):
     """Bad input record: the message names file, line and field."""
 
 

@@ -18,7 +18,8 @@ from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.llm import Choice, LLMClient, LLMConfig, Request
 from jalign.records import Record, read_jsonl, user_prompt, write_json, write_jsonl
-from jalign.stage import Failures, StageRun, log, mean
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log, mean
 from jalign.text import japanese_ratio
 
 QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}

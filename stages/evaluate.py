@@ -22,7 +22,8 @@ from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, write_json, write_jsonl
-from jalign.stage import Failures, StageRun, log
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log
 from jalign.verdicts import parse_arena, parse_rating
 
 GRADE_SCALES = {"jalign": (1, 5), "elyza": (1, 5), "mt_bench": (1, 10)}  # arena_hard: pairwise only

@@ -20,7 +20,8 @@ from jalign import prompts
 from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
-from jalign.stage import Failures, StageRun, log, mean
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log, mean
 from jalign.text import is_punctuation_only, japanese_ratio
 
 INPUT_FIELDS = ("id", "instruction", "output")

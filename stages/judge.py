@@ -28,7 +28,8 @@ from jalign.config import load_section, param
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, StageRun, log
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log
 from jalign.verdicts import parse_verdict
 
 

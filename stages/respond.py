@@ -20,7 +20,8 @@ from jalign.records import (
     write_json,
     write_jsonl,
 )
-from jalign.stage import Failures, StageRun, log, mean
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log, mean
 
 
 @dataclass(frozen=True)

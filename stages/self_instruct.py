@@ -20,7 +20,8 @@ from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, StageRun, log, mean
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log, mean
 from jalign.text import contains_any, japanese_ratio
 
 SEED_FIELDS = ("id", "viewpoint", "instruction", "output")

@@ -20,7 +20,8 @@ from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
 from jalign.sources import SourceConfig, load_source
-from jalign.stage import Failures, StageRun, log, mean
+from jalign.llm_stage import StageRun
+from jalign.stage import Failures, log, mean
 from jalign.text import japanese_ratio
 
 # Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from jalign.errors import JalignError
 from jalign.llm.cache import ResponseCache, cache_key
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request
 from jalign.redact import redact, redact_url
@@ -34,7 +35,7 @@ R = TypeVar("R", Generation, Choice)
 _TOKENS_PER_MESSAGE = 8
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(JalignError, RuntimeError):
     """Raised instead of sending a request whose worst-case cost would take spending past the budget."""
 
 

@@ -1,0 +1,180 @@
+"""`jalign params`: the configuration's one source (`conf/`, composed by Hydra) and its schema.
+
+- `jalign params compose [--preset NAME]` writes params.yaml exactly as `dvc exp run` composes it
+  (DVC's own compose function), so `dvc repro` users switch presets too;
+- `jalign params check [--preset NAME]` validates a composition against every stage's schema (and, with
+  no preset, that the committed params.yaml is the default composition);
+- `jalign params docs` writes docs/params.md from the fields' help texts;
+- `jalign sweep PRESET` queues the grid a preset declares (`hydra.sweeper.params`) as DVC experiments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jalign.config import ConfigError, describe, from_dict, load_yaml, read_params
+from jalign.llm.types import Price
+
+# params.yaml section -> its dataclass ("module:Class"); `*` is a mapping of named entries.
+SECTIONS: dict[str, str] = {
+    "models": "stages.models:ModelsConfig",
+    "self_instruct": "stages.self_instruct:SelfInstructConfig",
+    "evolve": "stages.evolve:EvolveConfig",
+    "curate": "stages.curate:CurateConfig",
+    "translate": "stages.translate:TranslateConfig",
+    "respond": "stages.respond:RespondConfig",
+    "judge": "stages.judge:JudgeConfig",
+    "preferences": "stages.preferences:PreferencesConfig",
+    "classifier.encoders.*": "stages.classifier:EncoderConfig",
+    "sft": "stages.sft:SFTConfig",
+    "train": "stages.dpo:TrainConfig",
+    "evaluate": "stages.evaluate:EvaluateConfig",
+}
+TOP_LEVEL = {"prices", *(name.split(".")[0] for name in SECTIONS)}
+CONF_DIR = "conf"
+
+
+def schema(name: str) -> type:
+    module, _, cls = SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def compose(root: Path, preset: str | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The configuration `dvc exp run -S preset=NAME -S ...` would write, as a mapping."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "params.yaml"
+        compose_to(root, out, preset, overrides)
+        return read_params(out)
+
+
+def compose_to(root: Path, out: Path, preset: str | None = None, overrides: tuple[str, ...] = ()) -> None:
+    from dvc.utils.hydra import compose_and_dump
+
+    args = [*(([f"preset={preset}"]) if preset else []), *overrides]
+    compose_and_dump(str(out), str((root / CONF_DIR).resolve()), None, "config", "", args)
+
+
+def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
+    """Every section through its dataclass; unknown top-level sections rejected. Raises ConfigError."""
+    unknown = sorted(set(params) - TOP_LEVEL, key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section {unknown[0]!r} (known: {', '.join(sorted(TOP_LEVEL))})")
+    for model, entry in (params.get("prices") or {}).items():
+        from_dict(Price, entry, f"prices.{model}")
+    for name in SECTIONS:
+        head, *rest = name.split(".")
+        if head not in params:
+            raise ConfigError(f"{where}: missing section '{head}'")
+        if rest:  # classifier.encoders.*
+            entries = (params[head] or {}).get(rest[0])
+            if not isinstance(entries, dict) or not entries:
+                raise ConfigError(f"{where}: {head}.{rest[0]} must map names to entries")
+            for key, value in entries.items():
+                from_dict(schema(name), value, f"{head}.{rest[0]}.{key}")
+        else:
+            from_dict(schema(name), params[head], head)
+
+
+def presets(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / CONF_DIR / "preset").glob("*.yaml"))
+
+
+def sweep_grid(root: Path, preset: str) -> dict[str, str]:
+    """`hydra.sweeper.params` of a preset file: key -> comma-separated values (Hydra's sweep syntax)."""
+    data = load_yaml(root / CONF_DIR / "preset" / f"{preset}.yaml") or {}
+    grid = ((data.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    if not grid:
+        raise ConfigError(f"conf/preset/{preset}.yaml declares no sweep (hydra.sweeper.params)")
+    return {str(k): str(v) for k, v in grid.items()}
+
+
+def docs_markdown() -> str:
+    lines = [
+        "# params.yaml reference",
+        "",
+        "Generated from the config dataclasses' help texts by `jalign params docs`; a test fails when it "
+        "is stale. Values live in `conf/` (composed into params.yaml); a field may default only to "
+        "`null`. Ranges are checked before any work starts.",
+        "",
+        "`prices.<model>`: `input`, `output` (float, >= 0): USD per 1M tokens.",
+    ]
+    for name in SECTIONS:
+        prefix = name.replace(".*", ".<name>")
+        lines += ["", f"## `{prefix}`", "", "| key | type | allowed | help |", "|---|---|---|---|"]
+        for key, tp, allowed, help_text in describe(schema(name), prefix):
+            escaped = help_text.replace("|", "\\|")
+            lines.append(f"| `{key}` | {tp} | {allowed} | {escaped} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.group("params")
+def main() -> None:
+    """Compose, check and document the configuration (conf/ -> params.yaml)."""
+
+
+@main.command("compose")
+@click.option("--preset", help="a file of conf/preset/ (default: the config's own default, cpu)")
+@click.option("--out", "out_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def compose_command(preset: str | None, out_path: str, overrides: tuple[str, ...]) -> None:
+    """Write params.yaml as `dvc exp run [-S preset=NAME] [-S OVERRIDE ...]` would."""
+    root = Path.cwd()
+    params = compose(root, preset, overrides)
+    validate(params, f"composition of {CONF_DIR}/ (preset {preset or 'default'})")
+    compose_to(root, Path(out_path), preset, overrides)
+    click.echo(f"wrote {out_path} (preset {preset or 'default'})", err=True)
+
+
+@main.command("check")
+@click.option("--preset", help="check this preset's composition (default: every preset and params.yaml)")
+def check_command(preset: str | None) -> None:
+    """Validate compositions against the schema; without --preset also that params.yaml is current."""
+    root = Path.cwd()
+    for name in [preset] if preset else presets(root):
+        validate(compose(root, name), f"preset {name}")
+        click.echo(f"preset {name}: valid", err=True)
+    if preset is None:
+        committed = read_params(root / "params.yaml")
+        validate(committed)
+        if committed != compose(root):
+            raise click.ClickException(
+                "params.yaml differs from the composition of conf/: edit conf/ and run `jalign params compose`"
+            )
+        click.echo("params.yaml: valid and equal to the composition of conf/", err=True)
+
+
+@main.command("docs")
+@click.option("--out", "out_path", default="docs/params.md", show_default=True, type=click.Path(dir_okay=False))
+def docs_command(out_path: str) -> None:
+    """Write the params reference from the fields' help texts."""
+    from jalign.records import write_text
+
+    write_text(out_path, docs_markdown())
+    click.echo(f"wrote {out_path}", err=True)
+
+
+@click.command("sweep")
+@click.argument("preset")
+@click.option("--run", "run_now", is_flag=True, help="also start the queue (`dvc queue start`)")
+def sweep(preset: str, run_now: bool) -> None:
+    """Queue a preset's sweep grid as DVC experiments (e.g. sweep-001: DPO / IPO / KTO across beta)."""
+    root = Path.cwd()
+    grid = sweep_grid(root, preset)
+    runs = 1
+    for values in grid.values():
+        runs *= len(values.split(","))
+    validate(compose(root, preset), f"preset {preset}")
+    command = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", f"preset={preset}"]
+    command += list(itertools.chain.from_iterable(("-S", f"{k}={v}") for k, v in grid.items()))
+    click.echo(f"queueing {runs} experiments: {' '.join(command[2:])}", err=True)
+    subprocess.run(command, check=True)
+    if run_now:
+        subprocess.run([sys.executable, "-m", "dvc", "queue", "start"], check=True)
