@@ -20,8 +20,9 @@ Prompt-injection defence, the same for all three parsers. The judged answers may
 1. it sits in quoted material: code fences, `>` blockquotes, 「」『』“” and "..." (a judge that quotes
    an answer quotes its tokens too), or
 2. it sits in text the judge copied from an answer (`answers`: the texts of the judged answers).
-   Texts are compared after NFKC and after deleting whitespace, `*` and backquotes (judges re-wrap and
-   re-format what they copy). A token is copied when the judge's whole line containing it occurs in an
+   Texts are compared after NFKC, with the fence brackets neutralised as the judge saw them
+   (jalign.judge_prompts) and whitespace, `*` and backquotes deleted (judges re-wrap and re-format
+   what they copy). A token is copied when the judge's whole line containing it occurs in an
    answer, or when a window of that line holding the whole token plus `ECHO_CONTEXT` more characters
    around it occurs in an answer. So a judge's own `最終判定: [[A]]` stays a verdict unless that very line
    is in an answer (then the verdict is dropped: invalid, never the injected one), while an echoed
@@ -39,6 +40,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from jalign.judge_prompts import neutralise
 
 Outcome = Literal["A", "B", "tie"]
 ArenaLabel = Literal["A>>B", "A>B", "A=B", "B>A", "B>>A"]
@@ -275,7 +278,8 @@ _SQUASH = re.compile(r"[\s*`]+")
 
 
 def _squash(text: str) -> str:
-    return _SQUASH.sub("", text)
+    # neutralise: the judge saw the answers with the fence brackets replaced; compare in that form.
+    return _SQUASH.sub("", neutralise(text))
 
 
 class _Page:
