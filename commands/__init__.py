@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "score-eval": "stages.score:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
+    "verdicts": "commands.verdicts:main",
     "params": "commands.params:main",
     "sweep": "commands.params:sweep",
     "review": "commands.review:main",

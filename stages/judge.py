@@ -25,6 +25,7 @@ import click
 
 from jalign import prompts
 from jalign.config import load_section, param
+from jalign.judge_prompts import fence_answers
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
@@ -151,9 +152,7 @@ def answer_text(task: Task, answers: dict[str, dict[str, str]], name: str) -> st
 def judge_request(task: Task, answers: dict[str, dict[str, str]], config: JudgeConfig, template: str) -> Request:
     content = prompts.render(
         template,
-        **prompts.fenced_pair(
-            task.prompt, answer_text(task, answers, task.first), answer_text(task, answers, task.second)
-        ),
+        **fence_answers(task.prompt, answer_text(task, answers, task.first), answer_text(task, answers, task.second)),
     )
     return Request(messages=({"role": "user", "content": content},), sampling=config.judge.sampling)
 

@@ -84,8 +84,8 @@ def top_logprobs(body: dict) -> dict[str, float]:
     if text.endswith("分類: ["):
         return {"A": -0.3, "D": -1.5}
     if text.endswith("最終判定: [["):  # judge: prefers the longer answer, whichever position it is in
-        a = text.rsplit("[回答Aの開始]\n", 1)[1].split("\n[回答Aの終了]")[0]
-        b = text.rsplit("[回答Bの開始]\n", 1)[1].split("\n[回答Bの終了]")[0]
+        a = re.findall(r"⟪回答A:開始:\w+⟫\n(.*?)\n⟪回答A:終了:\w+⟫", text, re.S)[-1]
+        b = re.findall(r"⟪回答B:開始:\w+⟫\n(.*?)\n⟪回答B:終了:\w+⟫", text, re.S)[-1]
         return {"A": -0.1, "B": -3.0} if len(a) > len(b) else {"B": -0.1, "A": -3.0}
     return {"A": -0.7, "B": -0.7}
 
