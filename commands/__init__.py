@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "classifier": "stages.classifier:main",
     "sft": "stages.sft:main",
     "dpo": "stages.dpo:main",
+    "publish": "stages.publish:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
 }
