@@ -823,7 +823,9 @@ def render_plan(plans: list[RepoPlan], config: HubConfig, endpoint: str) -> str:
         f"Publish plan for {redact(endpoint, [])} (new repos {'private' if config.private else 'public'}):"
     ]
     for plan in plans:
-        lic = plan.card_license.get("license_name") or plan.card_license["license"]
+        lic = plan.card_license["license"]
+        if "license_name" in plan.card_license:
+            lic += f" ({plan.card_license['license_name']})"
         lines.append(f"\n{plan.repo_type} {plan.repo_id}  [{plan.artifact}; card licence: {lic}]")
         lines += [f"  {f.path_in_repo}  {f.size:,} bytes" for f in plan.files]
         lines += [f"  rows {name}: {n}" for name, n in plan.rows.items()]
@@ -854,7 +856,10 @@ def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
     endpoint = resolve_endpoint(config)
     project = Project(Path("."), read_params(params_path))
     with tempfile.TemporaryDirectory(prefix="jalign-publish-") as work:
-        plans = build_plans(project, config, Path(work))
+        try:
+            plans = build_plans(project, config, Path(work))
+        except RecordError as exc:  # a missing artifact or a bad row: file, line and field
+            raise click.ClickException(str(exc)) from None
         if dry_run:
             click.echo(render_plan(plans, config, endpoint))
             if refusals(plans):

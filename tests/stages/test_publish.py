@@ -238,6 +238,20 @@ def test_hub_config_validation_names_the_field():
         from_dict(HubConfig, {"allowed_licenses": "mit"}, "hub")
 
 
+def test_repo_params_hub_section_loads_and_every_field_is_documented():
+    import dataclasses
+
+    from jalign.config import as_dict, load_section, read_params
+
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    config = load_section(HubConfig, "hub", params)
+    assert config.push is False and config.private is True and config.endpoint is None
+    assert as_dict(config) == {
+        k: list(v) if isinstance(v, list) else v for k, v in read_params(params)["hub"].items()
+    }
+    assert all(f.metadata.get("help") for f in dataclasses.fields(HubConfig))
+
+
 def test_parquet_bytes_depend_on_the_rows_alone(tmp_path: Path):
     rows = preference_rows(3)["pairwise"]
     write_parquet(rows, tmp_path / "a.parquet", "x")
