@@ -443,7 +443,11 @@ def test_publish_creates_repos_cards_and_is_idempotent(
 def test_a_changed_artifact_gets_one_new_commit_and_stale_files_go(
     project: Path, hub: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch
 ):
-    assert push(project, hub, monkeypatch).exit_code == 0
+    set_hub(project, push=True)  # endpoint null: HF_ENDPOINT points the client at the fake Hub
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert publish().exit_code == 0
+    assert json.loads((project / "metrics/hub.json").read_text())["endpoint"] == hub.url
     (project / "models/dpo/adapter/tokenizer_config.json").unlink()
     with (project / "data/instructions/curated.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(
