@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "stages.dpo:main",
     "evaluate": "stages.evaluate:main",
     "score-eval": "stages.score:main",
+    "publish": "stages.publish:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
     "verdicts": "commands.verdicts:main",

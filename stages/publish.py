@@ -1,0 +1,884 @@
+"""Publish the datasets, the DPO adapter and the classifiers to the Hugging Face Hub, with cards.
+
+Four kinds of repos, one commit each:
+- dataset `instructions`: `data/instructions/curated.jsonl` as Parquet (split train);
+- dataset `preferences`: `data/preferences/sets/` as one config per format (pairwise, kto, binary),
+  splits train / test (the held-out `eval` files);
+- model `dpo`: the PEFT files of `models/dpo/adapter/`;
+- model `classifier/<name>`: `models/classifier/<name>/` for each name in `hub.classifiers`.
+
+Every repo gets a README.md card (metadata + body: licences with row counts, generating / judging
+models, judge reliability, hyper-parameters, eval metrics with CIs, git commit, dvc.lock md5s). An
+artifact whose licence set holds an id outside `hub.allowed_licenses` is refused unless the id is in
+`hub.override_licenses`. With `hub.push: false` (the DVC stage's default) or `--dry-run` nothing is
+sent: the plan (repos, files, sizes, licences) is written or printed. The token comes from HF_TOKEN only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from jalign.config import load_section, read_params
+from jalign.hub import (
+    UNKNOWN,
+    LicenseError,
+    LicenseTally,
+    PublishError,
+    UploadFile,
+    check_licenses,
+    lock_inputs,
+    normalize_license,
+    push_repo,
+    redact,
+    with_normalized_licenses,
+    write_parquet,
+)
+from jalign.models import MANIFEST, PACKAGED
+from jalign.records import RecordError, read_jsonl, write_json
+from jalign.stage import log, log_params, provenance, setup_logging
+
+INSTRUCTIONS = "data/instructions/curated.jsonl"
+PREFERENCE_SETS = "data/preferences/sets"
+DPO_ADAPTER = "models/dpo/adapter"
+CLASSIFIERS = "models/classifier"
+FORMATS = ("pairwise", "kto", "binary")
+SPLITS = {"train": "train", "eval": "test"}  # file suffix -> Hub split
+DEFAULT_ENDPOINT = "https://huggingface.co"
+# Never uploaded from a model folder: our card replaces PEFT's README; training_args.bin is a pickle.
+SKIP_MODEL_FILES = frozenset({"README.md", "training_args.bin"})
+
+# The Hub ids behind the packaged models (jalign_model.json `name`), for `base_model` in model cards.
+UPSTREAM_IDS = {
+    "gemma-3-270m": "google/gemma-3-270m",
+    "multilingual-e5-small": "intfloat/multilingual-e5-small",
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+# Licence ids the Hub's `license` field accepts (a subset of its list); anything else is "other".
+HUB_LICENSES = frozenset(
+    """apache-2.0 mit bsd-2-clause bsd-3-clause cc0-1.0 cc-by-2.0 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0
+    cc-by-sa-4.0 cc-by-nc-4.0 cc-by-nc-sa-4.0 cc-by-nd-4.0 cc-by-nc-nd-4.0 odc-by odbl pddl
+    cdla-permissive-2.0 cdla-sharing-1.0 gpl-3.0 lgpl-3.0 agpl-3.0 mpl-2.0 unlicense openrail llama2
+    llama3 llama3.1 llama3.2 llama3.3 llama4 gemma""".split()  # noqa: SIM905 (a word list reads best)
+)
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+# Metrics files whose `usage.<role>.model` name the models behind each kind of artifact.
+INSTRUCTION_METRICS = ("metrics/self_instruct.json", "metrics/evolve.json", "metrics/instructions.json")
+PREFERENCE_METRICS = ("metrics/translate.json", "metrics/respond.json", "metrics/judge.json")
+JUDGE_METRICS = "metrics/judge.json"
+EVAL_METRICS = "metrics/eval.json"
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """params.yaml `hub`."""
+
+    push: bool = field(default=False, metadata={"help": "upload for real; false: only write the plan"})
+    namespace: str = field(default="jalign", metadata={"help": "Hub user or organisation owning the repos"})
+    private: bool = field(
+        default=True, metadata={"help": "create new repos private (existing repos keep theirs)"}
+    )
+    endpoint: str | None = field(
+        default=None, metadata={"help": "Hub URL; null: HF_ENDPOINT, else https://huggingface.co"}
+    )
+    instructions_repo: str = field(
+        default="jalign-ja-instructions", metadata={"help": "dataset repo name for the curated instructions"}
+    )
+    preferences_repo: str = field(
+        default="jalign-ja-preferences", metadata={"help": "dataset repo name for the preference sets"}
+    )
+    dpo_repo: str = field(
+        default="jalign-ja-dpo-adapter", metadata={"help": "model repo name for the DPO adapter"}
+    )
+    classifier_repo: str = field(
+        default="jalign-ja-reward-{name}",
+        metadata={"help": "model repo name per classifier; {name} = encoder"},
+    )
+    classifiers: tuple[str, ...] = field(
+        default=("e5-small",),
+        metadata={"help": "classifier.encoders names whose models/classifier/<name> to publish"},
+    )
+    allowed_licenses: tuple[str, ...] = field(
+        default=("apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0"),
+        metadata={"help": "licence / model-terms ids an artifact may hold; anything else is refused"},
+    )
+    override_licenses: tuple[str, ...] = field(
+        default=(), metadata={"help": "ids accepted although not allowed (after reading their terms); carded"}
+    )
+    base_model_licenses: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"help": "base model reference -> licence id, for bases without a jalign_model.json"},
+    )
+    eval_candidate: str = field(
+        default="dpo", metadata={"help": "name of the DPO model among metrics/eval.json candidates"}
+    )
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.namespace):
+            raise ValueError(f"namespace: {self.namespace!r} is not a valid Hub user or organisation name")
+        for name in ("instructions_repo", "preferences_repo", "dpo_repo"):
+            if not _NAME.match(getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not a valid Hub repo name")
+        for encoder in self.classifiers:
+            repo = self.classifier_repo.replace("{name}", encoder)
+            if not _NAME.match(repo):
+                raise ValueError(f"classifier_repo: {repo!r} (for {encoder!r}) is not a valid Hub repo name")
+        if len(self.classifiers) > 1 and "{name}" not in self.classifier_repo:
+            raise ValueError("classifier_repo: must contain {name} when several classifiers are published")
+        models = [self.dpo_repo, *(self.classifier_repo.replace("{name}", c) for c in self.classifiers)]
+        if len(set(models)) != len(models) or self.instructions_repo == self.preferences_repo:
+            raise ValueError(
+                "instructions_repo / preferences_repo / dpo_repo / classifier_repo: repo names collide"
+            )
+        if self.endpoint is not None:
+            if not re.match(r"^https?://[^/\s]+", self.endpoint):
+                raise ValueError(f"endpoint: {self.endpoint!r} is not an http(s) URL")
+            if "@" in self.endpoint.split("/")[2]:
+                raise ValueError(
+                    "endpoint: credentials in the URL are not allowed; the token comes from HF_TOKEN"
+                )
+        for name in ("allowed_licenses", "override_licenses"):
+            ids = getattr(self, name)
+            if any(normalize_license(i) != i for i in ids):
+                raise ValueError(f"{name}: use lower-case Hub licence ids, got {list(ids)}")
+        if UNKNOWN in self.allowed_licenses:
+            raise ValueError("allowed_licenses: 'unknown' is never allowed; accept it in override_licenses")
+
+    def repo_id(self, name: str) -> str:
+        return f"{self.namespace}/{name}"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    ref: str  # as written in params / adapter_config
+    license: str
+    hub_id: str | None  # for card metadata `base_model`
+    origin: str  # where the licence was read, for messages
+
+
+@dataclass
+class RepoPlan:
+    """One repo to publish: what goes where, under which licences."""
+
+    artifact: str  # instructions | preferences | dpo | classifier/<name>
+    repo_id: str
+    repo_type: str  # dataset | model
+    files: list[UploadFile]
+    tally: LicenseTally
+    rows: dict[str, int]  # dataset: "<config>/<split>" -> rows; model: training rows per file
+    card_license: dict[str, str]
+    overridden: list[str]
+    refusal: str | None
+
+    def summary(self, endpoint: str) -> dict[str, Any]:
+        prefix = "datasets/" if self.repo_type == "dataset" else ""
+        return {
+            "repo_id": self.repo_id,
+            "repo_type": self.repo_type,
+            "url": f"{endpoint}/{prefix}{self.repo_id}",
+            **self.card_license,
+            "licenses": self.tally.as_dict(),
+            "overridden": self.overridden,
+            "refused": self.refusal,
+            "rows": self.rows,
+            "files": [{"path": f.path_in_repo, "size": f.size, "sha256": f.sha256} for f in self.files],
+        }
+
+
+# -- reading the project ------------------------------------------------------------------------------
+
+
+@dataclass
+class Project:
+    """The files a publish reads, relative to the repo root; metrics and dvc.lock are optional."""
+
+    root: Path
+    params: dict[str, Any]
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def json(self, rel: str) -> dict[str, Any] | None:
+        path = self.path(rel)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{rel}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(data, dict):
+            raise RecordError(f"{rel}: expected a JSON object")
+        return data
+
+    def lock(self) -> dict[str, Any]:
+        path = self.path("dvc.lock")
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+
+def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseModel:
+    """The base model's licence: hub.base_model_licenses, else jalign_model.json, else `unknown`."""
+    if not ref:
+        return BaseModel("", UNKNOWN, None, "base model not recorded")
+    hub_id, licence, origin = None, UNKNOWN, "licence not recorded"
+    manifest = Path(ref) / MANIFEST if Path(ref).is_absolute() else project.path(ref) / MANIFEST
+    if manifest.exists():
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+        licence, origin = normalize_license(str(info.get("license") or UNKNOWN)), f"{ref}/{MANIFEST}"
+        hub_id = UPSTREAM_IDS.get(info.get("name", ""))
+    elif ref.startswith("pkg:") and ref[4:] in PACKAGED:
+        licence, origin = normalize_license(PACKAGED[ref[4:]].license), "jalign.models.PACKAGED"
+        hub_id = UPSTREAM_IDS.get(ref[4:])
+    elif re.match(r"^[\w.-]+/[\w.-]+(@\w+)?$", ref) and not project.path(ref).exists():
+        hub_id = ref.split("@")[0]
+    if ref in config.base_model_licenses:
+        licence, origin = normalize_license(config.base_model_licenses[ref]), "hub.base_model_licenses"
+    return BaseModel(ref, licence, hub_id, origin)
+
+
+def usage_models(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
+    """Every `usage.<role>.model` in the given metrics: which model generated, judged or tagged what."""
+    rows = []
+    for rel in metrics_files:
+        usage = (project.json(rel) or {}).get("usage") or {}
+        for role, entry in sorted(usage.items()):
+            model = entry.get("model") if isinstance(entry, dict) else None
+            if isinstance(model, dict) and model.get("model"):
+                rows.append({"metrics": rel, "role": role, **{k: str(v) for k, v in sorted(model.items())}})
+    return rows
+
+
+def git_commit(project: Project, rel: str) -> str:
+    """The commit the artifact was made at (its metrics' provenance): stable across re-publishes."""
+    return str(((project.json(rel) or {}).get("provenance") or {}).get("git_commit") or "unknown")
+
+
+# -- licence decisions --------------------------------------------------------------------------------
+
+
+def decide(artifact: str, tally: LicenseTally, config: HubConfig) -> tuple[list[str], str | None]:
+    """(ids accepted by override, refusal message or None)."""
+    try:
+        return check_licenses(artifact, tally, config.allowed_licenses, config.override_licenses), None
+    except LicenseError as exc:
+        return [], str(exc)
+
+
+def card_license(licenses: list[str]) -> dict[str, str]:
+    """One Hub licence id when there is exactly one known id; otherwise `other` + a license_name."""
+    if len(licenses) == 1 and licenses[0] in HUB_LICENSES:
+        return {"license": licenses[0]}
+    return {"license": "other", "license_name": re.sub(r"[^a-z0-9-]+", "-", "-and-".join(licenses))}
+
+
+# -- Markdown ----------------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "n/a" if value is None else str(value)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> list[list[Any]]:
+    rows = []
+    for key, value in params.items():
+        if isinstance(value, dict):
+            rows += flatten(value, f"{prefix}{key}.")
+        else:
+            rows.append([f"`{prefix}{key}`", fmt(value)])
+    return rows
+
+
+def licence_section(plan_tally: LicenseTally, lic: dict[str, str], overridden: list[str]) -> str:
+    rows = [[f"`{name}`", plan_tally.rows[name], plan_tally.describe(name).split(": ", 1)[-1]]
+            for name in plan_tally.licenses]  # fmt: skip
+    parts = ["## Licence", ""]
+    if lic["license"] == "other":
+        parts.append(
+            "The metadata says `license: other` because this repo holds more than one licence or terms "
+            "that are not a Hub licence id. Every row listed below is bound by the terms named next to it; "
+            "rows carry their own `license` and `model_terms` columns. Using this repo means complying "
+            "with all of them."
+        )
+    else:
+        parts.append(f"Every row is under `{lic['license']}`.")
+    parts += ["", table(["licence / terms", "rows", "carried by"], rows)]
+    if overridden:
+        parts += [
+            "",
+            f"**Licence override**: {', '.join(f'`{o}`' for o in overridden)} "
+            f"{'is' if len(overridden) == 1 else 'are'} outside the publisher's allowed licences and "
+            "were accepted explicitly (`hub.override_licenses`) after review of their terms.",
+        ]
+    return "\n".join(parts)
+
+
+def models_section(models: list[dict[str, str]]) -> str:
+    if not models:
+        return "## Models that generated and judged the data\n\nNo usage metrics were found."
+    rows = [
+        [m["metrics"], m["role"], f"`{m['model']}`", m.get("backend", ""), m.get("revision", "")]
+        for m in models
+    ]
+    return "## Models that generated and judged the data\n\n" + table(
+        ["stage metrics", "role", "model", "backend", "revision"], rows
+    )
+
+
+def judge_section(project: Project) -> str:
+    judge = project.json(JUDGE_METRICS)
+    if judge is None:
+        return "## Judge reliability\n\n`metrics/judge.json` was not found."
+    keys = (
+        "pairs_judged",
+        "kept_pairs",
+        "agreement_rate",
+        "position_bias_rate",
+        "invalid_rate",
+        "length_bias",
+    )
+    return (
+        "## Judge reliability\n\nEvery pair was judged twice with the answers swapped; a pair is kept only "
+        f"when both orders agree (judge method: `{judge.get('method', 'n/a')}`).\n\n"
+        + table(["metric", "value"], [[k, fmt(judge.get(k))] for k in keys])
+    )
+
+
+def provenance_section(project: Project, artifact_path: str, metrics_rel: str) -> str:
+    lines = ["## Provenance", "", f"- git commit: `{git_commit(project, metrics_rel)}`"]
+    entry = lock_inputs(project.lock(), artifact_path)
+    if entry is None:
+        lines.append("- dvc.lock: no entry for this artifact")
+        return "\n".join(lines)
+    lines.append(
+        f"- dvc.lock stage `{entry['stage']}`, output `{entry['out']['path']}` md5 `{entry['out']['md5']}`"
+    )
+    lines += ["", table(["input", "md5"], [[f"`{d['path']}`", f"`{d['md5']}`"] for d in entry["deps"]])]
+    return "\n".join(lines)
+
+
+def render_card(card_cls: Any, data: Any, body: str) -> str:
+    """Card text from card data + body; parsed back by the card class so a broken card fails here."""
+    content = f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n"
+    return str(card_cls(content).content)
+
+
+def size_category(n: int) -> str:
+    return "n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
+
+
+# -- dataset repos -----------------------------------------------------------------------------------
+
+
+def dataset_plan(
+    project: Project,
+    config: HubConfig,
+    artifact: str,
+    repo_name: str,
+    splits: list[tuple[str, str, str]],  # (config name, Hub split, source file)
+    card: dict[str, Any],
+    work: Path,
+) -> RepoPlan:
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    repo_id = config.repo_id(repo_name)
+    out = work / repo_name
+    tally = LicenseTally()
+    files, rows, configs = [], {}, {}
+    for config_name, split, rel in splits:
+        records = read_jsonl(project.path(rel))
+        tally.add_rows(records, rel)
+        rows[f"{config_name}/{split}"] = len(records)
+        if not records:  # an empty split gets no file (the loader would fail on it)
+            continue
+        path_in_repo = f"{'data' if config_name == 'default' else config_name}/{split}-00000-of-00001.parquet"
+        published = [with_normalized_licenses(r, f"{rel}:{i}") for i, r in enumerate(records, start=1)]
+        write_parquet(published, out / path_in_repo, rel)
+        files.append(UploadFile.of(path_in_repo, out / path_in_repo))
+        configs.setdefault(config_name, []).append({"split": split, "path": path_in_repo})
+    overridden, refusal = decide(f"{artifact} (dataset {repo_id})", tally, config)
+    lic = card_license(tally.licenses)
+    data = DatasetCardData(
+        language="ja",
+        **lic,
+        pretty_name=card["pretty_name"],
+        size_categories=size_category(max(rows.values(), default=0)),
+        source_datasets=card["source_datasets"],
+        task_categories=card["task_categories"],
+        annotations_creators="machine-generated",
+        language_creators="machine-generated",
+        tags=card["tags"],
+        configs=[{"config_name": name, "data_files": parts} for name, parts in configs.items()],
+    )
+    split_rows = [[c.split("/")[0], c.split("/")[1], n] for c, n in rows.items()]
+    body = "\n\n".join(
+        [
+            f"# {card['pretty_name']}",
+            card["summary"],
+            "## Configs and splits\n\n" + table(["config", "split", "rows"], split_rows),
+            licence_section(tally, lic, overridden),
+            models_section(usage_models(project, card["usage_metrics"])),
+            *card.get("extra", []),
+            provenance_section(project, card["artifact_path"], card["metrics"]),
+        ]
+    )
+    readme = out / "README.md"
+    readme.write_text(render_card(DatasetCard, data, body), encoding="utf-8")
+    files.append(UploadFile.of("README.md", readme))
+    return RepoPlan(artifact, repo_id, "dataset", files, tally, rows, lic, overridden, refusal)
+
+
+def funnel_section(project: Project) -> str:
+    metrics = project.json("metrics/instructions.json")
+    if metrics is None:
+        return "## Curation funnel\n\n`metrics/instructions.json` was not found."
+    rows = [
+        [k, fmt(metrics.get(k))]
+        for k in ("inputs", "curated", "dedup_rate", "mean_quality", "mean_difficulty")
+    ]
+    rows += [[f"dropped: {k}", v] for k, v in sorted((metrics.get("dropped") or {}).items())]
+    return "## Curation funnel\n\n" + table(["metric", "value"], rows)
+
+
+def source_datasets(project: Project) -> list[str]:
+    """`extended|<hub id>` for every Hub source of the translated prompts; `original` for local ones."""
+    sources = ((project.params.get("translate") or {}).get("sources")) or []
+    found = {f"extended|{s['hf_dataset']}" if s.get("hf_dataset") else "original" for s in sources}
+    return sorted(found) or ["original"]
+
+
+def plan_instructions(project: Project, config: HubConfig, work: Path) -> RepoPlan:
+    card = {
+        "pretty_name": "jalign Japanese instructions",
+        "summary": (
+            "Japanese instruction / response pairs grown from hand-written seeds by Self-Instruct and "
+            "Evol-Instruct, deduplicated by character-level ROUGE-L, decontaminated against the evaluation "
+            "prompts and filtered on LLM quality / difficulty tags (Magpie-style), built by the jalign "
+            "DVC pipeline. Each row keeps its `source`, lineage, tags and per-row `license` / `model_terms`."
+        ),
+        "source_datasets": ["original"],
+        "task_categories": ["text-generation"],
+        "tags": ["jalign", "japanese", "synthetic", "instruction-tuning", "self-instruct", "evol-instruct"],
+        "usage_metrics": INSTRUCTION_METRICS,
+        "extra": [funnel_section(project)],
+        "artifact_path": INSTRUCTIONS,
+        "metrics": "metrics/instructions.json",
+    }
+    return dataset_plan(
+        project,
+        config,
+        "instructions",
+        config.instructions_repo,
+        [("default", "train", INSTRUCTIONS)],
+        card,
+        work,
+    )
+
+
+def plan_preferences(project: Project, config: HubConfig, work: Path) -> RepoPlan:
+    splits = [
+        (fmt_, hub, f"{PREFERENCE_SETS}/{fmt_}_{suffix}.jsonl")
+        for fmt_ in FORMATS
+        for suffix, hub in SPLITS.items()
+    ]
+    card = {
+        "pretty_name": "jalign Japanese preference pairs",
+        "summary": (
+            "Japanese preference data: translated and curated prompts answered by two responders, judged "
+            "pairwise twice with positions swapped (kept only when both orders agree), decontaminated and "
+            "split by prompt. Configs: `pairwise` (conversational prompt / chosen / rejected, for DPO and "
+            "IPO), `kto` (prompt / completion / label), `binary` (text / label 1 = chosen, 0 = rejected, "
+            "for reward classifiers). `test` is the held-out split."
+        ),
+        "source_datasets": source_datasets(project),
+        "task_categories": ["text-generation", "text-classification"],
+        "tags": ["jalign", "japanese", "preference", "dpo", "kto", "reward-modeling", "synthetic"],
+        "usage_metrics": PREFERENCE_METRICS,
+        "extra": [judge_section(project)],
+        "artifact_path": PREFERENCE_SETS,
+        "metrics": "metrics/preferences.json",
+    }
+    return dataset_plan(project, config, "preferences", config.preferences_repo, splits, card, work)
+
+
+# -- model repos -------------------------------------------------------------------------------------
+
+
+def model_files(directory: Path) -> list[UploadFile]:
+    """Every file of a model folder except our card's predecessor, pickles and checkpoints."""
+    files = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        if (
+            rel in SKIP_MODEL_FILES
+            or rel.startswith("checkpoints/")
+            or any(s.startswith(".") for s in rel.split("/"))
+        ):
+            continue
+        files.append(UploadFile.of(rel, path))
+    return files
+
+
+def eval_results(project: Project, candidate: str, model_name: str) -> tuple[list[Any], str]:
+    """model-index entries and a Markdown section from metrics/eval.json (absent: none)."""
+    from huggingface_hub import EvalResult
+
+    metrics = project.json(EVAL_METRICS)
+    results = (metrics or {}).get("candidates", {}).get(candidate)
+    if not results:
+        why = "was not found" if metrics is None else f"has no candidate `{candidate}`"
+        return [], f"## Evaluation\n\n`{EVAL_METRICS}` {why}; no evaluation results are reported."
+    baseline = metrics.get("baseline", "the baseline")
+    judge = metrics.get("judge") or {}
+    judge_name = judge.get("model") if isinstance(judge, dict) else judge
+    entries, rows = [], []
+    for set_name, r in sorted(results.items()):
+        common = {
+            "task_type": "text-generation",
+            "dataset_type": set_name,
+            "dataset_name": set_name,
+            "dataset_split": "test",
+        }
+        style = (r.get("style_controlled") or {}).get("score")
+        metric_types = [
+            ("win_rate", "win rate", r.get("score")),
+            ("style_controlled_win_rate", "style-controlled win rate", style),
+        ]
+        for metric_type, label, value in metric_types:
+            if value is not None:
+                entries.append(
+                    EvalResult(
+                        **common,
+                        metric_type=metric_type,
+                        metric_name=f"{label} vs {baseline}",
+                        metric_value=value,
+                    )
+                )
+        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]"
+        record = f"{r.get('wins', 'n/a')}/{r.get('ties', 'n/a')}/{r.get('losses', 'n/a')}"
+        rows.append([set_name, fmt(r.get("score")), ci, fmt(style), record, fmt(r.get("invalid_rate"))])
+    reliability = metrics.get("judge_reliability") or {}
+    rel_rows = [[s, fmt(v.get("swap_agreement")), fmt(v.get("position_bias")), fmt(v.get("invalid_rate")),
+                 fmt(v.get("length_bias"))] for s, v in sorted(reliability.items())]  # fmt: skip
+    text = (
+        f"## Evaluation\n\n`{model_name}` against `{baseline}`, judged pairwise by "
+        f"`{judge_name or json.dumps(judge, sort_keys=True)}` (95% CI in brackets).\n\n"
+        + table(["set", "score", "95% CI", "style-controlled", "wins/ties/losses", "invalid rate"], rows)
+    )
+    if rel_rows:
+        text += "\n\nJudge reliability on the evaluation sets:\n\n" + table(
+            ["set", "swap agreement", "position bias", "invalid rate", "length bias"], rel_rows
+        )
+    return entries, text
+
+
+def model_plan(
+    project: Project,
+    config: HubConfig,
+    artifact: str,
+    repo_name: str,
+    directory: str,
+    training_files: list[str],
+    base: BaseModel,
+    card: dict[str, Any],
+    work: Path,
+) -> RepoPlan:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    repo_id = config.repo_id(repo_name)
+    tally, rows = LicenseTally(), {}
+    for rel in training_files:
+        records = read_jsonl(project.path(rel))
+        tally.add_rows(records, rel)
+        rows[rel] = len(records)
+    tally.add_model(base.license, f"{base.ref or 'unknown'} ({base.origin})")
+    overridden, refusal = decide(f"{artifact} (model {repo_id})", tally, config)
+    lic = card_license(tally.licenses)
+    files = model_files(project.path(directory))
+    datasets = [config.repo_id(config.preferences_repo), *card.get("extra_datasets", [])]
+    data = ModelCardData(
+        language="ja",
+        **lic,
+        base_model=base.hub_id,
+        datasets=datasets,
+        library_name=card["library_name"],
+        pipeline_tag=card["pipeline_tag"],
+        tags=card["tags"],
+        model_name=repo_name,
+        eval_results=card["eval_results"] or None,
+    )
+    base_text = f"`{base.hub_id}`" if base.hub_id else f"`{base.ref or 'unknown'}`"
+    body = "\n\n".join(
+        [
+            f"# {repo_name}",
+            card["summary"].format(base=base_text),
+            "## Usage\n\n```python\n" + card["usage"].format(repo_id=repo_id) + "\n```",
+            licence_section(tally, lic, overridden),
+            "## Training data\n\n"
+            + table(["file", "rows"], [[f"`{k}`", v] for k, v in rows.items()])
+            + f"\n\nPublished as the dataset `{datasets[0]}`.",
+            models_section(usage_models(project, card["usage_metrics"])),
+            judge_section(project),
+            "## Training hyper-parameters\n\n"
+            + table(["param", "value"], flatten(card["params"]))
+            + "\n\nTraining metrics:\n\n"
+            + table(["metric", "value"], flatten(card["train_metrics"])),
+            card["eval_text"],
+            provenance_section(project, directory, card["metrics"]),
+        ]
+    )
+    readme = work / repo_name / "README.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    readme.write_text(render_card(ModelCard, data, body), encoding="utf-8")
+    files.append(UploadFile.of("README.md", readme))
+    return RepoPlan(artifact, repo_id, "model", files, tally, rows, lic, overridden, refusal)
+
+
+def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
+
+
+def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
+    adapter_config = project.path(DPO_ADAPTER) / "adapter_config.json"
+    if not adapter_config.exists():
+        raise RecordError(f"{adapter_config}: file not found (run the dpo stage first)")
+    peft = json.loads(adapter_config.read_text(encoding="utf-8"))
+    train = project.params.get("train") or {}
+    loss = train.get("loss", "sigmoid")
+    training = [f"{PREFERENCE_SETS}/{'kto' if loss == 'kto' else 'pairwise'}_train.jsonl"]
+    extra_datasets, usage = [], PREFERENCE_METRICS
+    if train.get("start_from_sft"):  # the SFT adapter's data is in the weights too
+        training.append(INSTRUCTIONS)
+        extra_datasets, usage = (
+            [config.repo_id(config.instructions_repo)],
+            PREFERENCE_METRICS + INSTRUCTION_METRICS,
+        )
+    base = base_model(project, peft.get("base_model_name_or_path") or train.get("model"), config)
+    method = {"sigmoid": "DPO", "ipo": "IPO", "kto": "KTO"}.get(loss, loss)
+    entries, eval_text = eval_results(project, config.eval_candidate, config.dpo_repo)
+    card = {
+        "summary": (
+            f"A LoRA adapter for {{base}} tuned with {method} (TRL, loss `{loss}`, "
+            f"β {train.get('beta', 'n/a')}, "
+            f"{'QLoRA: 4-bit NF4 base' if train.get('quantization') == 'nf4' else 'full-precision base'}) on "
+            "jalign's Japanese preference pairs, with the adapter-disabled base as the reference model."
+        ),
+        "usage": (
+            "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+            'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")'
+        ),
+        "library_name": "peft",
+        "pipeline_tag": "text-generation",
+        "tags": ["jalign", "japanese", "trl", loss if loss != "sigmoid" else "dpo", "peft", "lora"]
+        + (["qlora"] if train.get("quantization") == "nf4" else []),
+        "extra_datasets": extra_datasets,
+        "usage_metrics": usage,
+        "params": {"train": train},
+        "train_metrics": without_provenance(project.json("metrics/dpo.json")),
+        "eval_results": entries,
+        "eval_text": eval_text,
+        "metrics": "metrics/dpo.json",
+    }
+    return model_plan(project, config, "dpo", config.dpo_repo, DPO_ADAPTER, training, base, card, work)
+
+
+def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) -> RepoPlan:
+    from huggingface_hub import EvalResult
+
+    directory = f"{CLASSIFIERS}/{name}"
+    model_config = project.path(directory) / "config.json"
+    if not model_config.exists():
+        raise RecordError(f"{model_config}: file not found (run the classifier@{name} stage first)")
+    encoder = ((project.params.get("classifier") or {}).get("encoders") or {}).get(name) or {}
+    ref = encoder.get("model") or json.loads(model_config.read_text(encoding="utf-8")).get("_name_or_path")
+    base = base_model(project, ref, config)
+    metrics_rel = f"metrics/classifier/{name}.json"
+    metrics = without_provenance(project.json(metrics_rel))
+    repo_name = config.classifier_repo.replace("{name}", name)
+    prefs = config.repo_id(config.preferences_repo)
+    entries = [
+        EvalResult(
+            task_type="text-classification",
+            dataset_type=prefs,
+            dataset_name="jalign preference pairs (binary)",
+            dataset_config="binary",
+            dataset_split="test",
+            metric_type=key,
+            metric_value=metrics[key],
+        )
+        for key in ("accuracy", "f1", "roc_auc", "pairwise_accuracy")
+        if isinstance(metrics.get(key), int | float)
+    ]
+    card = {
+        "summary": (
+            "A Japanese preference classifier (reward model) fine-tuned from {base} on single texts: label 1 "
+            "= the text holds the chosen answer, 0 = the rejected one; the logit margin is the reward "
+            "(GENIAC). Pairwise accuracy counts held-out pairs where reward(chosen) > reward(rejected)."
+        ),
+        "usage": (
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")'
+        ),
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["jalign", "japanese", "reward-model", "text-classification"],
+        "usage_metrics": PREFERENCE_METRICS,
+        "params": {f"classifier.encoders.{name}": encoder},
+        "train_metrics": metrics,
+        "eval_results": entries,
+        "eval_text": "## Evaluation\n\nHeld-out `binary` test split of the preference dataset:\n\n"
+        + table(["metric", "value"], [[e.metric_type, fmt(e.metric_value)] for e in entries]),
+        "metrics": metrics_rel,
+    }
+    training = [f"{PREFERENCE_SETS}/binary_train.jsonl"]
+    return model_plan(project, config, f"classifier/{name}", repo_name, directory, training, base, card, work)
+
+
+def build_plans(project: Project, config: HubConfig, work: Path) -> list[RepoPlan]:
+    """Every repo to publish, with its files written under `work` and its licence decision made."""
+    plans = [
+        plan_instructions(project, config, work),
+        plan_preferences(project, config, work),
+        plan_dpo(project, config, work),
+    ]
+    plans += [plan_classifier(project, config, name, work) for name in config.classifiers]
+    return plans
+
+
+# -- pushing and reporting ---------------------------------------------------------------------------
+
+
+def resolve_endpoint(config: HubConfig) -> str:
+    return (config.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def push_plans(
+    plans: list[RepoPlan], config: HubConfig, token: str, endpoint: str
+) -> dict[str, dict[str, Any]]:
+    """Push every plan (refused ones must have been stopped before); errors come back redacted."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    api = HfApi(endpoint=endpoint, token=token, library_name="jalign")
+    results = {}
+    for plan in plans:
+        try:
+            results[plan.artifact] = push_repo(
+                api,
+                plan.repo_id,
+                plan.repo_type,
+                plan.files,
+                private=config.private,
+                message=f"jalign publish: {plan.artifact}",
+                description=f"Published by `jalign publish` ({len(plan.files)} files).",
+            )
+        except Exception as exc:  # any client / HTTP error: re-raised without the token
+            raise PublishError(
+                redact(f"{plan.repo_type} {plan.repo_id}: {type(exc).__name__}: {exc}", [token])
+            ) from None
+        done = results[plan.artifact]
+        state = "new commit" if done["committed"] else "unchanged, no commit"
+        log.info("%s -> %s %s: %s (%s)", plan.artifact, plan.repo_type, plan.repo_id, done["commit"], state)
+    return results
+
+
+def report(plans: list[RepoPlan], config: HubConfig, endpoint: str, pushed: dict[str, dict] | None) -> dict:
+    public_endpoint = redact(endpoint, [])
+    repos = {}
+    for plan in plans:
+        entry = plan.summary(public_endpoint)
+        entry.update((pushed or {}).get(plan.artifact) or {"commit": None, "committed": None})
+        repos[plan.artifact] = entry
+    return {
+        "pushed": pushed is not None,
+        "endpoint": public_endpoint,
+        "namespace": config.namespace,
+        "private": config.private,
+        "refused": [p.artifact for p in plans if p.refusal],
+        "repos": repos,
+        "provenance": provenance(),
+    }
+
+
+def render_plan(plans: list[RepoPlan], config: HubConfig, endpoint: str) -> str:
+    lines = [
+        f"Publish plan for {redact(endpoint, [])} (new repos {'private' if config.private else 'public'}):"
+    ]
+    for plan in plans:
+        lic = plan.card_license["license"]
+        if "license_name" in plan.card_license:
+            lic += f" ({plan.card_license['license_name']})"
+        lines.append(f"\n{plan.repo_type} {plan.repo_id}  [{plan.artifact}; card licence: {lic}]")
+        lines += [f"  {f.path_in_repo}  {f.size:,} bytes" for f in plan.files]
+        lines += [f"  rows {name}: {n}" for name, n in plan.rows.items()]
+        lines += [f"  licence {name}: {plan.tally.describe(name)}" for name in plan.tally.licenses]
+        if plan.overridden:
+            lines.append(f"  overridden: {', '.join(plan.overridden)}")
+        if plan.refusal:
+            lines.append("  REFUSED")
+    return "\n".join(lines)
+
+
+def refusals(plans: list[RepoPlan]) -> str:
+    return "\n".join(p.refusal for p in plans if p.refusal)
+
+
+@click.command("publish")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be uploaded where; send nothing, need no token."
+)
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--metrics", "metrics_path", default="metrics/hub.json", show_default=True,
+              type=click.Path(dir_okay=False))  # fmt: skip
+def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
+    """Publish datasets, the DPO adapter and the classifiers to the Hub (hub.push), or plan it."""
+    setup_logging()
+    config = load_section(HubConfig, "hub", params_path)
+    log_params("hub", config)
+    endpoint = resolve_endpoint(config)
+    project = Project(Path("."), read_params(params_path))
+    with tempfile.TemporaryDirectory(prefix="jalign-publish-") as work:
+        try:
+            plans = build_plans(project, config, Path(work))
+        except RecordError as exc:  # a missing artifact or a bad row: file, line and field
+            raise click.ClickException(str(exc)) from None
+        if dry_run:
+            click.echo(render_plan(plans, config, endpoint))
+            if refusals(plans):
+                raise click.ClickException(refusals(plans))
+            return
+        if not config.push:
+            for plan in plans:
+                if plan.refusal:
+                    log.warning("plan only (hub.push false); a push would refuse: %s", plan.refusal)
+            write_json(metrics_path, report(plans, config, endpoint, None))
+            log.info("hub.push is false: wrote the plan to %s", metrics_path)
+            return
+        if refusals(plans):
+            raise click.ClickException(refusals(plans))
+        token = os.environ.get("HF_TOKEN")
+        if not token:
+            raise click.ClickException("HF_TOKEN is not set: the Hub token comes only from the environment")
+        try:
+            pushed = push_plans(plans, config, token, endpoint)
+        except PublishError as exc:
+            raise click.ClickException(str(exc)) from None
+        write_json(metrics_path, report(plans, config, endpoint, pushed))

@@ -1,0 +1,518 @@
+"""`jalign publish`: plans, cards, per-row licences, idempotent pushes, and the token's path.
+
+Every push goes through the real `huggingface_hub` client to tests/fake_hub.py, a Hub-compatible HTTP
+server on 127.0.0.1 that keeps repos with their commit history in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fake_hub  # tests/ is on sys.path (conftest.py)
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+from safetensors.numpy import save_file
+
+from commands import main as cli
+from jalign.config import ConfigError, from_dict
+from jalign.hub import LicenseTally, lock_inputs, row_licenses, write_parquet
+from jalign.records import RecordError
+from stages.publish import HubConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
+TOKEN = f"hf_test_{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
+USER = "alice"
+BASE_HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"
+DATASETS = {"instructions": f"{USER}/jalign-ja-instructions", "preferences": f"{USER}/jalign-ja-preferences"}
+MODELS = {"dpo": f"{USER}/jalign-ja-dpo-adapter", "classifier/e5-small": f"{USER}/jalign-ja-reward-e5-small"}
+
+
+# -- fixture project -----------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def usage(**roles: str) -> dict:
+    return {"total": {"requests": 1}} | {
+        role: {
+            "requests": 1,
+            "model": {"backend": "openai", "model": model, "revision": "r1", "dtype": "auto"},
+        }
+        for role, model in roles.items()
+    }
+
+
+PROVENANCE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "python": "3.11"}
+
+
+def preference_rows(n: int, license_: Any = ("cc0-1.0",), terms: tuple = ()) -> dict[str, list[dict]]:
+    pairwise, kto, binary = [], [], []
+    for i in range(n):
+        common = {"pair_id": f"p{i}", "license": list(license_) if isinstance(license_, tuple) else license_,
+                  "model_terms": list(terms)}  # fmt: skip
+        prompt = [{"role": "user", "content": f"質問{i}に答えてください。"}]
+        chosen = [{"role": "assistant", "content": f"丁寧な回答{i}"}]
+        rejected = [{"role": "assistant", "content": f"雑な回答{i}"}]
+        pairwise.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, **common})
+        kto += [{"prompt": prompt, "completion": chosen, "label": True, **common},
+                {"prompt": prompt, "completion": rejected, "label": False, **common}]  # fmt: skip
+        binary += [{"text": f"質問{i}\n丁寧な回答{i}", "label": 1, **common},
+                   {"text": f"質問{i}\n雑な回答{i}", "label": 0, **common}]  # fmt: skip
+    return {"pairwise": pairwise, "kto": kto, "binary": binary}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small project: data, sets, a PEFT adapter, a classifier, metrics and a dvc.lock; cwd = it."""
+    root = tmp_path / "project"
+    curated = [
+        {"id": "i1", "instruction": "俳句を一つ作ってください。", "output": "古池や", "source": "seed", "license": "apache-2.0"},
+        {"id": "i2", "instruction": "敬語に直してください。", "output": "承知しました。", "source": "evol_instruct",
+         "license": ["apache-2.0"], "model_terms": [], "lineage": {"parent_id": "i1", "round": 1}},
+        {"id": "i3", "instruction": "要約してください。", "output": "三行で述べます。", "source": "self_instruct",
+         "license": ["Apache-2.0"], "tags": {"quality": 3.5, "category": "editing"}},
+    ]  # fmt: skip
+    write_jsonl(root / "data/instructions/curated.jsonl", curated)
+    for fmt, rows in preference_rows(3).items():
+        write_jsonl(root / f"data/preferences/sets/{fmt}_train.jsonl", rows)
+    for fmt, rows in preference_rows(1, license_="apache-2.0").items():
+        write_jsonl(root / f"data/preferences/sets/{fmt}_eval.jsonl", rows)
+
+    adapter = root / "models/dpo/adapter"
+    write_json(
+        adapter / "adapter_config.json", {"base_model_name_or_path": BASE_HUB_ID, "peft_type": "LORA", "r": 4}
+    )
+    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": np.arange(32, dtype=np.float32).reshape(4, 8)},
+              str(adapter / "adapter_model.safetensors"))  # fmt: skip
+    write_json(adapter / "tokenizer_config.json", {"model_max_length": 256})
+    (adapter / "README.md").write_text("---\nlibrary_name: peft\n---\nPEFT's own card\n")
+    classifier = root / "models/classifier/e5-small"
+    write_json(
+        classifier / "config.json", {"architectures": ["BertForSequenceClassification"], "num_labels": 2}
+    )
+    save_file({"classifier.weight": np.ones((2, 4), dtype=np.float32)}, str(classifier / "model.safetensors"))
+    (classifier / "training_args.bin").write_bytes(b"\x80\x04pickle")
+    for name, licence in (("multilingual-e5-small", "mit"), ("gemma-3-270m", "gemma (Gemma Terms of Use)")):
+        write_json(root / f"models/base/{name}/jalign_model.json", {"name": name, "license": licence})
+
+    write_json(
+        root / "metrics/self_instruct.json",
+        {"usage": usage(generator="Qwen/Qwen2.5-7B-Instruct"), "provenance": PROVENANCE},
+    )
+    write_json(
+        root / "metrics/evolve.json",
+        {"usage": usage(generator="Qwen/Qwen2.5-7B-Instruct", judge="gpt-4o-mini")},
+    )
+    write_json(root / "metrics/instructions.json", {"inputs": 5, "curated": 3, "dropped": {"near_duplicate": 2},
+               "usage": usage(curate="gpt-4o-mini"), "provenance": PROVENANCE})  # fmt: skip
+    write_json(
+        root / "metrics/translate.json",
+        {"usage": usage(translator="Qwen/Qwen2.5-7B-Instruct", reviewer="Qwen/Qwen2.5-7B-Instruct")},
+    )
+    write_json(
+        root / "metrics/respond.json", {"usage": usage(qwen="Qwen/Qwen2.5-7B-Instruct", mini="gpt-4o-mini")}
+    )
+    write_json(root / "metrics/judge.json", {"pairs_judged": 10, "kept_pairs": 4, "agreement_rate": 0.8125, "position_bias_rate": 0.12,
+               "invalid_rate": 0.03, "length_bias": 0.61, "method": "text", "usage": usage(judge="gpt-4o")})  # fmt: skip
+    write_json(root / "metrics/preferences.json", {"pairs_in": 4, "provenance": PROVENANCE})
+    write_json(root / "metrics/dpo.json", {"loss_type": "sigmoid", "beta": 0.1, "train_loss": 0.61, "eval_loss": 0.66,
+               "eval_reward_accuracy": 0.75, "steps": 3, "provenance": PROVENANCE})  # fmt: skip
+    write_json(root / "metrics/classifier/e5-small.json", {"accuracy": 0.75, "f1": 0.8, "roc_auc": 0.875,
+               "pairwise_accuracy": 1.0, "eval_rows": 2, "provenance": PROVENANCE})  # fmt: skip
+    write_json(root / "metrics/eval.json", {
+        "candidates": {"dpo": {"jalign-ja-eval": {"score": 61.5, "ci_low": 55.0, "ci_high": 68.25, "style_controlled": {"score": 58.0},
+                                                  "wins": 12, "ties": 3, "losses": 5, "invalid": 0, "invalid_rate": 0.0}}},
+        "judge_reliability": {"jalign-ja-eval": {"swap_agreement": 0.9, "position_bias": 0.05, "invalid_rate": 0.0, "length_bias": 0.55}},
+        "baseline": "base", "judge": {"model": "gpt-4o", "method": "text"}})  # fmt: skip
+    lock = {"schema": "2.0", "stages": {
+        "curate": {"deps": [{"path": "data/instructions/evolved.jsonl", "md5": "aaa111"}],
+                   "outs": [{"path": "data/instructions/curated.jsonl", "md5": "bbb222"}]},
+        "preferences": {"deps": [{"path": "data/preferences/pairs.jsonl", "md5": "ccc333"}],
+                        "outs": [{"path": "data/preferences/sets", "md5": "ddd444.dir"}]},
+        "dpo": {"deps": [{"path": "data/preferences/sets", "md5": "ddd444.dir"}, {"path": "stages/dpo.py", "md5": "eee555"}],
+                "outs": [{"path": "dvclive/dpo", "md5": "x.dir"}, {"path": "models/dpo", "md5": "fff666.dir"}]},
+        "classifier@e5-small": {"deps": [{"path": "data/preferences/sets", "md5": "ddd444.dir"}],
+                                "outs": [{"path": "models/classifier/e5-small", "md5": "ggg777.dir"}]},
+    }}  # fmt: skip
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
+    params = {
+        "translate": {"sources": [{"name": "oasst2", "hf_dataset": "OpenAssistant/oasst2", "license": "apache-2.0"}]},
+        "classifier": {"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "epochs": 3}}},
+        "train": {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
+                  "lora": {"r": 4, "alpha": 8}, "start_from_sft": False},
+        "hub": {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
+                "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}},
+    }  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    return root
+
+
+def set_hub(root: Path, **values: Any) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["hub"].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch):
+    """The fake Hub, with the client's offline switch (set for the whole suite) lifted and Xet off:
+    the fake speaks the plain LFS protocol only."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    with fake_hub.FakeHubServer({TOKEN: USER}) as server:
+        yield server
+
+
+def publish(*args: str) -> Any:
+    return CliRunner().invoke(
+        cli, ["publish", "--params", "params.yaml", "--metrics", "metrics/hub.json", *args]
+    )
+
+
+def push(
+    root: Path, server: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch, **hub_values: Any
+) -> Any:
+    set_hub(root, push=True, endpoint=server.url, **hub_values)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    return publish()
+
+
+def files_of(server: fake_hub.FakeHubServer, repo_type: str, repo_id: str) -> dict[str, bytes]:
+    return {p: b.data for p, b in server.repo(repo_type, repo_id).head.files.items()}
+
+
+# -- unit level -------------------------------------------------------------------------------------------
+
+
+def test_row_licenses_accept_strings_and_lists_and_name_bad_rows():
+    assert row_licenses({"license": "CC0-1.0"}, "f:1") == (["cc0-1.0"], [])
+    assert row_licenses({"license": ["mit", "apache-2.0"], "model_terms": ["gemma"]}, "f:1") == (
+        ["apache-2.0", "mit"],
+        ["gemma"],
+    )
+    assert row_licenses({}, "f:1") == (["unknown"], [])  # no licence is never assumed free
+    with pytest.raises(RecordError, match=r"f:7: field 'model_terms' must be a licence id"):
+        row_licenses({"license": "mit", "model_terms": {"gemma": 1}}, "f:7")
+    tally = LicenseTally()
+    tally.add_rows(
+        [{"license": "mit", "model_terms": ["gemma"], "source": "s1"}, {"license": ["mit"]}], "a.jsonl"
+    )
+    tally.add_model("gemma", "models/base/g")
+    assert tally.rows == {"mit": 2, "gemma": 1}
+    assert tally.describe("gemma") == "1 rows: a.jsonl (1); row sources: s1 (1); base model models/base/g"
+
+
+def test_hub_config_validation_names_the_field():
+    with pytest.raises(ConfigError, match=r"hub\.privat: unknown key"):
+        from_dict(HubConfig, {"privat": True}, "hub")
+    with pytest.raises(ConfigError, match=r"hub: namespace: 'a b' is not a valid"):
+        from_dict(HubConfig, {"namespace": "a b"}, "hub")
+    with pytest.raises(ConfigError, match=r"allowed_licenses: 'unknown' is never allowed"):
+        from_dict(HubConfig, {"allowed_licenses": ["mit", "unknown"]}, "hub")
+    with pytest.raises(ConfigError, match=r"endpoint: credentials in the URL"):
+        from_dict(HubConfig, {"endpoint": "https://user:secret@hub.example"}, "hub")
+    with pytest.raises(ConfigError, match=r"classifier_repo: must contain \{name\}"):
+        from_dict(HubConfig, {"classifiers": ["a", "b"], "classifier_repo": "reward"}, "hub")
+    with pytest.raises(ConfigError, match=r"hub\.allowed_licenses: expected a list"):
+        from_dict(HubConfig, {"allowed_licenses": "mit"}, "hub")
+
+
+def test_repo_params_hub_section_loads_and_every_field_is_documented():
+    import dataclasses
+
+    from jalign.config import as_dict, load_section, read_params
+
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    config = load_section(HubConfig, "hub", params)
+    assert config.push is False and config.private is True and config.endpoint is None
+    assert as_dict(config) == read_params(params)["hub"]  # every key written, every value arrives
+    assert all(f.metadata.get("help") for f in dataclasses.fields(HubConfig))
+
+
+def test_parquet_bytes_depend_on_the_rows_alone(tmp_path: Path):
+    rows = preference_rows(3)["pairwise"]
+    write_parquet(rows, tmp_path / "a.parquet", "x")
+    write_parquet([dict(r) for r in rows], tmp_path / "b.parquet", "x")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "a.parquet").to_pylist() == rows
+    with pytest.raises(RecordError, match=r"sets.jsonl: field 'label' holds values of incompatible types"):
+        write_parquet([{"label": 1}, {"label": "yes"}], tmp_path / "c.parquet", "sets.jsonl")
+
+
+def test_lock_inputs_finds_the_stage_holding_the_artifact():
+    lock = {
+        "stages": {
+            "dpo": {"deps": [{"path": "d", "md5": "1"}], "outs": [{"path": "models/dpo", "md5": "2.dir"}]}
+        }
+    }
+    assert lock_inputs(lock, "models/dpo/adapter") == {
+        "stage": "dpo", "deps": [{"path": "d", "md5": "1"}], "out": {"path": "models/dpo", "md5": "2.dir"}}  # fmt: skip
+    assert lock_inputs(lock, "models/dpo-other") is None
+
+
+# -- plan and dry run ---------------------------------------------------------------------------------
+
+
+def test_dry_run_lists_repos_files_sizes_and_licences_offline(project: Path):
+    set_hub(project, push=True, endpoint="http://127.0.0.1:9")  # nothing listens there; no token either
+    result = publish("--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for repo_id in DATASETS.values():
+        assert f"dataset {repo_id}" in out
+    for repo_id in MODELS.values():
+        assert f"model {repo_id}" in out
+    size = (project / "models/dpo/adapter/adapter_model.safetensors").stat().st_size
+    assert f"  adapter_model.safetensors  {size:,} bytes" in out
+    assert "data/train-00000-of-00001.parquet" in out and "pairwise/test-00000-of-00001.parquet" in out
+    assert "training_args.bin" not in out  # a pickle; never uploaded
+    assert "rows pairwise/train: 3" in out and "rows binary/test: 2" in out
+    assert "licence apache-2.0: 3 rows: data/instructions/curated.jsonl (3)" in out
+    assert "licence cc0-1.0: 15 rows" in out  # 3 pairwise + 6 kto + 6 binary train rows
+    assert f"licence apache-2.0: 0 rows: base model {BASE_HUB_ID} (hub.base_model_licenses)" in out
+    assert "licence mit: 0 rows: base model models/base/multilingual-e5-small" in out
+    assert not (project / "metrics/hub.json").exists()
+
+
+def test_plan_stage_writes_the_plan_without_pushing(project: Path):
+    result = publish()  # hub.push: false, the DVC stage's default
+    assert result.exit_code == 0, result.output
+    plan = json.loads((project / "metrics/hub.json").read_text())
+    assert plan["pushed"] is False and plan["refused"] == []
+    assert plan["endpoint"] == "https://huggingface.co"
+    instructions = plan["repos"]["instructions"]
+    assert instructions["repo_id"] == DATASETS["instructions"] and instructions["repo_type"] == "dataset"
+    assert instructions["commit"] is None and instructions["license"] == "apache-2.0"
+    assert [f["path"] for f in instructions["files"]] == ["data/train-00000-of-00001.parquet", "README.md"]
+    assert all(f["size"] > 0 and len(f["sha256"]) == 64 for f in instructions["files"])
+    prefs = plan["repos"]["preferences"]
+    assert prefs["license"] == "other" and prefs["license_name"] == "apache-2-0-and-cc0-1-0"
+    assert prefs["licenses"]["apache-2.0"]["rows"] == 5 and prefs["rows"]["kto/test"] == 2
+    assert plan["repos"]["classifier/e5-small"]["licenses"]["mit"]["base_models"]
+    # Deterministic: the same inputs plan the same bytes.
+    assert publish().exit_code == 0
+    again = json.loads((project / "metrics/hub.json").read_text())
+    assert again["repos"] == plan["repos"]
+
+
+def test_plan_records_a_refusal_without_failing_the_stage(project: Path):
+    (project / "models/base/gemma-3-270m").mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["classifier"]["encoders"]["e5-small"]["model"] = "models/base/gemma-3-270m"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = publish()
+    assert result.exit_code == 0, result.output
+    plan = json.loads((project / "metrics/hub.json").read_text())
+    assert plan["refused"] == ["classifier/e5-small"]
+    assert (
+        "gemma: 0 rows: base model models/base/gemma-3-270m"
+        in plan["repos"]["classifier/e5-small"]["refused"]
+    )
+    dry = publish("--dry-run")  # the dry run says a push would fail
+    assert dry.exit_code == 1 and "refusing to publish" in dry.output
+
+
+# -- pushing --------------------------------------------------------------------------------------------
+
+
+def test_publish_creates_repos_cards_and_is_idempotent(
+    project: Path, hub: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog, capfd
+):
+    from huggingface_hub import DatasetCard, HfApi, ModelCard
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")
+    result = push(project, hub, monkeypatch)
+    assert result.exit_code == 0, result.output
+
+    # Files: Parquet per split, PEFT / model files, our card; not PEFT's README nor the pickle.
+    instructions = files_of(hub, "dataset", DATASETS["instructions"])
+    assert sorted(instructions) == [".gitattributes", "README.md", "data/train-00000-of-00001.parquet"]
+    rows = pq.read_table(io.BytesIO(instructions["data/train-00000-of-00001.parquet"])).to_pylist()
+    assert [r["id"] for r in rows] == ["i1", "i2", "i3"]
+    assert [r["license"] for r in rows] == [["apache-2.0"]] * 3 and rows[0]["model_terms"] == []
+    prefs = files_of(hub, "dataset", DATASETS["preferences"])
+    assert {p for p in prefs if p.endswith(".parquet")} == {
+        f"{fmt}/{split}-00000-of-00001.parquet" for fmt in ("pairwise", "kto", "binary") for split in ("train", "test")}  # fmt: skip
+    dpo = files_of(hub, "model", MODELS["dpo"])
+    assert sorted(dpo) == [
+        ".gitattributes",
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer_config.json",
+    ]
+    assert (
+        dpo["adapter_model.safetensors"]
+        == (project / "models/dpo/adapter/adapter_model.safetensors").read_bytes()
+    )
+    assert b"PEFT's own card" not in dpo["README.md"]
+    assert "training_args.bin" not in files_of(hub, "model", MODELS["classifier/e5-small"])
+    assert all(
+        hub.repo(t, r).private for t, r in [("dataset", DATASETS["instructions"]), ("model", MODELS["dpo"])]
+    )
+
+    # Cards parse back from the Hub with the right metadata.
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    cache = tmp_path / "hf-cache"
+    card = DatasetCard.load(
+        api.hf_hub_download(DATASETS["preferences"], "README.md", repo_type="dataset", cache_dir=cache)
+    )
+    assert card.data.license == "other" and card.data.license_name == "apache-2-0-and-cc0-1-0"
+    assert card.data.language == "ja" and card.data.source_datasets == ["extended|OpenAssistant/oasst2"]
+    assert {c["config_name"] for c in card.data.configs} == {"pairwise", "kto", "binary"}
+    assert "| `cc0-1.0` | 15 |" in card.text and "agreement_rate | 0.8125" in card.text
+    assert "`gpt-4o`" in card.text and "`ddd444.dir`" in card.text  # judge model; dvc.lock md5
+    model_card = ModelCard.load(api.hf_hub_download(MODELS["dpo"], "README.md", cache_dir=cache))
+    assert model_card.data.license == "other" and model_card.data.base_model == BASE_HUB_ID
+    assert model_card.data.datasets == [DATASETS["preferences"]] and model_card.data.language == "ja"
+    results = {(r.dataset_type, r.metric_type): r.metric_value for r in model_card.data.eval_results}
+    assert results == {
+        ("jalign-ja-eval", "win_rate"): 61.5,
+        ("jalign-ja-eval", "style_controlled_win_rate"): 58.0,
+    }
+    assert "model-index" in model_card.content and "[55, 68.25]" in model_card.text
+    assert (
+        "`train.learning_rate` | 5e-06" in model_card.text
+        and f"`{PROVENANCE['git_commit']}`" in model_card.text
+    )
+    reward_card = ModelCard.load(
+        api.hf_hub_download(MODELS["classifier/e5-small"], "README.md", cache_dir=cache)
+    )
+    assert reward_card.data.base_model == "intfloat/multilingual-e5-small"
+    assert reward_card.data.license == "other" and reward_card.data.license_name == "cc0-1-0-and-mit"
+    assert {r.metric_type: r.metric_value for r in reward_card.data.eval_results}["pairwise_accuracy"] == 1.0
+
+    # metrics/hub.json versions what was published.
+    report = json.loads((project / "metrics/hub.json").read_text())
+    assert report["pushed"] is True
+    for artifact, repo_id in {**DATASETS, **MODELS}.items():
+        repo_type = "dataset" if artifact in DATASETS else "model"
+        assert report["repos"][artifact]["commit"] == hub.repo(repo_type, repo_id).head.sha
+        assert report["repos"][artifact]["committed"] is True
+        assert len(hub.repo(repo_type, repo_id).commits) == 2  # the Hub's initial commit + ours
+
+    # Publishing unchanged artifacts makes no commit.
+    assert publish().exit_code == 0
+    again = json.loads((project / "metrics/hub.json").read_text())
+    for artifact, repo_id in {**DATASETS, **MODELS}.items():
+        repo_type = "dataset" if artifact in DATASETS else "model"
+        assert len(hub.repo(repo_type, repo_id).commits) == 2, artifact
+        assert again["repos"][artifact]["commit"] == report["repos"][artifact]["commit"]
+        assert again["repos"][artifact]["committed"] is False
+
+    # The token went over HTTP as a header (writes are refused without it), and nowhere else.
+    writes = (
+        hub.calls("POST", "/commit/")
+        + hub.calls("POST", "/preupload/")
+        + hub.calls("POST", "/api/repos/create")
+    )
+    assert writes and all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in writes)
+    captured = capfd.readouterr()
+    for text in (result.output, caplog.text, captured.out, captured.err):
+        assert TOKEN not in text
+    for path in [*project.rglob("*"), *cache.rglob("*")]:
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    for repo in hub.repos.values():
+        for commit in repo.commits:
+            assert all(TOKEN.encode() not in blob.data for blob in commit.files.values())
+
+
+def test_a_changed_artifact_gets_one_new_commit_and_stale_files_go(
+    project: Path, hub: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch
+):
+    set_hub(project, push=True)  # endpoint null: HF_ENDPOINT points the client at the fake Hub
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert publish().exit_code == 0
+    assert json.loads((project / "metrics/hub.json").read_text())["endpoint"] == hub.url
+    (project / "models/dpo/adapter/tokenizer_config.json").unlink()
+    with (project / "data/instructions/curated.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(
+            json.dumps({"id": "i4", "instruction": "説明して", "output": "はい", "license": "mit"}) + "\n"
+        )
+    result = publish()
+    assert result.exit_code == 0, result.output
+    report = json.loads((project / "metrics/hub.json").read_text())
+    changed = {a for a, r in report["repos"].items() if r["committed"]}
+    assert changed == {"instructions", "dpo"}
+    assert "tokenizer_config.json" not in files_of(hub, "model", MODELS["dpo"])
+    assert len(hub.repo("dataset", DATASETS["preferences"]).commits) == 2
+    assert report["repos"]["instructions"]["license"] == "other"  # apache-2.0 and now mit
+
+
+def test_licence_refusal_names_licence_rows_and_source_and_override_is_carded(
+    project: Path, hub: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch
+):
+    train = project / "data/preferences/sets/pairwise_train.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    rows[0] |= {"model_terms": ["openai-terms"], "source": "respond:gpt-4o-mini"}
+    write_jsonl(train, rows)
+    with (project / "data/instructions/curated.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "i9", "instruction": "出典不明", "output": "?"}) + "\n")  # no licence
+
+    result = push(project, hub, monkeypatch)
+    assert result.exit_code == 1
+    assert "instructions (dataset alice/jalign-ja-instructions): refusing to publish" in result.output
+    assert "unknown: 1 rows: data/instructions/curated.jsonl (1)" in result.output
+    assert ("openai-terms: 1 rows: data/preferences/sets/pairwise_train.jsonl (1); "
+            "row sources: respond:gpt-4o-mini (1)") in result.output  # fmt: skip
+    assert "dpo (model alice/jalign-ja-dpo-adapter): refusing" in result.output  # trained on that row
+    assert hub.requests == []  # refused before anything is sent
+
+    result = push(project, hub, monkeypatch, override_licenses=["openai-terms", "unknown"])
+    assert result.exit_code == 0, result.output
+    card = files_of(hub, "dataset", DATASETS["preferences"])["README.md"].decode()
+    assert "**Licence override**: `openai-terms` is outside" in card
+    assert "license: other" in card and "openai-terms" in card.split("---")[1]  # license_name
+    report = json.loads((project / "metrics/hub.json").read_text())
+    assert report["repos"]["preferences"]["overridden"] == ["openai-terms"]
+    assert report["repos"]["instructions"]["overridden"] == ["unknown"]
+
+
+def test_errors_are_redacted_and_a_missing_token_is_explained(
+    project: Path, hub: fake_hub.FakeHubServer, monkeypatch: pytest.MonkeyPatch, caplog, capfd
+):
+    set_hub(project, push=True, endpoint=hub.url)
+    result = publish()
+    assert result.exit_code == 1 and "HF_TOKEN is not set" in result.output and hub.requests == []
+
+    def echo_token(request: fake_hub.Request) -> tuple[int, str] | None:  # a server that leaks what it got
+        if "/commit/" in request.path:
+            return 403, f"token {request.headers.get('authorization')} may not write here"
+        return None
+
+    hub.fail = echo_token
+    caplog.set_level(logging.DEBUG)
+    result = push(project, hub, monkeypatch)
+    assert result.exit_code == 1
+    assert (
+        "dataset alice/jalign-ja-instructions" in result.output
+        and "token Bearer *** may not write" in result.output
+    )
+    captured = capfd.readouterr()
+    for text in (result.output, caplog.text, captured.out, captured.err):
+        assert TOKEN not in text
+    assert not (project / "metrics/hub.json").exists()
