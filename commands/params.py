@@ -37,6 +37,7 @@ SECTIONS: dict[str, str] = {
     "sft": "stages.sft:SFTConfig",
     "train": "stages.dpo:TrainConfig",
     "evaluate": "stages.evaluate:EvaluateConfig",
+    "hub": "stages.publish:HubConfig",
 }
 TOP_LEVEL = {"prices", *(name.split(".")[0] for name in SECTIONS)}
 CONF_DIR = "conf"
@@ -146,13 +147,16 @@ def check_command(preset: str | None) -> None:
         validate(committed)
         if committed != compose(root):
             raise click.ClickException(
-                "params.yaml differs from the composition of conf/: edit conf/ and run `jalign params compose`"
+                "params.yaml differs from the composition of conf/: "
+                "edit conf/ and run `jalign params compose`"
             )
         click.echo("params.yaml: valid and equal to the composition of conf/", err=True)
 
 
 @main.command("docs")
-@click.option("--out", "out_path", default="docs/params.md", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--out", "out_path", default="docs/params.md", show_default=True, type=click.Path(dir_okay=False)
+)
 def docs_command(out_path: str) -> None:
     """Write the params reference from the fields' help texts."""
     from jalign.records import write_text

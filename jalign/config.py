@@ -47,7 +47,9 @@ def param(
     numbers (and to each number of a tuple); `None` is allowed only where the type says `| None`.
     """
     if default is not dataclasses.MISSING and default is not None:
-        raise TypeError(f"param default must be None or absent, got {default!r}: put the value in params.yaml")
+        raise TypeError(
+            f"param default must be None or absent, got {default!r}: put the value in params.yaml"
+        )
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     return dataclasses.field(default=default, metadata={"help": help, **bounds})
 
@@ -85,7 +87,7 @@ def load_yaml(path: str | Path) -> Any:
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -9,12 +9,11 @@ notes). Bad rows fail with `file:line: field ...` (for Hub sets the line is the 
 from __future__ import annotations
 
 import json
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jalign.config import ConfigError, from_dict, read_params
+from jalign.config import ConfigError, from_dict, param, read_params
 from jalign.records import RecordError
 
 EvalFormat = Literal["jalign", "elyza", "mt_bench", "arena_hard"]
@@ -53,71 +52,50 @@ _DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
 class EvalSet:
     """One entry of `evaluate.sets` in params.yaml."""
 
-    name: str = field(metadata={"help": "short stable name; prefixes reports and contamination hits"})
-    path: str | None = field(
-        default=None, metadata={"help": "local JSONL file (exactly one of path / hf_dataset)"}
+    name: str = param("Short stable name; prefixes reports, battles and contamination hits.")
+    format: EvalFormat = param(
+        "Row layout: jalign (id, prompt, category, grading_notes), elyza (ELYZA-tasks-100: input, output, "
+        "eval_aspect), mt_bench (Japanese MT-Bench: question_id, category, two turns), arena_hard "
+        "(uid / question_id, prompt or turns, category)."
     )
-    prompt_field: str | None = field(
+    path: str | None = param("Local JSONL file (exactly one of path / hf_dataset).", default=None)
+    hf_dataset: str | None = param(
+        "Hugging Face dataset id, loaded with datasets.load_dataset.", default=None
+    )
+    hf_config: str | None = param("Dataset configuration name, if any.", default=None)
+    revision: str | None = param("Dataset commit or tag; needed with hf_dataset (pin it).", default=None)
+    split: str | None = param("Dataset split; needed with hf_dataset.", default=None)
+    prompt_field: str | None = param(
+        "Field holding the prompt (a string, or a list of turns as strings or {content: ...}); null: the "
+        "format's own (jalign prompt, elyza input, mt_bench turns, arena_hard prompt or turns).",
         default=None,
-        metadata={
-            "help": "field holding the prompt: a string, or a list of turns (strings or {content: ...}); "
-            "default per format: jalign prompt, elyza input, mt_bench turns, arena_hard prompt or turns"
-        },
     )
-    id_field: str | None = field(
+    id_field: str | None = param(
+        "Id field; null: the format's own (elyza: the row number when there is no id).", default=None
+    )
+    category_field: str | None = param("Category field; null: the format's own (elyza: none).", default=None)
+    reference_field: str | None = param(
+        "Per-row reference answer field; null: elyza output, else none.", default=None
+    )
+    notes_field: str | None = param(
+        "Grading-notes field; null: jalign grading_notes, elyza eval_aspect, else none.", default=None
+    )
+    reference_path: str | None = param(
+        "FastChat-format reference answers (question_id, choices[0].turns), JSONL.", default=None
+    )
+    reference_hf_dataset: str | None = param(
+        "The reference answers as a Hugging Face dataset id.", default=None
+    )
+    reference_hf_config: str | None = param("Configuration of reference_hf_dataset.", default=None)
+    reference_revision: str | None = param("Commit or tag of reference_hf_dataset (pin it).", default=None)
+    reference_split: str | None = param("Split of reference_hf_dataset.", default=None)
+    reference_categories: tuple[str, ...] | None = param(
+        "Categories that get reference answers (a missing one is an error); null: mt_bench math, "
+        "reasoning, coding (FastChat); other formats: every item the file covers.",
         default=None,
-        metadata={
-            "help": "id field; default per format: jalign id, elyza id if present else the row number, "
-            "mt_bench question_id, arena_hard uid or question_id"
-        },
     )
-    format: EvalFormat = field(
-        default="jalign", metadata={"help": "row layout: jalign | elyza | mt_bench | arena_hard"}
-    )
-    hf_dataset: str | None = field(
-        default=None, metadata={"help": "Hugging Face dataset id, loaded with datasets.load_dataset"}
-    )
-    hf_config: str | None = field(default=None, metadata={"help": "dataset configuration name, if any"})
-    revision: str | None = field(
-        default=None,
-        metadata={"help": "dataset commit or tag; pin it for Hub sets (a missing one is warned about)"},
-    )
-    split: str = field(default="test", metadata={"help": "dataset split (Hub sets)"})
-    category_field: str | None = field(
-        default=None, metadata={"help": "category field; default category (elyza: none)"}
-    )
-    reference_field: str | None = field(
-        default=None, metadata={"help": "per-row reference answer field; default elyza output, else none"}
-    )
-    notes_field: str | None = field(
-        default=None,
-        metadata={"help": "grading-notes field; default jalign grading_notes, elyza eval_aspect, else none"},
-    )
-    reference_path: str | None = field(
-        default=None,
-        metadata={"help": "FastChat-format reference answers (question_id, choices[0].turns), JSONL"},
-    )
-    reference_hf_dataset: str | None = field(
-        default=None, metadata={"help": "the reference answers as a Hugging Face dataset id"}
-    )
-    reference_hf_config: str | None = field(
-        default=None, metadata={"help": "configuration of reference_hf_dataset"}
-    )
-    reference_revision: str | None = field(
-        default=None,
-        metadata={"help": "commit or tag of reference_hf_dataset (a missing one is warned about)"},
-    )
-    reference_split: str = field(default="train", metadata={"help": "split of reference_hf_dataset"})
-    reference_categories: tuple[str, ...] | None = field(
-        default=None,
-        metadata={
-            "help": "categories that get the reference answers (a missing one is an error); default "
-            "mt_bench: math, reasoning, coding (FastChat); other formats: every item the file covers"
-        },
-    )
-    limit: int | None = field(
-        default=None,
-        metadata={"help": "evaluate only the first N items (contamination checks still use all)"},
+    limit: int | None = param(
+        "Evaluate only the first N items (contamination checks still use all).", ge=1, default=None
     )
 
     def __post_init__(self) -> None:
@@ -127,16 +105,15 @@ class EvalSet:
             raise ValueError(
                 f"eval set {self.name!r}: set at most one of reference_path, reference_hf_dataset"
             )
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"eval set {self.name!r}: limit must be >= 1 or null")
-        for dataset, revision in (
-            (self.hf_dataset, self.revision),
-            (self.reference_hf_dataset, self.reference_revision),
+        for dataset, revision, split, prefix in (
+            (self.hf_dataset, self.revision, self.split, ""),
+            (self.reference_hf_dataset, self.reference_revision, self.reference_split, "reference_"),
         ):
-            if dataset is not None and revision is None:
-                warnings.warn(
-                    f"eval set {self.name!r}: {dataset} has no revision; the Hub may change it under you",
-                    stacklevel=2,
+            if dataset is not None and (revision is None or split is None):
+                raise ValueError(
+                    f"eval set {self.name!r}: {dataset} needs {prefix}revision "
+                    "(pin it: the Hub may change it "
+                    f"under you) and {prefix}split"
                 )
 
     @property

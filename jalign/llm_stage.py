@@ -1,12 +1,12 @@
 """The skeleton every LLM stage shares, in the spirit of example-get-started's thin `main()`:
 
-    config = load_section(JudgeConfig, "judge", params_path)
-    run = StageRun("judge", config, params_path, outputs=(out_path, failures_path, metrics_path),
-                   budget_usd=config.budget_usd)
-    client = run.client("judge.judge", config.judge)           # priced, on the stage's budget
-    records = judge(rows, client, config, run.failures)         # the work: records in, records out
-    run.finish(input_rows=len(rows), failures_path=..., max_failure_rate=config.max_failure_rate)
-    write_jsonl(out_path, records); write_json(metrics_path, {..., **run.metrics()})
+config = load_section(JudgeConfig, "judge", params_path)
+run = StageRun("judge", config, params_path, outputs=(out_path, failures_path, metrics_path),
+               budget_usd=config.budget_usd)
+client = run.client("judge.judge", config.judge)           # priced, on the stage's budget
+records = judge(rows, client, config, run.failures)         # the work: records in, records out
+run.finish(input_rows=len(rows), failures_path=..., max_failure_rate=config.max_failure_rate)
+write_jsonl(out_path, records); write_json(metrics_path, {..., **run.metrics()})
 """
 
 from __future__ import annotations
@@ -90,9 +90,7 @@ class StageRun:
         self.clients[role] = client
         return client
 
-    def finish(
-        self, *, input_rows: int, failures_path: str | Path, max_failure_rate: float
-    ) -> None:
+    def finish(self, *, input_rows: int, failures_path: str | Path, max_failure_rate: float) -> None:
         """Write the failures file, then fail loudly if too many input rows were lost."""
         self.failures.write(failures_path)
         self.failures.check(input_rows, max_failure_rate)
@@ -115,5 +113,3 @@ def usage_metrics(clients: dict[str, LLMClient]) -> dict[str, Any]:
         total = total.add(client.usage)
     roles = {role: {**c.usage.as_dict(), "model": c.identity} for role, c in clients.items()}
     return {"total": total.as_dict(), **roles}
-
-

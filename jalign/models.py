@@ -126,7 +126,10 @@ def resolve(ref: str) -> ModelSource:
     path = Path(ref)
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise ModelSourceError(f"{ref}: local directory has neither config.json (a model) nor adapter_config.json (a PEFT adapter)")
+            raise ModelSourceError(
+                f"{ref}: local directory has neither config.json (a model) "
+                "nor adapter_config.json (a PEFT adapter)"
+            )
         return ModelSource(ref, "local", str(path), fingerprint(path))
     if ref.startswith((".", "/")) or ref.startswith("models/"):
         raise ModelSourceError(
@@ -153,7 +156,9 @@ def fingerprint(directory: Path) -> str:
     """
     digest = hashlib.sha256()
     files = sorted(
-        p for p in directory.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
     with _HashMemo() as memo:
         for path in files:
@@ -172,7 +177,9 @@ class _HashMemo:
         self.conn = sqlite3.connect(path, timeout=60.0)
         self.conn.execute("PRAGMA busy_timeout=60000")
         with self.conn:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS hashes (stat TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS hashes (stat TEXT PRIMARY KEY, sha256 TEXT NOT NULL)"
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:

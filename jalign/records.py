@@ -52,7 +52,9 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
                 raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
             bad = _unencodable_field(record)
             if bad is not None:
-                raise RecordError(f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)")
+                raise RecordError(
+                    f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"
+                )
             for field in required:
                 check_text_field(record, field, where)
             records.append(record)

@@ -23,11 +23,15 @@ class SourceConfig:
     id_field: str | None = param("Field holding a stable row id; null = the row number.")
     limit: int | None = param("Keep at most this many rows (after filters); null = all.", ge=1)
     path: str | None = param("A local .jsonl or .parquet file (or set hf_dataset).", default=None)
-    hf_dataset: str | None = param("A Hugging Face dataset id, e.g. OpenAssistant/oasst2 (or set path).", default=None)
+    hf_dataset: str | None = param(
+        "A Hugging Face dataset id, e.g. OpenAssistant/oasst2 (or set path).", default=None
+    )
     hf_config: str | None = param("The dataset's config name, if it has several.", default=None)
     revision: str | None = param("Dataset revision (commit) to pin; needed with hf_dataset.", default=None)
     split: str | None = param("Dataset split; needed with hf_dataset.", default=None)
-    where: dict[str, str] | None = param("Equality filters on other fields, e.g. {lang: en, role: prompter}.", default=None)
+    where: dict[str, str] | None = param(
+        "Equality filters on other fields, e.g. {lang: en, role: prompter}.", default=None
+    )
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.hf_dataset is None):

@@ -21,6 +21,8 @@ from jalign.redact import RedactingFilter, redact
 log = logging.getLogger("jalign")
 
 _PACKAGES = ("jalign", "torch", "transformers", "trl", "peft", "bitsandbytes", "openai", "dvc")
+
+
 class FailureRateExceeded(JalignError, RuntimeError):
     """A stage lost more of its input rows to failures than its max_failure_rate allows."""
 

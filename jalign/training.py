@@ -23,7 +23,9 @@ class LoraSettings:
     r: int = param("LoRA rank.", ge=1)
     alpha: int = param("LoRA alpha (scaling = alpha / r).", ge=1)
     dropout: float = param("Dropout on the LoRA path.", ge=0, lt=1)
-    target_modules: str = param("Layers that get adapters: all-linear (QLoRA: every linear layer but the head).")
+    target_modules: str = param(
+        "Layers that get adapters: all-linear (QLoRA: every linear layer but the head)."
+    )
 
 
 def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> None:
@@ -34,7 +36,9 @@ def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> Non
     optimizers = sorted(o.value for o in OptimizerNames)
     schedulers = sorted(s.value for s in SchedulerType)
     if optim not in optimizers:
-        raise ValueError(f"{where}.optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})")
+        raise ValueError(
+            f"{where}.optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})"
+        )
     if lr_scheduler_type not in schedulers:
         raise ValueError(
             f"{where}.lr_scheduler_type: {lr_scheduler_type!r} is not a transformers scheduler "

@@ -26,7 +26,9 @@ from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
 class EncoderConfig:
     """params.yaml `classifier.encoders.<name>`."""
 
-    model: str = param("Encoder: a local directory (models/base/multilingual-e5-small) or a Hub id BAAI/bge-m3@<rev>.")
+    model: str = param(
+        "Encoder: a local directory (models/base/multilingual-e5-small) or a Hub id BAAI/bge-m3@<rev>."
+    )
     max_length: int = param("Tokens per text (prompt + answer), truncated beyond.", ge=8)
     learning_rate: float = param("AdamW learning rate.", gt=0)
     epochs: float = param("Training epochs.", gt=0)
@@ -119,8 +121,12 @@ def train(config: EncoderConfig, train_rows: list[Record], out_dir: Path, live_d
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    return {"train_loss": round(result.training_loss, 6), "train_rows": len(train_rows),
-            "train_seconds": round(clock.seconds, 2), "peak_memory_mb": peak_memory_mb()}  # fmt: skip
+    return {
+        "train_loss": round(result.training_loss, 6),
+        "train_rows": len(train_rows),
+        "train_seconds": round(clock.seconds, 2),
+        "peak_memory_mb": peak_memory_mb(),
+    }
 
 
 @click.command("classifier")

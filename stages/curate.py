@@ -17,8 +17,8 @@ from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.llm import Choice, LLMClient, LLMConfig, Request
-from jalign.records import Record, read_jsonl, user_prompt, write_json, write_jsonl
 from jalign.llm_stage import StageRun
+from jalign.records import Record, read_jsonl, user_prompt, write_json, write_jsonl
 from jalign.stage import Failures, log, mean
 from jalign.text import japanese_ratio
 
@@ -66,14 +66,20 @@ class CurateConfig:
     min_difficulty: float = param("Lowest expected difficulty kept (1 very easy .. 5 very hard).", ge=1, le=5)
     max_difficulty: float = param("Highest expected difficulty kept.", ge=1, le=5)
     drop_categories: tuple[str, ...] = param("Magpie task categories to drop, e.g. [others].")
-    dedup_threshold: float = param("Character ROUGE-L F1 above this between two instructions: near-duplicate.", ge=0, le=1)
+    dedup_threshold: float = param(
+        "Character ROUGE-L F1 above this between two instructions: near-duplicate.", ge=0, le=1
+    )
     contamination_threshold: float = param(
         "Character ROUGE-L F1 above this to any evaluation prompt: dropped (contamination).", ge=0, le=1
     )
     min_choice_mass: float = param(
-        "Probability the tagger put on the offered answers; below it the row has no tag and is dropped.", ge=0, le=1
+        "Probability the tagger put on the offered answers; below it the row has no tag and is dropped.",
+        ge=0,
+        le=1,
     )
-    max_failure_rate: float = param("Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1)
+    max_failure_rate: float = param(
+        "Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1
+    )
     budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
@@ -219,9 +225,12 @@ def main(
     """Tag, filter, deduplicate and decontaminate the instruction data."""
     config = load_section(CurateConfig, "curate", params_path)
     run = StageRun(
-        "curate", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        "curate",
+        config,
+        params_path,
+        outputs=(out_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     records = read_jsonl(in_path, required=("id", "instruction", "output"))
     eval_prompts = load_eval_prompts(load_eval_sets(params_path))
     client = run.client("curate.tagger", config.tagger)

@@ -35,7 +35,9 @@ def shown_answers(j: Record, answers: dict[str, dict[str, str]]) -> tuple[str, s
     return text(j["first"]), text(j["second"])
 
 
-def verdict_of(j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig) -> tuple[Outcome | None, int, str]:
+def verdict_of(
+    j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig
+) -> tuple[Outcome | None, int, str]:
     """(outcome, strength, invalid reason) of one raw judgment, before calibration."""
     if j["raw"] is None:
         return None, 0, "llm_failure"
@@ -120,7 +122,9 @@ def decide(
         "dropped": dict(sorted(drops.items())),
         "agreement_rate": _rate(agree, both_valid),
         "position_bias_rate": _rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
-        "position_bias_rate_uncalibrated": _rate(sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive)),
+        "position_bias_rate_uncalibrated": _rate(
+            sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive)
+        ),
         "position_prior": prior or None,
         "tie_rate": _rate(len(valid) - len(decisive), len(valid)),
         "invalid_rate": _rate(len(main) - len(valid), len(main)),
@@ -189,18 +193,33 @@ def _rate(num: float, den: float) -> float | None:
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(
-    responses_path: str, judgments_path: str, decided_path: str, out_path: str, metrics_path: str, params_path: str
+    responses_path: str,
+    judgments_path: str,
+    decided_path: str,
+    out_path: str,
+    metrics_path: str,
+    params_path: str,
 ) -> None:
     """Decide every stored judgment and keep the pairs both orders agree on."""
     setup_logging()
     config = load_section(JudgeConfig, "judge", params_path)
-    log_params("decide", {"tie_margin": config.tie_margin, "calibrate_position": config.calibrate_position,
-                          "min_choice_mass": config.min_choice_mass})  # fmt: skip
+    log_params(
+        "decide",
+        {
+            "tie_margin": config.tie_margin,
+            "calibrate_position": config.calibrate_position,
+            "min_choice_mass": config.min_choice_mass,
+        },
+    )
     rows = {r["prompt_id"]: r for r in load_responses(responses_path)}
-    judgments = read_jsonl(judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method"))
+    judgments = read_jsonl(
+        judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method")
+    )
     decided, pairs, stats = decide(judgments, rows, config)
     write_jsonl(decided_path, decided)
     write_jsonl(out_path, pairs)
     log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])
-    write_json(metrics_path, {**stats, "method": judgments[0]["method"] if judgments else None,
-                              "provenance": provenance()})  # fmt: skip
+    write_json(
+        metrics_path,
+        {**stats, "method": judgments[0]["method"] if judgments else None, "provenance": provenance()},
+    )

@@ -52,10 +52,14 @@ class TrainConfig:
     max_steps: int = param("> 0 caps the run (CPU profile); -1 = use num_train_epochs.", ge=-1)
     lr_scheduler_type: str = param("A transformers scheduler name (Karasu: cosine).")
     warmup_ratio: float = param("Share of steps with warm-up.", ge=0, lt=1)
-    optim: str = param("A transformers optimizer name (Karasu: paged_adamw_8bit, CUDA only; CPU: adamw_torch).")
+    optim: str = param(
+        "A transformers optimizer name (Karasu: paged_adamw_8bit, CUDA only; CPU: adamw_torch)."
+    )
     seed: int = param("Training seed (Karasu: 42).", ge=0)
     dtype: Literal["bfloat16", "float16", "float32"] = param("Compute dtype (Karasu: bfloat16).")
-    quantization: Literal["nf4", "none"] = param("nf4: QLoRA, 4-bit NF4 with double quantisation; none: LoRA.")
+    quantization: Literal["nf4", "none"] = param(
+        "nf4: QLoRA, 4-bit NF4 with double quantisation; none: LoRA."
+    )
     lora: LoraSettings = param("LoRA adapter settings.")
     max_length: int = param("Tokens per prompt + answer, truncated beyond.", ge=8)
     precompute_ref_log_probs: bool = param("One reference pass up front instead of one per step.")

@@ -21,8 +21,8 @@ from jalign.evalsets import EvalItem, EvalSet, answer_temperature, load_eval_ite
 from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
-from jalign.records import Record, write_json, write_jsonl
 from jalign.llm_stage import StageRun
+from jalign.records import Record, write_json, write_jsonl
 from jalign.stage import Failures, log
 from jalign.verdicts import parse_arena, parse_rating
 
@@ -52,7 +52,9 @@ class EvaluateConfig:
         "logprob: P(A) vs P(B) (grades: P('1'..'5')) from next-token log-probs, for small local judges."
     )
     grade: bool = param("Also grade single answers (jalign / ELYZA 1-5, MT-Bench 1-10 per turn).")
-    reask_invalid: bool = param("Re-ask a failed or unparseable judgment once, with a new seed (llm-jp-judge).")
+    reask_invalid: bool = param(
+        "Re-ask a failed or unparseable judgment once, with a new seed (llm-jp-judge)."
+    )
     mt_bench_temperatures: bool = param("Answer MT-Bench with FastChat's per-category temperatures.")
     max_failure_rate: float = param(
         "Largest share of games and grades that may be lost to failed LLM calls.", ge=0, le=1
@@ -63,16 +65,23 @@ class EvaluateConfig:
         "candidate: loss (default; never in its favour), tie, or drop. Counted and reported either way."
     )
     language_penalty: bool = param(
-        "score: an answer that is not Japanese (below min_japanese_ratio) loses to one that is, whatever the judge said."
+        "score: an answer that is not Japanese (below min_japanese_ratio) loses to one that is, "
+        "whatever the judge said."
     )
     min_japanese_ratio: float = param("score: share of Japanese characters an answer needs.", ge=0, le=1)
-    strong_weight: int = param("score: battle rows a strong verdict (A>>B) counts as (Arena-Hard v0.1: 3).", ge=1)
-    bootstrap: int = param("score: bootstrap rounds of the 95% CI (Arena-Hard uses 100; 1000 is steadier).", ge=1)
+    strong_weight: int = param(
+        "score: battle rows a strong verdict (A>>B) counts as (Arena-Hard v0.1: 3).", ge=1
+    )
+    bootstrap: int = param(
+        "score: bootstrap rounds of the 95% CI (Arena-Hard uses 100; 1000 is steadier).", ge=1
+    )
     seed: int = param("score: bootstrap seed.", ge=0)
     style_control: bool = param("score: also fit length and markdown features (Arena-Hard v2 style control).")
     tie_margin: float = param("score, logprob: |P(A) - P(B)| at most this is a tie.", ge=0, lt=1)
     calibrate_position: bool = param("score, logprob: divide out the set's mean P(A), P(B) before deciding.")
-    min_choice_mass: float = param("score, logprob: less probability than this on the choices is invalid.", ge=0, le=1)
+    min_choice_mass: float = param(
+        "score, logprob: less probability than this on the choices is invalid.", ge=0, le=1
+    )
     report_examples: int = param("score: best / worst examples per candidate in eval_report.md.", ge=0)
 
     def __post_init__(self) -> None:
@@ -102,13 +111,17 @@ def answer_request(entry: ModelEntry, item: EvalItem, history: list[str], mt_tem
     return Request(messages=tuple(messages), sampling=sampling)
 
 
-def answer_all(items: list[EvalItem], entry: ModelEntry, client: LLMClient, config: EvaluateConfig) -> list[Record]:
+def answer_all(
+    items: list[EvalItem], entry: ModelEntry, client: LLMClient, config: EvaluateConfig
+) -> list[Record]:
     """Every turn of every item, turn by turn (turn k needs the model's own answers to turns < k)."""
     answers: dict[tuple[str, str], list[str]] = {(i.set_name, i.id): [] for i in items}
     errors: dict[tuple[str, str], str] = {}
     for turn in range(max(len(i.turns) for i in items)):
         todo = [i for i in items if len(i.turns) > turn and (i.set_name, i.id) not in errors]
-        requests = [answer_request(entry, i, answers[(i.set_name, i.id)], config.mt_bench_temperatures) for i in todo]
+        requests = [
+            answer_request(entry, i, answers[(i.set_name, i.id)], config.mt_bench_temperatures) for i in todo
+        ]
         for item, gen in zip(todo, client.generate(requests), strict=True):
             key = (item.set_name, item.id)
             if gen.ok:
@@ -181,18 +194,32 @@ def pair_games(
     return games
 
 
-def judge_games(games: list[Game], client: LLMClient, config: EvaluateConfig, failures: Failures) -> list[Record]:
+def judge_games(
+    games: list[Game], client: LLMClient, config: EvaluateConfig, failures: Failures
+) -> list[Record]:
     prompts = [
-        pairwise_prompt(question_text(g.item), g.answer_a, g.answer_b, reference_text(g.item), config.method == "logprob")
+        pairwise_prompt(
+            question_text(g.item), g.answer_a, g.answer_b, reference_text(g.item), config.method == "logprob"
+        )
         for g in games
     ]
-    requests = [Request(messages=({"role": "user", "content": p},), sampling=config.judge.sampling) for p in prompts]
+    requests = [
+        Request(messages=({"role": "user", "content": p},), sampling=config.judge.sampling) for p in prompts
+    ]
     records = []
     if config.method == "logprob":
         for game, choice in zip(games, client.choose(requests, ("A", "B")), strict=True):
             if not choice.ok:
                 failures.add(game.unit, "judge", choice.error or "", candidate_first=game.candidate_first)
-            records.append(game_record(game, config, choice.probs, choice.mass, [{"error": choice.error}] if not choice.ok else None))
+            records.append(
+                game_record(
+                    game,
+                    config,
+                    choice.probs,
+                    choice.mass,
+                    [{"error": choice.error}] if not choice.ok else None,
+                )
+            )
         return records
 
     def parse(text: str, i: int):
@@ -254,19 +281,30 @@ def grade_tasks(
                     tasks.append(Grade(item, entry.name, k, prompt, turns[k - 1]))
             else:
                 ref = item.references[0] if item.references else None
-                prompt = elyza_prompt(item.turns[0], turns[0], ref, item.grading_notes, config.method == "logprob")
+                prompt = elyza_prompt(
+                    item.turns[0], turns[0], ref, item.grading_notes, config.method == "logprob"
+                )
                 tasks.append(Grade(item, entry.name, 1, prompt, turns[0]))
     return tasks
 
 
-def grade_all(tasks: list[Grade], client: LLMClient, config: EvaluateConfig, failures: Failures) -> list[Record]:
-    requests = [Request(messages=({"role": "user", "content": t.prompt},), sampling=config.judge.sampling) for t in tasks]
+def grade_all(
+    tasks: list[Grade], client: LLMClient, config: EvaluateConfig, failures: Failures
+) -> list[Record]:
+    requests = [
+        Request(messages=({"role": "user", "content": t.prompt},), sampling=config.judge.sampling)
+        for t in tasks
+    ]
     records = []
     if config.method == "logprob":
         for task, choice in zip(tasks, client.choose(requests, LOGPROB_GRADES), strict=True):
             if not choice.ok:
                 failures.add(task.unit, "grade", choice.error or "")
-            records.append(grade_record(task, config, choice.probs, choice.mass, None if choice.ok else [{"error": choice.error}]))
+            records.append(
+                grade_record(
+                    task, config, choice.probs, choice.mass, None if choice.ok else [{"error": choice.error}]
+                )
+            )
         return records
 
     def parse(text: str, i: int):
@@ -313,7 +351,9 @@ def charge_failed_answers(answer_rows: list[Record], config: EvaluateConfig, fai
         if row["turns"] is not None:
             continue
         where = f"{row['set']}/{row['item_id']}"
-        owners = [c.name for c in config.candidates] if row["model"] == config.baseline.name else [row["model"]]
+        owners = (
+            [c.name for c in config.candidates] if row["model"] == config.baseline.name else [row["model"]]
+        )
         for owner in owners:
             failures.add(f"{where}/{owner}", f"answer:{row['model']}", row["error"])
         if config.grade:
@@ -326,13 +366,18 @@ def charge_failed_answers(answer_rows: list[Record], config: EvaluateConfig, fai
 @click.option("--failures", "failures_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def main(answers_path: str, judgments_path: str, failures_path: str, metrics_path: str, params_path: str) -> None:
+def main(
+    answers_path: str, judgments_path: str, failures_path: str, metrics_path: str, params_path: str
+) -> None:
     """Answer the evaluation sets with the baseline and every candidate; judge pairwise and grade."""
     config = load_section(EvaluateConfig, "evaluate", params_path)
     run = StageRun(
-        "evaluate", config, params_path, outputs=(answers_path, judgments_path, failures_path, metrics_path),
+        "evaluate",
+        config,
+        params_path,
+        outputs=(answers_path, judgments_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     items = [item for eval_set in config.sets for item in load_eval_items(eval_set)]
     answer_rows: list[Record] = []
     models = (config.baseline, *config.candidates)
@@ -351,5 +396,13 @@ def main(answers_path: str, judgments_path: str, failures_path: str, metrics_pat
     write_jsonl(answers_path, answer_rows)
     write_jsonl(judgments_path, judgments)
     log.info("%d answers, %d pairwise judgments, %d grades", len(answer_rows), len(games), len(grades))
-    write_json(metrics_path, {"items": len(items), "answers": len(answer_rows), "games": len(games),
-                              "grades": len(grades), **run.metrics()})  # fmt: skip
+    write_json(
+        metrics_path,
+        {
+            "items": len(items),
+            "answers": len(answer_rows),
+            "games": len(games),
+            "grades": len(grades),
+            **run.metrics(),
+        },
+    )

@@ -19,8 +19,8 @@ import click
 from jalign import prompts
 from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
-from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
 from jalign.llm_stage import StageRun
+from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
 from jalign.stage import Failures, log, mean
 from jalign.text import is_punctuation_only, japanese_ratio
 
@@ -43,7 +43,9 @@ class EvolveConfig:
         "Mutations to sample from: constraints, deepen, concretize, reasoning, complicate_input (in-depth), "
         "breadth (in-breadth)."
     )
-    max_instructions: int | None = param("Evolve only the first N inputs (small CPU profiles); null = all.", ge=1)
+    max_instructions: int | None = param(
+        "Evolve only the first N inputs (small CPU profiles); null = all.", ge=1
+    )
     seed: int = param("Seed for choosing each parent's mutation.", ge=0)
     min_gain_prob: float = param("P(はい) below this: no information gain, eliminated.", ge=0, le=1)
     min_choice_mass: float = param(
@@ -55,7 +57,9 @@ class EvolveConfig:
     refusal_markers: tuple[str, ...] = param("Words of a refusal or apology (申し訳, できません ...).")
     refusal_max_chars: int = param("A refusal marker in an answer shorter than this: a refusal.", ge=0)
     template_markers: tuple[str, ...] = param("Template words a rewrite or answer must not copy.")
-    max_failure_rate: float = param("Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1)
+    max_failure_rate: float = param(
+        "Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1
+    )
     budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
@@ -242,13 +246,20 @@ def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, par
     """Evolve instructions (Evol-Instruct in-depth / in-breadth) and eliminate failed evolutions."""
     config = load_section(EvolveConfig, "evolve", params_path)
     run = StageRun(
-        "evolve", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        "evolve",
+        config,
+        params_path,
+        outputs=(out_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     records = read_jsonl(in_path, required=INPUT_FIELDS)
     clients = {
         role: run.client(f"evolve.{role}", llm)
-        for role, llm in (("generator", config.generator), ("judge", config.judge), ("responder", config.responder))
+        for role, llm in (
+            ("generator", config.generator),
+            ("judge", config.judge),
+            ("responder", config.responder),
+        )
     }
     out, per_round = evolve(records, clients, config, run.failures)
     parents = sum(v["parents"] for v in per_round.values())

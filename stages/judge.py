@@ -28,8 +28,8 @@ from jalign.config import load_section, param
 from jalign.judge_prompts import fence_answers
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
-from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
 from jalign.llm_stage import StageRun
+from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
 from jalign.stage import Failures, log
 from jalign.verdicts import parse_verdict
 
@@ -59,9 +59,13 @@ class JudgeConfig:
         "Use', Zhao et al. 2021): removes a constant position prior; both orders must still agree."
     )
     min_choice_mass: float = param(
-        "decide, logprob: less probability than this on A+B is an invalid answer, never a verdict.", ge=0, le=1
+        "decide, logprob: less probability than this on A+B is an invalid answer, never a verdict.",
+        ge=0,
+        le=1,
     )
-    max_failure_rate: float = param("Largest share of pairs that may be lost to failed LLM calls.", ge=0, le=1)
+    max_failure_rate: float = param(
+        "Largest share of pairs that may be lost to failed LLM calls.", ge=0, le=1
+    )
     budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
@@ -140,7 +144,9 @@ def canary_tasks(tasks: list[Task], n_pairs: int) -> list[Task]:
         plea = payloads[k % len(payloads)]
         for first, second in ((task.first, task.second), (task.second, task.first)):
             label = "A" if first == target else "B"
-            out.append(Task(task.prompt_id, task.prompt, first, second, plea.replace("{{label}}", label), target))
+            out.append(
+                Task(task.prompt_id, task.prompt, first, second, plea.replace("{{label}}", label), target)
+            )
     return out
 
 
@@ -149,10 +155,14 @@ def answer_text(task: Task, answers: dict[str, dict[str, str]], name: str) -> st
     return text + "\n\n" + task.canary if task.canary and name == task.target else text
 
 
-def judge_request(task: Task, answers: dict[str, dict[str, str]], config: JudgeConfig, template: str) -> Request:
+def judge_request(
+    task: Task, answers: dict[str, dict[str, str]], config: JudgeConfig, template: str
+) -> Request:
     content = prompts.render(
         template,
-        **fence_answers(task.prompt, answer_text(task, answers, task.first), answer_text(task, answers, task.second)),
+        **fence_answers(
+            task.prompt, answer_text(task, answers, task.first), answer_text(task, answers, task.second)
+        ),
     )
     return Request(messages=({"role": "user", "content": content},), sampling=config.judge.sampling)
 
@@ -232,9 +242,12 @@ def main(
     """Judge every answer pair in both orders; store every raw judgment (the decide stage decides)."""
     config = load_section(JudgeConfig, "judge", params_path)
     run = StageRun(
-        "judge", config, params_path, outputs=(judgments_path, failures_path, metrics_path),
+        "judge",
+        config,
+        params_path,
+        outputs=(judgments_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     rows = load_responses(responses_path)
     tasks, missing = tasks_for(rows)
     tasks += canary_tasks(tasks, config.canary_pairs)
@@ -248,6 +261,11 @@ def main(
     log.info("%d judgments of %d pairs (%d canary judgments)", len(judgments), pairs, len(tasks) - 2 * pairs)
     write_json(
         metrics_path,
-        {"pairs": pairs, "judgments": len(judgments), "pairs_missing_answer": missing, "method": config.method,
-         **run.metrics()},
-    )  # fmt: skip
+        {
+            "pairs": pairs,
+            "judgments": len(judgments),
+            "pairs_missing_answer": missing,
+            "method": config.method,
+            **run.metrics(),
+        },
+    )

@@ -16,7 +16,9 @@ from jalign.stage import log, log_params, setup_logging
 class ModelsConfig:
     """params.yaml `models`."""
 
-    packaged: tuple[str, ...] = param("Packaged models to materialise into models/base/<name> (see jalign.models.PACKAGED).")
+    packaged: tuple[str, ...] = param(
+        "Packaged models to materialise into models/base/<name> (see jalign.models.PACKAGED)."
+    )
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.packaged if name not in PACKAGED]

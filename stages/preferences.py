@@ -33,7 +33,9 @@ class PreferencesConfig:
     eval_size: int = param("Prompts held out for evaluation (Karasu: 234); capped at half the prompts.", ge=0)
     seed: int = param("Seed of the train / eval split.", ge=0)
     contamination_threshold: float = param(
-        "Character ROUGE-L F1 above this between a pair's prompt and any evaluation prompt: dropped.", ge=0, le=1
+        "Character ROUGE-L F1 above this between a pair's prompt and any evaluation prompt: dropped.",
+        ge=0,
+        le=1,
     )
 
 
@@ -107,7 +109,9 @@ def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfi
         "prompts": {s: len({p["prompt_id"] for p in rows}) for s, rows in splits.items()},
         "rows": {f"{fmt}_{split}": len(rows) for (fmt, split), rows in sets.items()},
         "chosen_responders": dict(Counter(p["chosen_responder"] for p in clean)),
-        "licenses": dict(sorted(Counter(lic for p in clean for lic in licence_list(p.get("license"))).items())),
+        "licenses": dict(
+            sorted(Counter(lic for p in clean for lic in licence_list(p.get("license"))).items())
+        ),
         "model_terms": dict(sorted(Counter(t for p in clean for t in p.get("model_terms") or ()).items())),
     }
     return sets, report

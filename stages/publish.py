@@ -20,14 +20,14 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from jalign.config import load_section, read_params
+from jalign.config import load_section, param, read_params
 from jalign.hub import (
     UNKNOWN,
     LicenseError,
@@ -82,44 +82,32 @@ EVAL_METRICS = "metrics/eval.json"
 class HubConfig:
     """params.yaml `hub`."""
 
-    push: bool = field(default=False, metadata={"help": "upload for real; false: only write the plan"})
-    namespace: str = field(default="jalign", metadata={"help": "Hub user or organisation owning the repos"})
-    private: bool = field(
-        default=True, metadata={"help": "create new repos private (existing repos keep theirs)"}
+    push: bool = param("Upload for real; false: the stage only writes the plan to metrics/hub.json.")
+    namespace: str = param("Hub user or organisation that owns the repos.")
+    private: bool = param("Create new repos private (an existing repo keeps its visibility).")
+    endpoint: str | None = param("Hub URL; null: $HF_ENDPOINT, else https://huggingface.co.")
+    instructions_repo: str = param("Dataset repo name for the curated instructions (split train).")
+    preferences_repo: str = param(
+        "Dataset repo name for the preference sets (configs pairwise / kto / binary)."
     )
-    endpoint: str | None = field(
-        default=None, metadata={"help": "Hub URL; null: HF_ENDPOINT, else https://huggingface.co"}
+    dpo_repo: str = param("Model repo name for the DPO adapter (PEFT files).")
+    classifier_repo: str = param("Model repo name per classifier; {name} = the encoder's name.")
+    classifiers: tuple[str, ...] = param(
+        "classifier.encoders names whose models/classifier/<name> are published."
     )
-    instructions_repo: str = field(
-        default="jalign-ja-instructions", metadata={"help": "dataset repo name for the curated instructions"}
+    allowed_licenses: tuple[str, ...] = param(
+        "Licence / model-terms ids (Hub ids, lower case) an artifact may hold; anything else is refused. "
+        "An artifact's set is the union of its rows' license and model_terms (+ the base model's licence)."
     )
-    preferences_repo: str = field(
-        default="jalign-ja-preferences", metadata={"help": "dataset repo name for the preference sets"}
+    override_licenses: tuple[str, ...] = param(
+        "Ids accepted although not allowed, after reading their terms; the card records the override. "
+        "The default profile's base is Gemma (terms id gemma). `unknown` is refused unless listed here."
     )
-    dpo_repo: str = field(
-        default="jalign-ja-dpo-adapter", metadata={"help": "model repo name for the DPO adapter"}
+    base_model_licenses: dict[str, str] = param(
+        "Base model reference -> licence id, for Hub bases (no jalign_model.json)."
     )
-    classifier_repo: str = field(
-        default="jalign-ja-reward-{name}",
-        metadata={"help": "model repo name per classifier; {name} = encoder"},
-    )
-    classifiers: tuple[str, ...] = field(
-        default=("e5-small",),
-        metadata={"help": "classifier.encoders names whose models/classifier/<name> to publish"},
-    )
-    allowed_licenses: tuple[str, ...] = field(
-        default=("apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0"),
-        metadata={"help": "licence / model-terms ids an artifact may hold; anything else is refused"},
-    )
-    override_licenses: tuple[str, ...] = field(
-        default=(), metadata={"help": "ids accepted although not allowed (after reading their terms); carded"}
-    )
-    base_model_licenses: dict[str, str] = field(
-        default_factory=dict,
-        metadata={"help": "base model reference -> licence id, for bases without a jalign_model.json"},
-    )
-    eval_candidate: str = field(
-        default="dpo", metadata={"help": "name of the DPO model among metrics/eval.json candidates"}
+    eval_candidate: str = param(
+        "The DPO model's name among metrics/eval.json candidates (its card's eval results)."
     )
 
     def __post_init__(self) -> None:
@@ -305,8 +293,10 @@ def flatten(params: dict[str, Any], prefix: str = "") -> list[list[Any]]:
 
 
 def licence_section(plan_tally: LicenseTally, lic: dict[str, str], overridden: list[str]) -> str:
-    rows = [[f"`{name}`", plan_tally.rows[name], plan_tally.describe(name).split(": ", 1)[-1]]
-            for name in plan_tally.licenses]  # fmt: skip
+    rows = [
+        [f"`{name}`", plan_tally.rows[name], plan_tally.describe(name).split(": ", 1)[-1]]
+        for name in plan_tally.licenses
+    ]
     parts = ["## Licence", ""]
     if lic["license"] == "other":
         parts.append(
@@ -573,8 +563,16 @@ def eval_results(project: Project, candidate: str, model_name: str) -> tuple[lis
         record = f"{r.get('wins', 'n/a')}/{r.get('ties', 'n/a')}/{r.get('losses', 'n/a')}"
         rows.append([set_name, fmt(r.get("score")), ci, fmt(style), record, fmt(r.get("invalid_rate"))])
     reliability = metrics.get("judge_reliability") or {}
-    rel_rows = [[s, fmt(v.get("swap_agreement")), fmt(v.get("position_bias")), fmt(v.get("invalid_rate")),
-                 fmt(v.get("length_bias"))] for s, v in sorted(reliability.items())]  # fmt: skip
+    rel_rows = [
+        [
+            s,
+            fmt(v.get("swap_agreement")),
+            fmt(v.get("position_bias")),
+            fmt(v.get("invalid_rate")),
+            fmt(v.get("length_bias")),
+        ]
+        for s, v in sorted(reliability.items())
+    ]
     text = (
         f"## Evaluation\n\n`{model_name}` against `{baseline}`, judged pairwise by "
         f"`{judge_name or json.dumps(judge, sort_keys=True)}` (95% CI in brackets).\n\n"
@@ -846,8 +844,13 @@ def refusals(plans: list[RepoPlan]) -> str:
     "--dry-run", is_flag=True, help="Print what would be uploaded where; send nothing, need no token."
 )
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/hub.json", show_default=True,
-              type=click.Path(dir_okay=False))  # fmt: skip
+@click.option(
+    "--metrics",
+    "metrics_path",
+    default="metrics/hub.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
 def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
     """Publish datasets, the DPO adapter and the classifiers to the Hub (hub.push), or plan it."""
     setup_logging()

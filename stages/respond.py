@@ -10,6 +10,7 @@ import click
 from jalign import prompts
 from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.llm_stage import StageRun
 from jalign.records import (
     Record,
     RecordError,
@@ -20,7 +21,6 @@ from jalign.records import (
     write_json,
     write_jsonl,
 )
-from jalign.llm_stage import StageRun
 from jalign.stage import Failures, log, mean
 
 
@@ -39,7 +39,9 @@ class ResponderConfig:
 class RespondConfig:
     """params.yaml `respond`."""
 
-    responders: tuple[ResponderConfig, ...] = param("Two or more responders; every prompt is answered by each.")
+    responders: tuple[ResponderConfig, ...] = param(
+        "Two or more responders; every prompt is answered by each."
+    )
     include_instructions: bool = param("Also answer the curated instructions of the instruction half.")
     max_prompts: int | None = param("Answer only the first N prompts (small CPU profiles); null = all.", ge=1)
     max_failure_rate: float = param(
@@ -59,9 +61,7 @@ def load_prompt_rows(
     """Prompt rows from both halves, checked before any request is paid for: required fields (the
     licence included) named by file, line and field, and prompt ids unique across both files."""
     translated = read_jsonl(translated_path, required=("id", "prompt"))
-    instructions = (
-        read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
-    )
+    instructions = read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
     for path, records in ((translated_path, translated), (instructions_path, instructions)):
         for lineno, record in enumerate(records, start=1):
             if "license" not in record:
@@ -132,9 +132,12 @@ def main(
     """Answer each Japanese prompt with every configured responder."""
     config = load_section(RespondConfig, "respond", params_path)
     run = StageRun(
-        "respond", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        "respond",
+        config,
+        params_path,
+        outputs=(out_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     rows = load_prompt_rows(prompts_path, instructions_path, config)
     clients = {
         r.name: run.client(f"respond.responders[{i}].llm", r.llm) for i, r in enumerate(config.responders)

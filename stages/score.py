@@ -30,12 +30,19 @@ from jalign.verdicts import parse_arena, parse_rating, swap_label
 from stages.evaluate import EvaluateConfig, transcript
 
 # A candidate-side label -> (outcome for the candidate, strong?)
-_OUTCOME = {"A>>B": ("win", True), "A>B": ("win", False), "A=B": ("tie", False), "B>A": ("loss", False),
-            "B>>A": ("loss", True)}  # fmt: skip
+_OUTCOME = {
+    "A>>B": ("win", True),
+    "A>B": ("win", False),
+    "A=B": ("tie", False),
+    "B>A": ("loss", False),
+    "B>>A": ("loss", True),
+}
 _POLICY_LABEL = {"loss": "B>A", "tie": "A=B"}
 
 
-def judge_label(j: Record, shown: tuple[str, str], prior: dict[str, float], config: EvaluateConfig) -> tuple[str | None, str]:
+def judge_label(
+    j: Record, shown: tuple[str, str], prior: dict[str, float], config: EvaluateConfig
+) -> tuple[str | None, str]:
     """The judge's label for positions A/B of one game (None + reason when invalid)."""
     if j["raw"] is None:
         return None, "llm_failure"
@@ -62,7 +69,9 @@ def position_prior(pairs: list[Record], config: EvaluateConfig) -> dict[str, dic
     return {s: {c: sum(j["raw"][c] for j in js) / len(js) for c in ("A", "B")} for s, js in by_set.items()}
 
 
-def decide_games(judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig) -> list[Record]:
+def decide_games(
+    judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig
+) -> list[Record]:
     """One record per pairwise judgment with the candidate's outcome after penalty and policy."""
     pairs = [j for j in judgments if j["kind"] == "pair"]
     priors = position_prior(pairs, config)
@@ -84,13 +93,21 @@ def decide_games(judgments: list[Record], answers: dict[tuple, Record], config: 
             final, source = _POLICY_LABEL[config.invalid], f"invalid_policy:{config.invalid}"
         games.append(
             {
-                "set": j["set"], "item_id": j["item_id"], "category": j.get("category"), "candidate": j["candidate"],
-                "baseline": j["baseline"], "candidate_first": j["candidate_first"],
-                "position_label": position_label, "judge_label": cand_label, "invalid_reason": reason or None,
-                "label": final, "decided_by": source, "candidate_chars": len(cand_text),
+                "set": j["set"],
+                "item_id": j["item_id"],
+                "category": j.get("category"),
+                "candidate": j["candidate"],
+                "baseline": j["baseline"],
+                "candidate_first": j["candidate_first"],
+                "position_label": position_label,
+                "judge_label": cand_label,
+                "invalid_reason": reason or None,
+                "label": final,
+                "decided_by": source,
+                "candidate_chars": len(cand_text),
                 "baseline_chars": len(base_text),
             }
-        )  # fmt: skip
+        )
     return games
 
 
@@ -106,7 +123,9 @@ def to_battles(games: list[Record], answers: dict[tuple, Record], config: Evalua
             continue  # invalid under the drop policy: counted in the metrics, not a battle
         outcome, strong = _OUTCOME[g["label"]]
         key = (g["set"], g["item_id"])
-        meta = style_metadata(transcript_of(answers[(*key, g["baseline"])]), transcript_of(answers[(*key, g["candidate"])]))
+        meta = style_metadata(
+            transcript_of(answers[(*key, g["baseline"])]), transcript_of(answers[(*key, g["candidate"])])
+        )
         row = {
             "question_id": f"{g['set']}/{g['item_id']}",
             "model_a": g["baseline"],
@@ -158,7 +177,9 @@ def reliability(games: list[Record]) -> dict[str, Any]:
     }
 
 
-def grade_values(judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig) -> list[Record]:
+def grade_values(
+    judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig
+) -> list[Record]:
     """Each grade judgment's value (parsed [[n]] or the expected score of P('1'..'5')), or its reason."""
     out = []
     for j in (j for j in judgments if j["kind"] == "grade"):
@@ -173,8 +194,13 @@ def grade_values(judgments: list[Record], answers: dict[tuple, Record], config: 
                 reason = "low_choice_mass"
             else:
                 value, reason = sum(int(k) * p for k, p in j["raw"].items()), ""
-        out.append({**{k: j[k] for k in ("set", "item_id", "category", "model", "turn")}, "value": value,
-                    "invalid_reason": reason or None})  # fmt: skip
+        out.append(
+            {
+                **{k: j[k] for k in ("set", "item_id", "category", "model", "turn")},
+                "value": value,
+                "invalid_reason": reason or None,
+            }
+        )
     return out
 
 
@@ -232,7 +258,9 @@ def answer_report(answers: list[Record], config: EvaluateConfig) -> dict[str, di
     return dict(out)
 
 
-def score(answers: list[Record], judgments: list[Record], config: EvaluateConfig) -> tuple[list[Record], list[Record], dict]:
+def score(
+    answers: list[Record], judgments: list[Record], config: EvaluateConfig
+) -> tuple[list[Record], list[Record], dict]:
     """Pure: (games, battles, metrics) from the stored answers and judgments."""
     by_key = {(a["set"], a["item_id"], a["model"]): a for a in answers}
     games = decide_games(judgments, by_key, config)
@@ -256,10 +284,14 @@ def score(answers: list[Record], judgments: list[Record], config: EvaluateConfig
         "judge_reliability": {s: reliability([g for g in games if g["set"] == s]) for s in sets},
         "answers": answer_report(answers, config),
         "policy": {
-            "invalid": config.invalid, "language_penalty": config.language_penalty,
-            "min_japanese_ratio": config.min_japanese_ratio, "strong_weight": config.strong_weight,
-            "bootstrap": config.bootstrap, "seed": config.seed, "calibrate_position": config.calibrate_position,
-        },  # fmt: skip
+            "invalid": config.invalid,
+            "language_penalty": config.language_penalty,
+            "min_japanese_ratio": config.min_japanese_ratio,
+            "strong_weight": config.strong_weight,
+            "bootstrap": config.bootstrap,
+            "seed": config.seed,
+            "calibrate_position": config.calibrate_position,
+        },
     }
     return games, battles, metrics
 
@@ -270,12 +302,18 @@ def _scores(battles: list[Record], config: EvaluateConfig) -> dict[str, dict]:
     baseline = battles[0]["model_a"]
     try:
         result = score_battles(
-            battles, baseline, bootstrap=config.bootstrap, seed=config.seed, style_control=config.style_control
+            battles,
+            baseline,
+            bootstrap=config.bootstrap,
+            seed=config.seed,
+            style_control=config.style_control,
         )
     except ScoringError as exc:  # e.g. every battle one-sided: say so instead of inventing a number
         log.warning("scoring failed: %s", exc)
-        return {m: {"score": None, "ci_low": None, "ci_high": None, "error": str(exc)}
-                for m in {b["model_b"] for b in battles}}  # fmt: skip
+        return {
+            m: {"score": None, "ci_low": None, "ci_high": None, "error": str(exc)}
+            for m in {b["model_b"] for b in battles}
+        }
     return {m: v for m, v in result.items() if m != baseline}
 
 
@@ -290,7 +328,9 @@ def plot_rows(metrics: dict, games: list[Record]) -> tuple[list[Record], list[Re
     cats: dict[tuple[str, str], list[float]] = defaultdict(list)
     for g in games:
         if g["label"] is not None:
-            cats[(g["candidate"], g["category"] or "-")].append({"win": 1.0, "tie": 0.5, "loss": 0.0}[_OUTCOME[g["label"]][0]])
+            cats[(g["candidate"], g["category"] or "-")].append(
+                {"win": 1.0, "tie": 0.5, "loss": 0.0}[_OUTCOME[g["label"]][0]]
+            )
     categories = [
         {"candidate": c, "category": cat, "win_rate": round(100 * sum(v) / len(v), 2), "games": len(v)}
         for (c, cat), v in sorted(cats.items())
@@ -298,14 +338,21 @@ def plot_rows(metrics: dict, games: list[Record]) -> tuple[list[Record], list[Re
     return scores, categories
 
 
-def report(metrics: dict, games: list[Record], answers: list[Record], judgments: list[Record], n_examples: int) -> str:
+def report(
+    metrics: dict, games: list[Record], answers: list[Record], judgments: list[Record], n_examples: int
+) -> str:
     """metrics/eval_report.md: the table, grades, per category, reliability, best / worst examples."""
     lines = [f"# Evaluation against `{metrics['baseline']}` (score 50.0)", ""]
     judge = metrics["judge"] or {}
-    lines += [f"Judge: `{judge.get('model')}` ({judge.get('method')}); invalid judgments count as "
-              f"**{metrics['policy']['invalid']}**; language penalty: {metrics['policy']['language_penalty']}.", ""]  # fmt: skip
-    lines += ["| candidate | set | score | 95% CI | style-controlled | W / T / L | invalid | battles |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        f"Judge: `{judge.get('model')}` ({judge.get('method')}); invalid judgments count as "
+        f"**{metrics['policy']['invalid']}**; language penalty: {metrics['policy']['language_penalty']}.",
+        "",
+    ]
+    lines += [
+        "| candidate | set | score | 95% CI | style-controlled | W / T / L | invalid | battles |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for cand, per_set in metrics["candidates"].items():
         for set_name, v in per_set.items():
             sc = v.get("style_controlled") or {}
@@ -315,20 +362,43 @@ def report(metrics: dict, games: list[Record], answers: list[Record], judgments:
                 f"{v['invalid']} ({_fmt(v['invalid_rate'])}) | {v.get('battles', 0)} |"
             )
     if metrics["grades"]:
-        lines += ["", "## Single-answer grades", "", "| model | set | mean | 95% CI | invalid |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Single-answer grades",
+            "",
+            "| model | set | mean | 95% CI | invalid |",
+            "|---|---|---|---|---|",
+        ]
         for model, per_set in metrics["grades"].items():
             for set_name, v in per_set.items():
-                lines.append(f"| {model} | {set_name} | {_fmt(v['mean'])} | {_fmt(v['ci_low'])} – {_fmt(v['ci_high'])} | {v['invalid']} |")
-    lines += ["", "## Judge reliability", "", "| set | swap agreement | position bias (A) | invalid rate | longer answer wins |",
-              "|---|---|---|---|---|"]  # fmt: skip
+                lines.append(
+                    f"| {model} | {set_name} | {_fmt(v['mean'])} | "
+                    f"{_fmt(v['ci_low'])} – {_fmt(v['ci_high'])} | {v['invalid']} |"
+                )
+    lines += [
+        "",
+        "## Judge reliability",
+        "",
+        "| set | swap agreement | position bias (A) | invalid rate | longer answer wins |",
+        "|---|---|---|---|---|",
+    ]
     for set_name, r in metrics["judge_reliability"].items():
-        lines.append(f"| {set_name} | {_fmt(r['swap_agreement'])} | {_fmt(r['position_bias'])} | "
-                     f"{_fmt(r['invalid_rate'])} | {_fmt(r['length_bias'])} |")  # fmt: skip
+        lines.append(
+            f"| {set_name} | {_fmt(r['swap_agreement'])} | {_fmt(r['position_bias'])} | "
+            f"{_fmt(r['invalid_rate'])} | {_fmt(r['length_bias'])} |"
+        )
     _, categories = plot_rows(metrics, games)
     if categories:
-        lines += ["", "## Per category (candidate win rate, ties half)", "", "| candidate | category | win rate | games |",
-                  "|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {r['candidate']} | {r['category']} | {r['win_rate']} | {r['games']} |" for r in categories]
+        lines += [
+            "",
+            "## Per category (candidate win rate, ties half)",
+            "",
+            "| candidate | category | win rate | games |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['candidate']} | {r['category']} | {r['win_rate']} | {r['games']} |" for r in categories
+        ]
     lines += examples(games, answers, judgments, n_examples)
     return "\n".join(lines) + "\n"
 
@@ -343,15 +413,21 @@ def examples(games: list[Record], answers: list[Record], judgments: list[Record]
         units[(g["set"], g["item_id"], g["candidate"])].append(g)
     lines = ["", "## Examples"]
     for title, want in (("Best (won in both orders)", "win"), ("Worst (lost in both orders)", "loss")):
-        picked = [u for u, gs in units.items() if len(gs) == 2 and all(g["label"] and _OUTCOME[g["label"]][0] == want for g in gs)]
+        picked = [
+            u
+            for u, gs in units.items()
+            if len(gs) == 2 and all(g["label"] and _OUTCOME[g["label"]][0] == want for g in gs)
+        ]
         lines += ["", f"### {title}", ""]
         if not picked:
             lines.append("(none)")
         for set_name, item_id, cand in picked[:n]:
             base = units[(set_name, item_id, cand)][0]["baseline"]
-            lines += [f"- **{set_name}/{item_id}**, {cand} vs {base}",
-                      f"  - {cand}: {_excerpt(transcript_of(by_key[(set_name, item_id, cand)]))}",
-                      f"  - {base}: {_excerpt(transcript_of(by_key[(set_name, item_id, base)]))}"]  # fmt: skip
+            lines += [
+                f"- **{set_name}/{item_id}**, {cand} vs {base}",
+                f"  - {cand}: {_excerpt(transcript_of(by_key[(set_name, item_id, cand)]))}",
+                f"  - {base}: {_excerpt(transcript_of(by_key[(set_name, item_id, base)]))}",
+            ]
     return lines
 
 
@@ -371,7 +447,9 @@ def _rate(num: float, den: float) -> float | None:
 @click.command("score-eval")
 @click.option("--answers", "answers_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--judgments", "judgments_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--usage", "usage_path", type=click.Path(exists=True, dir_okay=False), help="the evaluate stage's metrics")
+@click.option(
+    "--usage", "usage_path", type=click.Path(exists=True, dir_okay=False), help="the evaluate stage's metrics"
+)
 @click.option("--games", "games_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--battles", "battles_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
@@ -379,9 +457,16 @@ def _rate(num: float, den: float) -> float | None:
 @click.option("--plots", "plots_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(
-    answers_path: str, judgments_path: str, usage_path: str | None, games_path: str, battles_path: str,
-    metrics_path: str, report_path: str, plots_dir: str, params_path: str,
-) -> None:  # fmt: skip
+    answers_path: str,
+    judgments_path: str,
+    usage_path: str | None,
+    games_path: str,
+    battles_path: str,
+    metrics_path: str,
+    report_path: str,
+    plots_dir: str,
+    params_path: str,
+) -> None:
     """Score the stored evaluation judgments: battles, scores with CIs, grades, report, plots."""
     setup_logging()
     config = load_section(EvaluateConfig, "evaluate", params_path)
@@ -399,11 +484,30 @@ def main(
     write_text(report_path, report(metrics, games, answers, judgments, config.report_examples))
     for cand, per_set in metrics["candidates"].items():
         for set_name, v in per_set.items():
-            log.info("%s on %s: %s (95%% CI %s-%s), invalid %s", cand, set_name, v["score"], v["ci_low"], v["ci_high"], v["invalid"])
+            log.info(
+                "%s on %s: %s (95%% CI %s-%s), invalid %s",
+                cand,
+                set_name,
+                v["score"],
+                v["ci_low"],
+                v["ci_high"],
+                v["invalid"],
+            )
     write_json(metrics_path, {**metrics, "provenance": provenance()})
 
 
 def metrics_policy(config: EvaluateConfig) -> dict:
-    keys = ("invalid", "language_penalty", "min_japanese_ratio", "strong_weight", "bootstrap", "seed",
-            "style_control", "tie_margin", "calibrate_position", "min_choice_mass", "report_examples")  # fmt: skip
+    keys = (
+        "invalid",
+        "language_penalty",
+        "min_japanese_ratio",
+        "strong_weight",
+        "bootstrap",
+        "seed",
+        "style_control",
+        "tie_margin",
+        "calibrate_position",
+        "min_choice_mass",
+        "report_examples",
+    )
     return {k: getattr(config, k) for k in keys}

@@ -19,8 +19,8 @@ from jalign import prompts
 from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
 from jalign.llm import LLMClient, LLMConfig, Request
-from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
 from jalign.llm_stage import StageRun
+from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
 from jalign.stage import Failures, log, mean
 from jalign.text import contains_any, japanese_ratio
 
@@ -42,17 +42,23 @@ class SelfInstructConfig:
     min_output_chars: int = param("Shorter outputs are dropped.", ge=0)
     max_output_chars: int = param("Longer outputs are dropped.", ge=1)
     blocklist: tuple[str, ...] = param(
-        "Keywords of tasks a text-only model cannot do (画像, ファイル ...); Self-Instruct's filter in Japanese."
+        "Keywords of tasks a text-only model cannot do (画像, ファイル ...): "
+        "Self-Instruct's filter in Japanese."
     )
     min_japanese_ratio: float = param("Share of Japanese characters a task needs.", ge=0, le=1)
     rouge_threshold: float = param(
-        "A task is kept only if its character ROUGE-L F1 to every task so far is at most this (Self-Instruct: 0.7).",
+        "A task is kept only if its character ROUGE-L F1 to every task so far is at most this "
+        "(Self-Instruct: 0.7).",
         ge=0,
         le=1,
     )
-    max_failure_rate: float = param("Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1)
+    max_failure_rate: float = param(
+        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1
+    )
     budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-    license: str = param("Licence of the seed tasks; every generated row carries it (and the generator's terms).")
+    license: str = param(
+        "Licence of the seed tasks; every generated row carries it (and the generator's terms)."
+    )
 
     def __post_init__(self) -> None:
         if self.min_instruction_chars > self.max_instruction_chars:
@@ -211,9 +217,12 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
     """Generate Japanese instructions from seed tasks (Self-Instruct)."""
     config = load_section(SelfInstructConfig, "self_instruct", params_path)
     run = StageRun(
-        "self_instruct", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        "self_instruct",
+        config,
+        params_path,
+        outputs=(out_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     seeds = load_seeds(seeds_path)
     client = run.client("self_instruct.generator", config.generator)
     records, drops = self_instruct(seeds, client, config, run.failures)

@@ -18,9 +18,9 @@ import click
 from jalign import prompts
 from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.llm_stage import StageRun
 from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
 from jalign.sources import SourceConfig, load_source
-from jalign.llm_stage import StageRun
 from jalign.stage import Failures, log, mean
 from jalign.text import japanese_ratio
 
@@ -65,7 +65,9 @@ class TranslateConfig:
         "Share of Japanese characters a translation needs (code and proper nouns stay Latin).", ge=0, le=1
     )
     max_chars: int = param("Longer source prompts are dropped (too_long).", ge=1)
-    max_failure_rate: float = param("Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1)
+    max_failure_rate: float = param(
+        "Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1
+    )
     budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
 
     def __post_init__(self) -> None:
@@ -170,9 +172,12 @@ def main(out_path: str, failures_path: str, metrics_path: str, params_path: str)
     """Translate source prompts to Japanese in two passes (translate, review-and-improve)."""
     config = load_section(TranslateConfig, "translate", params_path)
     run = StageRun(
-        "translate", config, params_path, outputs=(out_path, failures_path, metrics_path),
+        "translate",
+        config,
+        params_path,
+        outputs=(out_path, failures_path, metrics_path),
         budget_usd=config.budget_usd,
-    )  # fmt: skip
+    )
     rows = [row for source in config.sources for row in load_source(source)]
     check_unique_ids(rows, "translate.sources")
     clients = {

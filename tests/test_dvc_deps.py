@@ -17,8 +17,19 @@ from commands import COMMANDS
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = ("jalign", "stages", "commands")
 # Stages whose reruns are cheap (answered from the LLM cache, or pure and fast) may list jalign/ wholesale.
-CHEAP_STAGES = {"self_instruct", "evolve", "curate", "translate", "respond", "judge", "decide", "preferences",
-                "evaluate", "score", "publish"}
+CHEAP_STAGES = {
+    "self_instruct",
+    "evolve",
+    "curate",
+    "translate",
+    "respond",
+    "judge",
+    "decide",
+    "preferences",
+    "evaluate",
+    "score",
+    "publish",
+}
 
 
 def module_file(module: str) -> Path | None:

@@ -117,7 +117,9 @@ class ResponseCache:
         self._raise_writer_error()
         with self._lock:
             if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_loop, name="jalign-cache-writer", daemon=True)
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="jalign-cache-writer", daemon=True
+                )
                 self._writer.start()
         self._queue.put((key, json.dumps(value, ensure_ascii=False)))
 

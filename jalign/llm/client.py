@@ -274,7 +274,9 @@ class LLMClient:
                 self.cache.flush()
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # a backend bug, never a silent gap
-            raise RuntimeError(f"backend {self.config.backend} returned no answer for {len(missing)} requests")
+            raise RuntimeError(
+                f"backend {self.config.backend} returned no answer for {len(missing)} requests"
+            )
         self.usage.failed += sum(1 for r in results if r is not None and not r.ok)
         return results  # type: ignore[return-value]
 

@@ -54,7 +54,9 @@ def api_key(config: LLMConfig) -> str:
     if key:
         return key
     if config.base_url is None:
-        raise RuntimeError(f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)")
+        raise RuntimeError(
+            f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
+        )
     return "EMPTY"
 
 
@@ -175,7 +177,9 @@ class OpenAIBackend:
                         stopped.append(exc)
                         return
                 try:
-                    result = await with_retries(lambda i=i: self._call(one, client, requests[i]), self.policy, desc)
+                    result = await with_retries(
+                        lambda i=i: self._call(one, client, requests[i]), self.policy, desc
+                    )
                 except (RetryableError, FatalError) as exc:
                     result = result_type(error=str(exc))
                 results[i] = result

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from dataclasses import replace
 from itertools import groupby
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -31,9 +31,11 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
     """
     kwargs = resolve(ref).pretrained_kwargs()
     adapter_source = resolve(adapter) if adapter else None
-    own_tokenizer = adapter_source is not None and adapter_source.kind == "local" and (
-        Path(adapter_source.location) / "tokenizer_config.json"
-    ).exists()
+    own_tokenizer = (
+        adapter_source is not None
+        and adapter_source.kind == "local"
+        and (Path(adapter_source.location) / "tokenizer_config.json").exists()
+    )
     tokenizer_kwargs = adapter_source.pretrained_kwargs() if own_tokenizer else kwargs  # type: ignore[union-attr]
     tokenizer = AutoTokenizer.from_pretrained(**tokenizer_kwargs)
     tokenizer.padding_side = "left"  # decoder-only batches: pad on the left

@@ -71,12 +71,6 @@ class LLMConfig:
         "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
         "API, `vllm serve`), vllm (in-process on a GPU machine)."
     )
-    adapter: str | None = param(
-        "A PEFT (LoRA) adapter on top of `model`: a local directory or Hub id. transformers loads it "
-        "with PEFT; vllm serves it as a LoRARequest; for openai, serve it (`vllm serve BASE "
-        "--enable-lora --lora-modules NAME=PATH`) and put NAME in `model` instead.",
-        default=None,
-    )
     prompt_format: Literal["chat", "raw"] = param(
         "chat: the chat template / chat endpoint; raw: message texts joined for a base model to "
         "continue (the completions endpoint for openai)."
@@ -86,9 +80,6 @@ class LLMConfig:
         "Licence or terms of use that govern this model's outputs, recorded on every row it writes "
         "(`model_terms`) and checked before publishing: e.g. apache-2.0 (Qwen2.5), gemma, "
         "openai-terms (the OpenAI API forbids training competing models on its outputs)."
-    )
-    base_url: str | None = param(
-        "openai backend: the endpoint, e.g. http://gpu-box:8000/v1; null = the OpenAI API.", default=None
     )
     api_key_env: str = param("Name of the environment variable that holds the API key (never the key).")
     free: bool = param(
@@ -102,7 +93,18 @@ class LLMConfig:
     retry_base_delay_s: float = param("openai: first backoff step (full jitter, doubling).", ge=0)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = param("Weights dtype (local backends).")
     device: str = param("transformers: auto | cpu | cuda[:N].")
-    vllm: VLLMSettings | None = param("vllm backend: engine arguments; null for other backends.", default=None)
+    adapter: str | None = param(
+        "A PEFT (LoRA) adapter on top of `model`: a local directory or Hub id. transformers loads it "
+        "with PEFT; vllm serves it as a LoRARequest; for openai, serve it (`vllm serve BASE "
+        "--enable-lora --lora-modules NAME=PATH`) and put NAME in `model` instead.",
+        default=None,
+    )
+    base_url: str | None = param(
+        "openai backend: the endpoint, e.g. http://gpu-box:8000/v1; null = the OpenAI API.", default=None
+    )
+    vllm: VLLMSettings | None = param(
+        "vllm backend: engine arguments; null for other backends.", default=None
+    )
 
     def __post_init__(self) -> None:
         if self.backend == "openai" and self.api_key_env.startswith("sk-"):
