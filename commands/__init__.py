@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "stages.dpo:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
+    "score": "commands.score:main",
 }
 
 
