@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from jalign.config import param
+from jalign.config import ConfigError, param
 from jalign.models import resolve, torch_dtype
 
 
@@ -44,14 +44,19 @@ def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> Non
             f"{where}.lr_scheduler_type: {lr_scheduler_type!r} is not a transformers scheduler "
             f"(allowed: {', '.join(schedulers)})"
         )
-    if optim.startswith("paged_") or "bnb" in optim or optim.endswith("8bit"):
-        import torch
 
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"{where}.optim: {optim!r} needs a CUDA GPU (bitsandbytes paged / 8-bit optimizers); "
-                "use adamw_torch on CPU"
-            )
+
+def check_optimizer_device(optim: str, where: str) -> None:
+    """At stage start, before the model loads: paged / 8-bit bitsandbytes optimizers need CUDA."""
+    import torch
+
+    if (
+        optim.startswith("paged_") or "bnb" in optim or optim.endswith("8bit")
+    ) and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{where}.optim: {optim!r} needs a CUDA GPU (bitsandbytes paged / 8-bit optimizers); "
+            "use adamw_torch on CPU"
+        )
 
 
 def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):

@@ -21,6 +21,7 @@ from jalign.stage import log, log_params, provenance, setup_logging
 from jalign.training import (
     LoraSettings,
     Stopwatch,
+    check_optimizer_device,
     check_trainer_choices,
     dvclive_callback,
     load_policy,
@@ -205,6 +206,7 @@ def main(
     setup_logging()
     config = load_section(TrainConfig, "train", params_path)
     log_params("train", config)
+    check_optimizer_device(config.optim, "train")
     sft_adapter = Path(sft_dir) / "adapter" if sft_dir and (Path(sft_dir) / "adapter").exists() else None
     if config.start_from_sft and sft_adapter is None:
         raise click.ClickException(

@@ -20,6 +20,7 @@ from jalign.stage import log, log_params, provenance, setup_logging
 from jalign.training import (
     LoraSettings,
     Stopwatch,
+    check_optimizer_device,
     check_trainer_choices,
     dvclive_callback,
     load_policy,
@@ -121,6 +122,7 @@ def main(data_path: str, out_dir: str, live_dir: str, metrics_path: str, params_
     setup_logging()
     config = load_section(SFTConfig, "sft", params_path)
     log_params("sft", config)
+    check_optimizer_device(config.optim, "sft")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = read_jsonl(data_path, required=("instruction", "output"))
