@@ -56,6 +56,10 @@ def digest(text: str) -> int:
 def responder(body: dict) -> str:
     """Answers shaped like what each stage's prompt asks for."""
     text = last_user(body)
+    if body.get("model") == "fake-dpo":  # evaluate: the candidate answers at more length than the base
+        return "ご質問ありがとうございます。順を追って丁寧に説明します。まず要点を整理します。"
+    if body.get("model") == "fake-base":
+        return "はい、説明します。"
     if "観点:" in text and "タスク" in text:  # self_instruct
         task = TASKS[digest(text) % len(TASKS)]
         return f"指示: {task}\n入力: なし\n出力: {task[:6]}については、次の点が大切です。まず基本を押さえることです。"
@@ -83,34 +87,84 @@ def top_logprobs(body: dict) -> dict[str, float]:
         return {"4": -0.2, "3": -1.8, "2": -3.0}
     if text.endswith("分類: ["):
         return {"A": -0.3, "D": -1.5}
-    if text.endswith("最終判定: [["):  # judge: prefers the longer answer, whichever position it is in
+    if text.endswith("評価：[["):  # evaluate: 1-5 grade
+        return {"4": -0.3, "3": -1.6, "5": -2.5}
+    if text.endswith("最終判定: [["):  # judge / evaluate: prefers the longer answer, whichever position
         a = re.findall(r"⟪回答A:開始:\w+⟫\n(.*?)\n⟪回答A:終了:\w+⟫", text, re.S)[-1]
         b = re.findall(r"⟪回答B:開始:\w+⟫\n(.*?)\n⟪回答B:終了:\w+⟫", text, re.S)[-1]
         return {"A": -0.1, "B": -3.0} if len(a) > len(b) else {"B": -0.1, "A": -3.0}
     return {"A": -0.7, "B": -0.7}
 
 
-def roles(params: dict) -> list[dict]:
-    """Every LLMConfig in params.yaml."""
-    found = []
+GROUP_ROLES = (
+    "self_instruct.generator",
+    "evolve.generator",
+    "evolve.judge",
+    "evolve.responder",
+    "curate.tagger",
+    "translate.translator",
+    "translate.reviewer",
+    "judge.judge",
+    "evaluate.judge",
+)
 
-    def walk(node):
-        if isinstance(node, dict):
-            if "model" in node and "sampling" in node:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(params)
-    return found
+def fake_llm(model: str = "fake-model", **overrides) -> dict:
+    """A complete role on the local OpenAI-compatible server (a loopback base_url needs no price)."""
+    return {
+        "model": model, "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
+        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "seed": 0, "stop": [],
+                     "repetition_penalty": 1.0},
+        "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY", "free": False, "batch_size": 8,
+        "max_concurrency": 4, "timeout_s": 10.0, "max_retries": 2, "retry_base_delay_s": 0.01, "dtype": "auto",
+        "device": "cpu", **overrides,
+    }  # fmt: skip
+
+
+def write_preset(project: Path, **sections) -> None:
+    """The test's own preset (conf/preset/e2e.yaml), made the config's default, so that `dvc repro`
+    (params.yaml composed here) and `dvc exp run` (DVC composes again) agree, as in a user's repo."""
+    preset = {
+        "defaults": [{f"override /llm@{role}": "fake"} for role in GROUP_ROLES],
+        "models": {"packaged": []},
+        "self_instruct": {"rounds": 2, "prompts_per_round": 4},
+        "translate": {"sources": [{"name": "jalign-en", "license": "cc0-1.0", "path": "data/sources/en_prompts.jsonl",
+                                   "prompt_field": "prompt", "id_field": "id", "limit": 10}]},
+        "respond": {"responders": [
+            {"name": "careful", "system": "あなたは正確さを最も大切にする日本語のアシスタントです。", "template": "respond",
+             "llm": fake_llm()},
+            {"name": "lively", "system": "あなたは親しみやすい日本語のアシスタントです。", "template": "respond",
+             "llm": fake_llm()},
+        ]},
+        "judge": {"canary_pairs": 2},
+        "preferences": {"eval_size": 2},
+        "sft": {"enabled": False},
+        "evaluate": {
+            "baseline": {"name": "base", "llm": fake_llm("fake-base")},
+            "candidates": [{"name": "dpo", "system": "", "llm": fake_llm("fake-dpo")}],
+            "bootstrap": 200,
+        },
+    }  # fmt: skip
+    for name, values in sections.items():
+        preset[name] = {**preset.get(name, {}), **values} if isinstance(values, dict) else values
+    (project / "conf/llm/fake.yaml").write_text(yaml.safe_dump(fake_llm(), allow_unicode=True))
+    text = "# @package _global_\n" + yaml.safe_dump(preset, allow_unicode=True, sort_keys=False)
+    (project / "conf/preset/e2e.yaml").write_text(text, encoding="utf-8")
+    config = (project / "conf/config.yaml").read_text(encoding="utf-8")
+    (project / "conf/config.yaml").write_text(
+        config.replace("- preset: cpu", "- preset: e2e"), encoding="utf-8"
+    )
+    compose(project)
+
+
+def compose(project: Path, *overrides: str) -> None:
+    jalign(project, "params", "compose", *overrides)
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A fresh clone-like copy of the repo with shrunken params and openai roles."""
+def project(tmp_path: Path, tiny_lm64_dir: Path) -> Path:
+    """A fresh clone-like copy of the repo whose test preset points every role at a local server and
+    trains the tiny model."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -118,74 +172,84 @@ def project(tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
     for name in files:
         if (REPO / name).is_file() and not name.startswith(
-            ("data/instructions", "data/preferences", "metrics/")
+            ("data/instructions", "data/preferences", "metrics/", "data/eval/plots")
         ):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
     (dest / "dvc.lock").unlink(missing_ok=True)
-    params = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))
-    params["models"]["packaged"] = []
-    params["self_instruct"].update(rounds=2, prompts_per_round=4)
-    params["translate"]["sources"][0]["limit"] = 10
-    params["preferences"]["eval_size"] = 2
-    for role in roles(params):
-        role.update(
-            backend="openai",
-            model="fake-model",
-            base_url="http://127.0.0.1:9/v1",
-            prompt_format="chat",
-            max_concurrency=4,
-            retry_base_delay_s=0.01,
-        )
-    (dest / "params.yaml").write_text(
-        yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8"
-    )
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
-    ):
-        subprocess.run(cmd, cwd=dest, check=True)  # fmt: skip
+    write_preset(dest, train=tiny_train(tiny_lm64_dir))
+    commit(dest, "init")
     return dest
 
 
+def tiny_train(model: Path) -> dict:
+    return {"model": str(model), "dtype": "float32", "max_steps": 2, "learning_rate": 1e-3,
+            "per_device_train_batch_size": 2, "max_length": 96, "optim": "adamw_torch"}  # fmt: skip
+
+
+def commit(project: Path, message: str) -> None:
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    if not (project / ".git").exists():
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=project, check=True)
+
+
 def point_at(project: Path, url: str) -> None:
-    text = (project / "params.yaml").read_text(encoding="utf-8")
-    (project / "params.yaml").write_text(re.sub(r"http://127\.0\.0\.1:\d+/v1", url, text), encoding="utf-8")
+    for path in (project / "conf/llm/fake.yaml", project / "conf/preset/e2e.yaml"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r"http://127\.0\.0\.1:\d+/v1", url, text), encoding="utf-8")
+    compose(project)
 
 
-def env_for(tmp: Path) -> dict[str, str]:
+def env_for(tmp: Path, shared_cache: bool = True) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
-    return os.environ | {
+    env = os.environ | {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "OPENAI_API_KEY": SECRET,
-        "JALIGN_LLM_CACHE": str(tmp / "llm-cache.sqlite"),
         "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"),
         "DVC_NO_ANALYTICS": "1",
     }
+    if shared_cache:
+        env["JALIGN_LLM_CACHE"] = str(tmp / "llm-cache.sqlite")
+    else:  # the default: found from the repository root, in every DVC execution mode
+        env.pop("JALIGN_LLM_CACHE", None)
+    return env
 
 
-def dvc(project: Path, *args: str) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=project, env=env_for(project.parent), capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+def run(project: Path, *cmd: str, shared_cache: bool = True) -> str:
+    proc = subprocess.run(list(cmd), cwd=project, env=env_for(project.parent, shared_cache), capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
+def dvc(project: Path, *args: str, shared_cache: bool = True) -> str:
+    return run(project, "dvc", *args, shared_cache=shared_cache)
+
+
+def jalign(project: Path, *args: str) -> str:
+    return run(project, "jalign", *args)
+
+
 def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
+    return re.findall(r"Running stage '([\w@.-]+)'", output)
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def test_repro_cache_and_param_change(project: Path):
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_repro_evaluate_cache_and_param_changes(project: Path):
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
-        out = dvc(project, "repro", "preferences")
+        out = dvc(project, "repro", "score")
         assert ran_stages(out) == ["models", "self_instruct", "evolve", "curate", "translate", "respond", "judge",
-                                   "preferences"]  # fmt: skip
+                                   "decide", "preferences", "sft", "dpo", "evaluate", "score"]  # fmt: skip
         paid = server.count
         assert paid > 0
 
@@ -195,30 +259,54 @@ def test_repro_cache_and_param_change(project: Path):
         evolved = [r for r in curated if r["source"] == "evol_instruct"]
         assert evolved and all(r["lineage"]["parent_id"] and r["lineage"]["operation"] for r in evolved)
         assert all({"quality", "difficulty", "category"} <= set(r["tags"]) for r in curated)
-        metrics = json.loads((project / "metrics/instructions.json").read_text())
+        assert all(r["license"] == ["apache-2.0"] and r["model_terms"] == ["apache-2.0"] for r in curated)
+        metrics = read_json(project / "metrics/instructions.json")
         assert metrics["funnel"]["self_instruct_generated"] == 8
         assert (
             metrics["dropped"]["near_duplicate"]
             + metrics["funnel"]["self_instruct_dropped"].get("near_duplicate", 0)
             > 0
         )  # 12 tasks for 8 prompts: the hash collides
-        judge = json.loads((project / "metrics/judge.json").read_text())
+        judge = read_json(project / "metrics/judge.json")
         assert judge["kept_pairs"] > 0 and judge["agreement_rate"] == 1.0  # the fake judge is consistent
         assert judge["length_bias"] == 1.0  # ... and always prefers the longer answer
-        prefs = json.loads((project / "metrics/preferences.json").read_text())
+        assert judge["injection"]["canary_pairs"] == 2  # re-judged with a plea appended to one answer
+        assert 0 <= judge["injection"]["changed_outcome"] <= 2
+        prefs = read_json(project / "metrics/preferences.json")
         train = read_jsonl(project / "data/preferences/sets/pairwise_train.jsonl")
         held = read_jsonl(project / "data/preferences/sets/pairwise_eval.jsonl")
         assert prefs["rows"]["pairwise_train"] == len(train) > 0 and held
         assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in held}
+        assert {lic for r in train for lic in r["license"]} <= {"cc0-1.0", "apache-2.0"}
+
+        # Evaluation: 20 items, both orders, the longer (candidate) answer always wins.
+        evaluation = read_json(project / "metrics/eval.json")
+        score = evaluation["candidates"]["dpo"]["jalign-ja-eval"]
+        assert score["wins"] == 40 and score["losses"] == 0 and score["invalid"] == 0
+        assert score["score"] > 90 and score["ci_low"] <= score["score"] <= score["ci_high"]
+        assert evaluation["judge_reliability"]["jalign-ja-eval"]["length_bias"] == 1.0
+        assert evaluation["grades"]["dpo"]["jalign-ja-eval"]["mean"] is not None
+        assert "| dpo | jalign-ja-eval |" in (project / "metrics/eval_report.md").read_text(encoding="utf-8")
+        battles = read_jsonl(project / "data/eval/battles.jsonl")
+        assert {b["model_a"] for b in battles} == {"base"} and {b["winner"] for b in battles} == {"model_b"}
+        # Anyone can rescore the battles with the same code and get the same number.
+        rescored = json.loads(
+            jalign(project, "score", "--battles", "data/eval/battles.jsonl", "--baseline", "base", "--bootstrap",
+                   "200", "--seed", "0", "--json")
+        )  # fmt: skip
+        assert rescored["dpo"]["score"] == score["score"]
 
         # Nothing changed: nothing runs, nothing is sent.
-        assert ran_stages(dvc(project, "repro", "preferences")) == []
+        assert ran_stages(dvc(project, "repro", "score")) == []
         assert server.count == paid
 
-        # A curate param change reruns curate (and what depends on its output) from the cache alone.
-        params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-        params["curate"]["dedup_threshold"] = 0.69
-        (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+        # A scoring param reruns score alone; a deciding param reruns decide (and what its output
+        # feeds); a curate param reruns curate: all from stored judgments or the cache, nothing paid.
+        compose(project, "evaluate.invalid=tie")
+        assert ran_stages(dvc(project, "repro", "score")) == ["score"]
+        compose(project, "judge.tie_margin=0.05")
+        assert ran_stages(dvc(project, "repro", "decide")) == ["decide"]
+        compose(project, "curate.dedup_threshold=0.69")
         assert ran_stages(dvc(project, "repro", "curate")) == ["curate"]
         assert server.count == paid
 
@@ -253,53 +341,75 @@ def test_killed_run_resumes_without_paying_twice(project: Path):
         assert len(rows) == len({r["id"] for r in rows}) == 10
 
 
-def test_dpo_experiments_and_sweep(project: Path, tiny_lm64_dir: Path):
-    """`dvc exp run -S train.beta=...`, `-S train.loss=...` and the article-001 sweep through the queue,
-    on the tiny model; each run changes metrics/dpo.json and `dvc exp show` compares them."""
-    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-    params["sft"]["enabled"] = False
-    params["train"].update(model=str(tiny_lm64_dir), dtype="float32", max_steps=2, learning_rate=1e-3,
-                           per_device_train_batch_size=2, max_length=96, optim="adamw_torch")  # fmt: skip
-    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+def answers_of(project: Path, model: str) -> list[list[str]]:
+    return [r["turns"] for r in read_jsonl(project / "data/eval/answers.jsonl") if r["model"] == model]
+
+
+def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache(
+    project: Path, tiny_lm64_dir: Path
+):
+    """`dvc exp run -S train.beta=...`: the retrained adapter answers afresh (its cache identity is its
+    content) and `dvc metrics diff` shows the evaluation; `-S train.loss=...`; the article-001 sweep
+    through the queue, whose temporary workspaces use the repository's LLM cache (nothing paid twice)."""
+    tiny = {"model": str(tiny_lm64_dir), "backend": "transformers", "dtype": "float32", "device": "cpu",
+            "prompt_format": "chat", "terms": "apache-2.0",
+            "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 12, "seed": 0, "stop": [],
+                         "repetition_penalty": 1.0}}  # fmt: skip
+    write_preset(
+        project,
+        train=tiny_train(tiny_lm64_dir),
+        evaluate={
+            "baseline": {"name": "base", "llm": fake_llm(**tiny)},
+            "candidates": [
+                {"name": "dpo", "system": "", "llm": fake_llm(adapter="models/dpo/adapter", **tiny)}
+            ],
+            "bootstrap": 200,
+        },
+    )
+    commit(project, "tiny models")
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
-        dvc(project, "repro", "dpo")
-        git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-        subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-        subprocess.run([*git, "commit", "-qm", "baseline"], cwd=project, check=True)
-        baseline = json.loads((project / "metrics/dpo.json").read_text())
+        dvc(project, "repro", "score", shared_cache=False)
+        commit(project, "baseline")
+        baseline = read_json(project / "metrics/dpo.json")
         assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 2
+        first_answers = answers_of(project, "dpo")
         plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
-        assert {"DPO loss", "DPO reward margin", "DPO reward accuracy"} <= set(plots)
+        assert {
+            "DPO loss",
+            "DPO reward margin",
+            "DPO reward accuracy",
+            "Eval score vs baseline (95% CI)",
+        } <= set(plots)
 
-        dvc(project, "exp", "run", "-S", "train.beta=0.1", "dpo")
-        changed = json.loads((project / "metrics/dpo.json").read_text())
+        out = dvc(project, "exp", "run", "-S", "train.beta=0.1", "score", shared_cache=False)
+        assert ran_stages(out) == ["dpo", "evaluate", "score"]
+        changed = read_json(project / "metrics/dpo.json")
         assert changed["beta"] == 0.1 and changed["eval_loss"] != baseline["eval_loss"]
-        assert "eval_loss" in dvc(project, "metrics", "diff")
+        usage = read_json(project / "metrics/evaluate.json")["usage"]
+        items = 20
+        assert usage["evaluate.candidates[0].llm"]["new_calls"] == items  # the new adapter answered afresh
+        assert usage["evaluate.candidates[0].llm"]["cached"] == 0
+        assert usage["evaluate.baseline.llm"]["cached"] == items  # the base did not change
+        assert answers_of(project, "dpo") != first_answers
+        diff = dvc(project, "metrics", "diff")
+        assert "eval_loss" in diff and "metrics/evaluate.json" in diff
         for loss in ("ipo", "kto"):
-            dvc(project, "exp", "run", "-S", f"train.loss={loss}", "dpo")
-            assert json.loads((project / "metrics/dpo.json").read_text())["loss_type"] == loss
+            dvc(project, "exp", "run", "-S", f"train.loss={loss}", "dpo", shared_cache=False)
+            assert read_json(project / "metrics/dpo.json")["loss_type"] == loss
 
-        dvc(
-            project,
-            "exp",
-            "run",
-            "--queue",
-            "-S",
-            "train.beta=0.01,0.1",
-            "-S",
-            "train.loss=sigmoid,ipo",
-            "dpo",
-        )
-        dvc(project, "queue", "start", "-j", "1")
+        requests_before_queue = server.count
+        dvc(project, "exp", "run", "--queue", "-S", "train.beta=0.01,0.1", "-S", "train.loss=sigmoid,ipo", "dpo",
+            shared_cache=False)  # fmt: skip
+        dvc(project, "queue", "start", "-j", "1", shared_cache=False)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            status = dvc(project, "queue", "status")
+            status = dvc(project, "queue", "status", shared_cache=False)
             if "Queued" not in status and "Running" not in status:
                 break
             time.sleep(2)
         assert "Failed" not in status, status
-        shown = json.loads(dvc(project, "exp", "show", "--json"))
+        shown = json.loads(dvc(project, "exp", "show", "--json", shared_cache=False))
         runs = [exp for commit in shown for exp in (commit.get("experiments") or [])]
         grid = set()
         for exp in runs:
@@ -314,3 +424,7 @@ def test_dpo_experiments_and_sweep(project: Path, tiny_lm64_dir: Path):
             (0.1, "ipo"),
         }
         assert len({loss for *_, loss in grid}) >= 4  # every setting gives its own eval loss
+        # Queued runs (in .dvc/tmp/exps copies) found the workspace's cache: the LLM stages they
+        # repeated sent nothing, and the cache is the one at the repository root.
+        assert server.count == requests_before_queue
+        assert (project / ".jalign" / "llm-cache.sqlite").exists()
