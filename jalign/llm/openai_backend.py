@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from jalign.llm.client import OnResult, render_raw
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
-from jalign.llm.types import Choice, Generation, LLMConfig, Request, Sampling
+from jalign.llm.types import Choice, Generation, LLMConfig, Request
 
 # The OpenAI API accepts at most 20 top log-probs.
 TOP_LOGPROBS = 20
@@ -107,66 +107,96 @@ class OpenAIBackend:
         except Exception as exc:
             raise _classify(exc) from exc
 
-    def _common(self, sampling: Sampling) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "model": self.config.model,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": sampling.seed,
-        }
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
-        if sampling.repetition_penalty != 1.0:
-            kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}  # vLLM extension
-        return kwargs
-
     async def _generate_one(self, client: openai.AsyncOpenAI, request: Request) -> Generation:
-        kwargs = self._common(request.sampling)
+        kwargs = request_kwargs(self.config, request)
         if self.config.prompt_format == "raw":
-            resp = await client.completions.create(prompt=render_raw(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.text
-        else:
-            resp = await client.chat.completions.create(messages=list(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.message.content
-        if not isinstance(text, str):
-            raise ValueError(f"no text in response (finish_reason={choice.finish_reason})")
-        usage = resp.usage
-        return Generation(
-            text=text,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+            return parse_generation(await client.completions.create(**kwargs), raw=True)
+        return parse_generation(await client.chat.completions.create(**kwargs), raw=False)
 
     async def _choose_one(
         self, client: openai.AsyncOpenAI, request: Request, choices: tuple[str, ...]
     ) -> Choice:
-        kwargs = self._common(request.sampling) | {"max_tokens": 1, "temperature": 0.0}
-        kwargs.pop("stop", None)
+        kwargs = request_kwargs(self.config, request, choose=True)
         if self.config.prompt_format == "raw":
-            resp = await client.completions.create(
-                prompt=render_raw(request.messages), logprobs=TOP_LOGPROBS, **kwargs
-            )
-            top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
-            candidates = list(top.items())
-        else:
-            resp = await client.chat.completions.create(
-                messages=list(request.messages), logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs
-            )
-            candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
-        probs = choice_probs(candidates, choices)
-        usage = resp.usage
-        mass = sum(probs.values())
-        if mass <= 0:
-            return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
-        return Choice(
-            probs={c: p / mass for c, p in probs.items()},
-            mass=mass,
-            input_tokens=usage.prompt_tokens if usage else 0,
-        )
+            return parse_choice(await client.completions.create(**kwargs), choices, raw=True)
+        return parse_choice(await client.chat.completions.create(**kwargs), choices, raw=False)
+
+
+# -- request bodies and response parsing, shared with the ray backend's HTTP engine -------------------
+
+
+def endpoint(config: LLMConfig) -> str:
+    """The path under base_url that `request_kwargs` are meant for."""
+    return "completions" if config.prompt_format == "raw" else "chat/completions"
+
+
+def request_kwargs(config: LLMConfig, request: Request, *, choose: bool = False) -> dict[str, Any]:
+    """The SDK `create()` arguments for one request; `wire_body` gives the JSON the SDK sends for them.
+
+    `choose` asks for the first token's top log-probs instead of an answer."""
+    sampling = request.sampling
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": sampling.seed,
+    }
+    if sampling.stop and not choose:
+        kwargs["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
+    if sampling.repetition_penalty != 1.0:
+        kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}  # vLLM extension
+    if choose:
+        kwargs |= {"max_tokens": 1, "temperature": 0.0}
+    if config.prompt_format == "raw":
+        kwargs["prompt"] = render_raw(request.messages)
+        if choose:
+            kwargs["logprobs"] = TOP_LOGPROBS
+    else:
+        kwargs["messages"] = list(request.messages)
+        if choose:
+            kwargs |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+    return kwargs
+
+
+def wire_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body the SDK sends for `create(**kwargs)`: extra_body is merged in at the top level."""
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+    return body | kwargs.get("extra_body", {})
+
+
+def parse_generation(resp: Any, *, raw: bool) -> Generation:
+    """A Completion / ChatCompletion -> Generation; raises (ValueError, LookupError ...) when malformed."""
+    choice = resp.choices[0]
+    text = choice.text if raw else choice.message.content
+    if not isinstance(text, str):
+        raise ValueError(f"no text in response (finish_reason={choice.finish_reason})")
+    usage = resp.usage
+    return Generation(
+        text=text,
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=choice.finish_reason,
+    )
+
+
+def parse_choice(resp: Any, choices: tuple[str, ...], *, raw: bool) -> Choice:
+    """A response with first-token top log-probs -> Choice; raises when malformed."""
+    if raw:
+        top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
+        candidates = list(top.items())
+    else:
+        candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
+    probs = choice_probs(candidates, choices)
+    usage = resp.usage
+    mass = sum(probs.values())
+    if mass <= 0:
+        return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
+    return Choice(
+        probs={c: p / mass for c, p in probs.items()},
+        mass=mass,
+        input_tokens=usage.prompt_tokens if usage else 0,
+    )
 
 
 def choice_probs(candidates: list[tuple[str, float]], choices: tuple[str, ...]) -> dict[str, float]:
