@@ -84,11 +84,19 @@ def make_backend(config: LLMConfig) -> Backend:
         from jalign.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(config)
+    if config.backend == "ray":
+        from jalign.llm.ray_backend import RayBackend
+
+        return RayBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")
 
 
 def identity(config: LLMConfig) -> dict[str, Any]:
     """Everything about the model that determines a response (part of every cache key)."""
+    if config.backend == "ray":  # as the openai / vllm backend it stands in for (no ray import)
+        from jalign.llm.ray_backend import identity as ray_identity
+
+        return ray_identity(config)
     if config.backend == "openai":
         return {
             "backend": "openai",
