@@ -89,7 +89,11 @@ def identity(config: LLMConfig) -> dict[str, Any]:
         )
     engine = vllm_engine_kwargs(config)
     ident = base_identity(dataclasses.replace(config, backend="vllm", ray=None)) | {"dtype": engine["dtype"]}
-    extra = {k: v for k, v in engine.items() if k not in SCHEDULING_KWARGS | {"dtype", "revision"}}
+    extra = {
+        k: v
+        for k, v in engine.items()
+        if k not in SCHEDULING_KWARGS | {"dtype"} and not (k == "revision" and v == ident["revision"])
+    }
     if extra:
         ident["engine_kwargs"] = extra
     if settings.lora:
@@ -319,7 +323,11 @@ class RayBackend:
         # Ray's vLLM output has no finish reason; hitting max_tokens is what "length" means.
         finish = "length" if out_tokens >= request.sampling.max_tokens else "stop"
         if not text.strip():
-            return Generation(error=f"empty answer (finish_reason={finish})", output_tokens=out_tokens)
+            return Generation(
+                error=f"empty answer (finish_reason={finish})",
+                input_tokens=row["input_tokens"],
+                output_tokens=out_tokens,
+            )
         return Generation(
             text=text, input_tokens=row["input_tokens"], output_tokens=out_tokens, finish_reason=finish
         )

@@ -378,6 +378,8 @@ def test_identity_shares_the_cache_of_the_backend_it_stands_in_for(tiny_lm_dir, 
     assert identity(on_ray) == identity(vllm)  # parallelism does not change answers
     quantized = dataclasses.replace(on_ray, ray=RaySettings(engine_kwargs={"quantization": "fp8"}))
     assert identity(quantized)["engine_kwargs"] == {"quantization": "fp8"}
+    pinned = dataclasses.replace(on_ray, ray=RaySettings(engine_kwargs={"revision": "v2"}))
+    assert identity(pinned)["engine_kwargs"] == {"revision": "v2"}
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
