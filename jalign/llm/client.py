@@ -114,6 +114,10 @@ def make_backend(config: LLMConfig) -> Backend:
         from jalign.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(config)
+    if config.backend == "ray":
+        from jalign.llm.ray_backend import RayBackend
+
+        return RayBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")
 
 
@@ -121,18 +125,22 @@ def identity(config: LLMConfig) -> dict[str, Any]:
     """Everything about the model that determines a response (part of every cache key): for local
     weights and adapters a hash of their content, so a retrained adapter at the same path is a new
     model whose answers are never served from the old one's cache entries."""
-    if config.backend == "openai":
+    http = config.backend == "ray" and config.ray is not None and config.ray.engine == "http"
+    if config.backend == "openai" or http:
+        # A ray http job sends exactly what the openai backend sends: they share cache entries.
+        base_url = (config.ray.http_base_url or config.base_url) if http else config.base_url  # type: ignore[union-attr]
         return {
             "backend": "openai",
             "model": config.model,
-            "base_url": redact_url(config.base_url or "https://api.openai.com/v1").rstrip("/"),
+            "base_url": redact_url(base_url or "https://api.openai.com/v1").rstrip("/"),
             "prompt_format": config.prompt_format,
         }
     from jalign.models import resolve
 
     source = resolve(config.model)
     ident = {
-        "backend": config.backend,
+        # A ray vllm job runs what in-process vLLM runs: the same identity, plus answer-changing engine args.
+        "backend": "vllm" if config.backend == "ray" else config.backend,
         "model": source.location if source.kind == "hub" else source.ref,
         "revision": source.revision,
         "dtype": config.dtype,
@@ -142,6 +150,12 @@ def identity(config: LLMConfig) -> dict[str, Any]:
         adapter = resolve(config.adapter)
         ident["adapter"] = adapter.location if adapter.kind == "hub" else adapter.ref
         ident["adapter_revision"] = adapter.revision
+    if config.backend == "ray":
+        from jalign.llm.ray_backend import answer_changing_engine_kwargs
+
+        extra = answer_changing_engine_kwargs(config)
+        if extra:
+            ident["engine_kwargs"] = extra
     return ident
 
 

@@ -87,6 +87,11 @@ def request_body(config: LLMConfig, request: Request, *, choose: bool = False) -
     return body
 
 
+def endpoint(config: LLMConfig) -> str:
+    """The path under base_url that `request_body` is posted to."""
+    return "completions" if config.prompt_format == "raw" else "chat/completions"
+
+
 def parse_generation(config: LLMConfig, resp: Any) -> Generation:
     """A completion response -> Generation; no choices or an empty answer is a retryable failure."""
     if not resp.choices:

@@ -14,7 +14,7 @@ from jalign.config import param
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
 
-Backend = Literal["transformers", "openai", "vllm"]
+Backend = Literal["transformers", "openai", "vllm", "ray"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,47 @@ class VLLMSettings:
     max_num_seqs: int | None = param("Sequences batched per step; null = vLLM's default.", ge=1)
     max_lora_rank: int = param("Largest LoRA rank served (with `adapter`).", ge=1)
     extra: dict[str, Any] = param("Any other vllm.EngineArgs field, passed as is (checked by name).")
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """`backend: ray`: each call is one Ray Data job (`ray.data.llm`) on a local Ray or a cluster."""
+
+    engine: Literal["vllm", "http"] = param(
+        "vllm: a vLLM engine per replica on the cluster's GPUs (vllm on every GPU node); http: Ray's HTTP "
+        "request processor against an OpenAI-compatible endpoint."
+    )
+    concurrency: int = param(
+        "Data-parallel replicas: vLLM engines (each tensor_parallel_size x pipeline_parallel_size GPUs), "
+        "or HTTP workers.",
+        ge=1,
+    )
+    batch_size: int = param(
+        "Rows per Ray Data batch: larger keeps engines busy, smaller loses less when a worker dies; http: "
+        "a worker's requests in flight together.",
+        ge=1,
+    )
+    engine_kwargs: dict[str, Any] = param(
+        "vllm: engine arguments (tensor_parallel_size, pipeline_parallel_size, max_model_len, "
+        "gpu_memory_utilization ...); dtype comes from the role's dtype."
+    )
+    address: str | None = param(
+        "Ray cluster to join (ray://head:10001, or auto on a cluster node); null: RAY_ADDRESS, else a local "
+        "Ray started in-process.",
+        default=None,
+    )
+    accelerator_type: str | None = param(
+        "vllm: GPU type the engines run on (H100, A100 ...); null: any.", default=None
+    )
+    max_tasks_in_flight_per_actor: int | None = param(
+        "vllm: batches queued on each engine replica; null: Ray's default.", ge=1, default=None
+    )
+    http_base_url: str | None = param(
+        "http: endpoint base URL ending in /v1; null: the role's base_url, else the OpenAI API.", default=None
+    )
+    qps: int | None = param(
+        "http: most requests each worker starts per second; null: no limit.", ge=1, default=None
+    )
 
 
 @dataclass(frozen=True)
@@ -105,9 +146,12 @@ class LLMConfig:
     vllm: VLLMSettings | None = param(
         "vllm backend: engine arguments; null for other backends.", default=None
     )
+    ray: RaySettings | None = param(
+        "ray backend: cluster, engine and parallelism; null for other backends.", default=None
+    )
 
     def __post_init__(self) -> None:
-        if self.backend == "openai" and self.api_key_env.startswith("sk-"):
+        if self.backend in ("openai", "ray") and self.api_key_env.startswith("sk-"):
             raise ValueError("api_key_env names an environment variable; never put the key itself in params")
         if self.backend == "openai" and self.adapter:
             raise ValueError(
@@ -116,6 +160,10 @@ class LLMConfig:
             )
         if self.backend == "vllm" and self.vllm is None:
             raise ValueError("vllm: backend vllm needs its engine settings (tensor_parallel_size ...)")
+        if self.backend == "ray" and self.ray is None:
+            raise ValueError("ray: backend ray needs its settings (engine, concurrency, batch_size ...)")
+        if self.backend == "ray" and self.ray.engine == "http" and self.adapter:  # type: ignore[union-attr]
+            raise ValueError("adapter: ray's http engine sends to a served model; serve the adapter instead")
 
 
 @dataclass(frozen=True)
