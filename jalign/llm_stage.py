@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from jalign.config import ConfigError, from_dict, read_params
 from jalign.llm.client import Budget, LLMClient, Usage
-from jalign.llm.types import LLMConfig, Price
+from jalign.llm.types import LLMConfig, Price, endpoint_url
 from jalign.records import clean_stale_temp
 from jalign.stage import Failures, log, log_params, provenance, setup_logging
 
@@ -51,7 +51,7 @@ def price_for(role: str, llm: LLMConfig, params_path: str | Path = "params.yaml"
     entry = table.get(llm.model)
     if entry is not None:
         return from_dict(Price, entry, f"prices.{llm.model}")
-    if llm.backend in LOCAL_BACKENDS or llm.free or is_local_url(llm.base_url):
+    if llm.backend in LOCAL_BACKENDS or llm.free or is_local_url(endpoint_url(llm)):
         return Price(input=0.0, output=0.0)
     raise ConfigError(
         f"{role}: model {llm.model!r} has no entry in prices, so its spending could not be capped; add "

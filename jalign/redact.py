@@ -7,13 +7,16 @@ leaves a process passes through `redact`.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
+from urllib.parse import unquote, urlparse
 
 # Environment variables whose values are always secrets, plus any name a role's `api_key_env` adds.
 SECRET_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY")
 _registered: set[str] = set(SECRET_ENV)
+_values: set[str] = set()  # secret values seen in URLs (user:pass, its Basic-auth base64, the password)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/@\s:]+(?::[^/@\s]*)?)@")
 MASK = "***"
 
@@ -23,9 +26,20 @@ def register(env_name: str) -> None:
     _registered.add(env_name)
 
 
+def register_url(url: str | None) -> None:
+    """Treat the credentials in `url` (https://user:pass@host) as secrets: the raw text, the password, and
+    the base64 an HTTP client sends as Basic auth (a server may echo that header back)."""
+    parsed = urlparse(url or "")
+    if parsed.username is None and parsed.password is None:
+        return
+    user, password = unquote(parsed.username or ""), unquote(parsed.password or "")
+    userinfo = f"{user}:{password}"
+    _values.update({userinfo, password, base64.b64encode(userinfo.encode()).decode()})
+
+
 def secret_values() -> list[str]:
     # Very short values would mask ordinary words; real keys are long.
-    values = {os.environ.get(name, "") for name in _registered}
+    values = {os.environ.get(name, "") for name in _registered} | _values
     return sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
 
 

@@ -9,7 +9,8 @@ Not a mock: the code under test talks HTTP to it through the real `openai` SDK. 
   "429:<seconds>" (that Retry-After); "timeout" (hold the request longer than any client timeout);
   "garbage" (200, text/html body); "garbage_json" (200, application/json that is not JSON);
   "empty_choices" (200, valid JSON with `choices: []`); "no_logprobs" (200, normal answer without logprobs);
-  "echo_auth" (400 whose message repeats the request's Authorization header, like a careless proxy).
+  "echo_auth" / "echo_auth_401" (400 / 401 whose message repeats the request's Authorization header,
+  like a careless proxy); "empty_content" / "blank_content" (200 with an empty / whitespace-only answer).
 * Normal answers are deterministic: `responder(body)` gives the text (default: a digest of the last user
   message or of the prompt). Stop sequences and max_tokens are honoured; usage counts tokens with a simple
   word/punctuation tokenizer. When logprobs are requested the first token's `top_logprobs` come from
@@ -199,8 +200,18 @@ class FakeOpenAIServer:
             for choice in answer["choices"]:
                 choice["logprobs"] = None
             return self._send_json(h, 200, answer, record)
-        if fault == "echo_auth":
-            return self._send_error(h, 400, f"rejected credentials {record.headers.get('authorization')}")
+        if fault in ("echo_auth", "echo_auth_401"):
+            status = 401 if fault == "echo_auth_401" else 400
+            return self._send_error(h, status, f"rejected credentials {record.headers.get('authorization')}")
+        if fault in ("empty_content", "blank_content"):
+            answer = self._answer(path, body)
+            for choice in answer["choices"]:
+                text = "" if fault == "empty_content" else " \n\t "
+                if "message" in choice:
+                    choice["message"]["content"] = text
+                else:
+                    choice["text"] = text
+            return self._send_json(h, 200, answer, record)
         if fault is not None:
             status, _, retry_after = fault.partition(":")
             headers = {"Retry-After": retry_after or "0"} if status == "429" else {}

@@ -357,7 +357,8 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
                          "repetition_penalty": 1.0}}  # fmt: skip
     write_preset(
         project,
-        train=tiny_train(tiny_lm64_dir),
+        # a large step, so that one beta or the other gives a visibly different adapter
+        train=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.05, "max_steps": 3},
         evaluate={
             "baseline": {"name": "base", "llm": fake_llm(**tiny)},
             "candidates": [

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from jalign.errors import JalignError
 from jalign.llm.cache import ResponseCache, cache_key
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request, endpoint_url
 from jalign.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def identity(config: LLMConfig) -> dict[str, Any]:
     http = config.backend == "ray" and config.ray is not None and config.ray.engine == "http"
     if config.backend == "openai" or http:
         # A ray http job sends exactly what the openai backend sends: they share cache entries.
-        base_url = (config.ray.http_base_url or config.base_url) if http else config.base_url  # type: ignore[union-attr]
+        base_url = (config.ray.http_base_url or endpoint_url(config)) if http else endpoint_url(config)  # type: ignore[union-attr]
         return {
             "backend": "openai",
             "model": config.model,

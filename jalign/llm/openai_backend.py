@@ -18,7 +18,17 @@ from tqdm.auto import tqdm
 from jalign import redact
 from jalign.llm.choices import choice_probs
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, Sampling, render_raw
+from jalign.llm.types import (
+    Admit,
+    Choice,
+    Generation,
+    LLMConfig,
+    OnResult,
+    Request,
+    Sampling,
+    endpoint_url,
+    render_raw,
+)
 
 # The OpenAI API accepts at most 20 top log-probs.
 TOP_LOGPROBS = 20
@@ -50,10 +60,11 @@ def classify(exc: Exception) -> Exception:
 def api_key(config: LLMConfig) -> str:
     """The key from the environment variable named in params; local servers accept any key."""
     redact.register(config.api_key_env)
+    redact.register_url(endpoint_url(config))
     key = os.environ.get(config.api_key_env)
     if key:
         return key
-    if config.base_url is None:
+    if endpoint_url(config) is None:
         raise RuntimeError(
             f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
         )
@@ -135,7 +146,7 @@ class OpenAIBackend:
         self.policy = RetryPolicy(max_retries=config.max_retries, base_delay_s=config.retry_base_delay_s)
         self._client_kwargs = {
             "api_key": api_key(config),
-            "base_url": config.base_url,
+            "base_url": endpoint_url(config),
             "timeout": config.timeout_s,
             "max_retries": 0,
         }

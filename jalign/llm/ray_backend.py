@@ -27,7 +27,17 @@ from typing import Any
 from jalign.llm.choices import choice_probs
 from jalign.llm.openai_backend import TOP_LOGPROBS, endpoint, parse_choice, parse_generation, request_body
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, RaySettings, Request, render_raw
+from jalign.llm.types import (
+    Admit,
+    Choice,
+    Generation,
+    LLMConfig,
+    OnResult,
+    RaySettings,
+    Request,
+    endpoint_url,
+    render_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +73,7 @@ def settings_of(config: LLMConfig) -> RaySettings:
 
 
 def http_base_url(config: LLMConfig) -> str | None:
-    return settings_of(config).http_base_url or config.base_url
+    return settings_of(config).http_base_url or endpoint_url(config)
 
 
 def answer_changing_engine_kwargs(config: LLMConfig) -> dict[str, Any]:

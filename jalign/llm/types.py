@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from jalign.config import param
 
@@ -141,7 +142,14 @@ class LLMConfig:
         default=None,
     )
     base_url: str | None = param(
-        "openai backend: the endpoint, e.g. http://gpu-box:8000/v1; null = the OpenAI API.", default=None
+        "openai backend: the endpoint, e.g. http://gpu-box:8000/v1; null = the OpenAI API. Never with "
+        "credentials (they would land in params.yaml and dvc.lock): use base_url_env for those.",
+        default=None,
+    )
+    base_url_env: str | None = param(
+        "openai backend: name of an environment variable holding the endpoint URL, for URLs that carry "
+        "credentials (https://user:pass@host/v1); read at run time, masked in every text jalign writes.",
+        default=None,
     )
     vllm: VLLMSettings | None = param(
         "vllm backend: engine arguments; null for other backends.", default=None
@@ -151,6 +159,13 @@ class LLMConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.base_url and "@" in urlparse(self.base_url).netloc:
+            raise ValueError(
+                "base_url: credentials in a URL would be written to params.yaml and dvc.lock; put the URL in "
+                "an environment variable and name it in base_url_env"
+            )
+        if self.base_url and self.base_url_env:
+            raise ValueError("set at most one of base_url and base_url_env")
         if self.backend in ("openai", "ray") and self.api_key_env.startswith("sk-"):
             raise ValueError("api_key_env names an environment variable; never put the key itself in params")
         if self.backend == "openai" and self.adapter:
@@ -164,6 +179,18 @@ class LLMConfig:
             raise ValueError("ray: backend ray needs its settings (engine, concurrency, batch_size ...)")
         if self.backend == "ray" and self.ray.engine == "http" and self.adapter:  # type: ignore[union-attr]
             raise ValueError("adapter: ray's http engine sends to a served model; serve the adapter instead")
+
+
+def endpoint_url(config: LLMConfig) -> str | None:
+    """The role's endpoint: base_url, or the URL in the environment variable base_url_env (null: OpenAI)."""
+    if config.base_url_env:
+        import os
+
+        url = os.environ.get(config.base_url_env)
+        if not url:
+            raise ValueError(f"environment variable {config.base_url_env} (base_url_env) is not set")
+        return url
+    return config.base_url
 
 
 @dataclass(frozen=True)
