@@ -103,14 +103,26 @@ def docs_markdown() -> str:
         "",
         "Generated from the config dataclasses' help texts by `jalign params docs`; a test fails when it "
         "is stale. Values live in `conf/` (composed into params.yaml); a field may default only to "
-        "`null`. Ranges are checked before any work starts.",
+        "`null`. Ranges are checked before any work starts. Every LLM role (`self_instruct.generator`, "
+        "`judge.judge`, `respond.responders[].llm` ...) has the fields of `<LLM role>` below.",
         "",
         "`prices.<model>`: `input`, `output` (float, >= 0): USD per 1M tokens.",
     ]
-    for name in SECTIONS:
-        prefix = name.replace(".*", ".<name>")
+    from jalign.llm.types import LLMConfig, RaySettings, Sampling, VLLMSettings
+    from jalign.training import LoraSettings
+
+    shared = (LLMConfig, Sampling, VLLMSettings, RaySettings, LoraSettings)
+    sections = [(name.replace(".*", ".<name>"), schema(name)) for name in SECTIONS]
+    sections += [
+        ("<LLM role>", LLMConfig),
+        ("<LLM role>.sampling", Sampling),
+        ("<LLM role>.vllm", VLLMSettings),
+        ("<LLM role>.ray", RaySettings),
+        ("<lora>", LoraSettings),
+    ]
+    for prefix, cls in sections:
         lines += ["", f"## `{prefix}`", "", "| key | type | allowed | help |", "|---|---|---|---|"]
-        for key, tp, allowed, help_text in describe(schema(name), prefix):
+        for key, tp, allowed, help_text in describe(cls, prefix, shared):
             escaped = help_text.replace("|", "\\|")
             lines.append(f"| `{key}` | {tp} | {allowed} | {escaped} |")
     return "\n".join(lines) + "\n"

@@ -218,20 +218,22 @@ def as_dict(obj: Any) -> Any:
     return obj
 
 
-def describe(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
-    """(dotted key, type, allowed range, help) for every field of `cls`, nested dataclasses expanded.
-
-    The source of docs/params.md: help text lives once, on the field.
-    """
+def describe(cls: type, prefix: str, shared: tuple[type, ...] = ()) -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, allowed range, help) for every field of `cls`, nested dataclasses expanded
+    except the `shared` ones (documented once, elsewhere). The source of docs/params.md: help text
+    lives once, on the field."""
     rows = []
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         key, tp = f"{prefix}.{field.name}", hints[field.name]
         nested = [a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a)]
-        rows.append((key, _type_name(tp), range_text(field.metadata), field.metadata.get("help", "")))
-        if nested:
+        type_name = _type_name(tp)
+        if nested and nested[0] in shared:
+            type_name = f"{nested[0].__name__} (below)"
+        rows.append((key, type_name, range_text(field.metadata), field.metadata.get("help", "")))
+        if nested and nested[0] not in shared:
             item = "[]" if typing.get_origin(tp) in (list, tuple) else ""
-            rows += describe(nested[0], key + item)
+            rows += describe(nested[0], key + item, shared)
     return rows
 
 

@@ -1,0 +1,94 @@
+"""One source of configuration: conf/ (Hydra) composes params.yaml; every preset validates against the
+schema; params.yaml and docs/params.md are never stale; light commands never import torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from commands.params import compose, docs_markdown, presets, sweep_grid, validate
+from jalign.config import ConfigError, read_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_presets_the_issue_asks_for_exist():
+    assert {"cpu", "karasu", "atheus", "sweep-001"} <= set(presets(REPO))
+
+
+@pytest.mark.parametrize("preset", presets(REPO))
+def test_every_preset_composes_and_validates_against_the_schema(preset):
+    params = compose(REPO, preset)
+    validate(params, f"preset {preset}")
+
+
+def test_presets_switch_what_they_say():
+    karasu = compose(REPO, "karasu")
+    assert karasu["train"]["model"].startswith("Qwen/Qwen2.5-7B-Instruct@")
+    assert karasu["train"]["learning_rate"] == 5e-6 and karasu["train"]["optim"] == "paged_adamw_8bit"
+    assert (
+        karasu["train"]["gradient_accumulation_steps"] == 4
+        and karasu["train"]["per_device_train_batch_size"] == 4
+    )
+    assert karasu["judge"]["judge"]["model"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
+    assert karasu["translate"]["translator"]["backend"] == "vllm"
+    assert [r["llm"]["model"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
+    atheus = compose(REPO, "atheus")
+    assert atheus["self_instruct"]["generator"]["model"] == "mistralai/Mistral-Small-24B-Instruct-2501"
+    assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
+    cpu = compose(REPO, "cpu")
+    assert cpu["train"]["model"] == "models/base/gemma-3-270m" and cpu["judge"]["method"] == "logprob"
+
+
+def test_sweep_001_declares_the_article_grid():
+    grid = sweep_grid(REPO, "sweep-001")
+    assert set(grid["train.loss"].split(",")) == {"sigmoid", "ipo", "kto"}
+    assert {0.01, 0.6, 0.3} <= {float(b) for b in grid["train.beta"].split(",")}  # each method's best
+    with pytest.raises(ConfigError, match="declares no sweep"):
+        sweep_grid(REPO, "karasu")
+
+
+def test_committed_params_yaml_is_the_default_composition_of_conf():
+    assert read_params(REPO / "params.yaml") == compose(REPO), (
+        "run `jalign params compose` after editing conf/"
+    )
+
+
+def test_docs_params_md_is_current():
+    assert (REPO / "docs/params.md").read_text(encoding="utf-8") == docs_markdown(), (
+        "run `jalign params docs`"
+    )
+
+
+def test_every_documented_field_has_help():
+    lines = [line for line in docs_markdown().splitlines() if line.startswith("| `")]
+    assert lines and all(not line.rstrip().endswith("|  |") for line in lines), [
+        line for line in lines if line.rstrip().endswith("|  |")
+    ]
+
+
+def test_an_override_is_validated_like_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.beta: -0.1 is out of range"):
+        validate(compose(REPO, None, ("train.beta=-0.1",)))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+        "from commands import main\ntry:\n    main(['dedup', '--threshold', '0.7', 'in.jsonl', 'out.jsonl'])\nexcept SystemExit:\n    pass",
+        "from commands import main\ntry:\n    main(['verdicts', '--kind', 'pair', 'v.jsonl'])\nexcept SystemExit:\n    pass",
+    ],
+)
+def test_light_commands_never_import_torch(tmp_path, code):
+    (tmp_path / "in.jsonl").write_text('{"instruction": "日本の首都はどこですか。"}\n', encoding="utf-8")
+    (tmp_path / "v.jsonl").write_text(json.dumps({"judgment": "最終判定: [[A]]"}) + "\n", encoding="utf-8")
+    probe = code + "\nimport sys\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "NO-TORCH", out.stdout + out.stderr
