@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "params": "commands.params:main",
     "sweep": "commands.params:sweep",
     "review": "commands.review:main",
+    "cache": "commands.cache:main",
     "score": "commands.score:main",
 }
 

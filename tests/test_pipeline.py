@@ -358,7 +358,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
     write_preset(
         project,
         # a large step, so that one beta or the other gives a visibly different adapter
-        train=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.05, "max_steps": 3},
+        train=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.01, "max_steps": 3},
         evaluate={
             "baseline": {"name": "base", "llm": fake_llm(**tiny)},
             "candidates": [

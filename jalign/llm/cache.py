@@ -112,6 +112,17 @@ class ResponseCache:
         """Write now, in one transaction (all or nothing)."""
         self._write([(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
 
+    def add_missing(self, items: dict[str, dict[str, Any]]) -> int:
+        """Insert the entries whose key is not cached yet (one transaction); return how many were new."""
+        conn = self._conn()
+        with conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO responses (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+            )
+            return conn.total_changes - before
+
     def put_soon(self, key: str, value: dict[str, Any]) -> None:
         """Queue one answer for the writer thread; returns at once. `flush()` waits for it."""
         self._raise_writer_error()

@@ -1,0 +1,76 @@
+"""`jalign cache export / import`: answers move between machines; nothing already cached is replaced;
+bad files fail naming file, line and field; no secret is ever part of an entry."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import fake_openai
+import pytest
+from click.testing import CliRunner
+
+from commands import main
+from jalign.config import from_dict
+from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache
+
+KEY = "sk-test-cache-share-0123456789"
+
+
+def role(url: str) -> LLMConfig:
+    return from_dict(LLMConfig, {
+        "model": "fake", "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
+        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16, "seed": 0, "stop": [], "repetition_penalty": 1.0},
+        "base_url": url, "api_key_env": "JALIGN_TEST_KEY", "free": False, "batch_size": 1, "max_concurrency": 2,
+        "timeout_s": 5.0, "max_retries": 0, "retry_base_delay_s": 0.0, "dtype": "auto", "device": "cpu"}, "t")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.jsonl.gz"])
+def test_exported_answers_are_served_on_another_machine_without_a_request(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("JALIGN_TEST_KEY", KEY)
+    requests = [Request(({"role": "user", "content": f"質問{i}"},), role("x").sampling) for i in range(5)]
+    with fake_openai.FakeOpenAIServer() as server:
+        monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "paid.sqlite"))
+        paid = LLMClient(role(server.url), cache=ResponseCache()).generate(requests)
+        result = CliRunner().invoke(main, ["cache", "export", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        blob = (gzip.open if name.endswith(".gz") else open)(tmp_path / name, "rb").read()
+        assert KEY.encode() not in blob
+
+        monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "colleague.sqlite"))
+        result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / name)])
+        assert result.exit_code == 0 and "imported 5 new answers" in result.output
+        sent = server.count
+        colleague = LLMClient(role(server.url), cache=ResponseCache())
+        served = colleague.generate(requests)
+        assert server.count == sent and colleague.usage.cached == 5
+        assert [g.text for g in served] == [g.text for g in paid]
+        again = CliRunner().invoke(main, ["cache", "import", str(tmp_path / name)])
+        assert "imported 0 new answers (5 already cached)" in again.output
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "answers.jsonl:2: not valid JSON"),
+        (
+            json.dumps({"key": "abc", "value": {"text": "x"}}),
+            "answers.jsonl:2: field 'key' must be a 64-digit hex",
+        ),
+        (
+            json.dumps({"key": "a" * 64, "value": {"text": " "}}),
+            "answers.jsonl:2: field 'value.text' is empty",
+        ),
+        (
+            json.dumps({"key": "a" * 64, "value": "x"}),
+            "answers.jsonl:2: field 'value' must be a cached answer",
+        ),
+    ],
+)
+def test_a_bad_line_names_file_line_and_field_and_nothing_is_imported(tmp_path, monkeypatch, line, message):
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "c.sqlite"))
+    good = json.dumps({"key": "b" * 64, "value": {"text": "答え", "input_tokens": 1, "output_tokens": 1}})
+    (tmp_path / "answers.jsonl").write_text(good + "\n" + line + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / "answers.jsonl")])
+    assert result.exit_code == 1 and message in result.output
+    assert len(ResponseCache()) == 0
