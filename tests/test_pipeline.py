@@ -373,7 +373,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         dvc(project, "repro", "score", shared_cache=False)
         commit(project, "baseline")
         baseline = read_json(project / "metrics/dpo.json")
-        assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 2
+        assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 3
         first_answers = answers_of(project, "dpo")
         plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
         assert {
