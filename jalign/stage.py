@@ -86,7 +86,12 @@ def price_for(llm: LLMConfig, params_path: str | Path = "params.yaml") -> Price:
     """USD per 1M tokens for this role's model, from params.yaml `prices` (0 when not listed: local)."""
     table = read_params(params_path).get("prices") or {}
     entry = table.get(llm.model)
-    return from_dict(Price, entry, f"prices.{llm.model}") if entry is not None else Price()
+    price = from_dict(Price, entry, f"prices.{llm.model}") if entry is not None else Price()
+    if llm.backend == "openai_batch":  # `prices` lists online rates; the Batch API bills a fraction
+        price = Price(
+            input=price.input * llm.batch_price_factor, output=price.output * llm.batch_price_factor
+        )
+    return price
 
 
 def mean(values: list[float]) -> float:

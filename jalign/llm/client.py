@@ -80,6 +80,10 @@ def make_backend(config: LLMConfig) -> Backend:
         from jalign.llm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(config)
+    if config.backend == "openai_batch":
+        from jalign.llm.openai_batch_backend import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(config)
     if config.backend == "vllm":
         from jalign.llm.vllm_backend import VLLMBackend
 
@@ -89,7 +93,8 @@ def make_backend(config: LLMConfig) -> Backend:
 
 def identity(config: LLMConfig) -> dict[str, Any]:
     """Everything about the model that determines a response (part of every cache key)."""
-    if config.backend == "openai":
+    if config.backend in ("openai", "openai_batch"):
+        # The Batch API runs the same model as the online endpoint: both share one cache entry.
         return {
             "backend": "openai",
             "model": config.model,

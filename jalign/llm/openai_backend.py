@@ -107,66 +107,104 @@ class OpenAIBackend:
         except Exception as exc:
             raise _classify(exc) from exc
 
-    def _common(self, sampling: Sampling) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "model": self.config.model,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": sampling.seed,
-        }
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
-        if sampling.repetition_penalty != 1.0:
-            kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}  # vLLM extension
-        return kwargs
-
     async def _generate_one(self, client: openai.AsyncOpenAI, request: Request) -> Generation:
-        kwargs = self._common(request.sampling)
-        if self.config.prompt_format == "raw":
-            resp = await client.completions.create(prompt=render_raw(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.text
-        else:
-            resp = await client.chat.completions.create(messages=list(request.messages), **kwargs)
-            choice = resp.choices[0]
-            text = choice.message.content
-        if not isinstance(text, str):
-            raise ValueError(f"no text in response (finish_reason={choice.finish_reason})")
-        usage = resp.usage
-        return Generation(
-            text=text,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
+        create = (
+            client.completions.create
+            if self.config.prompt_format == "raw"
+            else client.chat.completions.create
         )
+        resp = await create(**request_kwargs(self.config, request))
+        return parse_generation(resp, self.config.prompt_format)
 
     async def _choose_one(
         self, client: openai.AsyncOpenAI, request: Request, choices: tuple[str, ...]
     ) -> Choice:
-        kwargs = self._common(request.sampling) | {"max_tokens": 1, "temperature": 0.0}
-        kwargs.pop("stop", None)
-        if self.config.prompt_format == "raw":
-            resp = await client.completions.create(
-                prompt=render_raw(request.messages), logprobs=TOP_LOGPROBS, **kwargs
-            )
-            top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
-            candidates = list(top.items())
-        else:
-            resp = await client.chat.completions.create(
-                messages=list(request.messages), logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs
-            )
-            candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
-        probs = choice_probs(candidates, choices)
-        usage = resp.usage
-        mass = sum(probs.values())
-        if mass <= 0:
-            return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
-        return Choice(
-            probs={c: p / mass for c, p in probs.items()},
-            mass=mass,
-            input_tokens=usage.prompt_tokens if usage else 0,
+        create = (
+            client.completions.create
+            if self.config.prompt_format == "raw"
+            else client.chat.completions.create
         )
+        resp = await create(**request_kwargs(self.config, request, choose=True))
+        return parse_choice(resp, self.config.prompt_format, choices)
+
+
+# -- request bodies and answers, shared with the Batch API backend ---------------------------------
+
+
+def endpoint(config: LLMConfig) -> str:
+    """The API path a request goes to: raw prompts continue text, chat prompts are chat."""
+    return "/v1/completions" if config.prompt_format == "raw" else "/v1/chat/completions"
+
+
+def request_kwargs(config: LLMConfig, request: Request, *, choose: bool = False) -> dict[str, Any]:
+    """The SDK keyword arguments of one request (`extra_body` holds fields the OpenAI API lacks).
+
+    `choose` asks for one greedy token with its top log-probs instead of an answer."""
+    sampling: Sampling = request.sampling
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": sampling.seed,
+    }
+    if sampling.stop:
+        kwargs["stop"] = list(sampling.stop)[:4]  # the OpenAI API takes at most 4
+    if sampling.repetition_penalty != 1.0:
+        kwargs["extra_body"] = {"repetition_penalty": sampling.repetition_penalty}  # vLLM extension
+    if choose:
+        kwargs |= {"max_tokens": 1, "temperature": 0.0}
+        kwargs.pop("stop", None)
+    if config.prompt_format == "raw":
+        kwargs["prompt"] = render_raw(request.messages)
+        if choose:
+            kwargs["logprobs"] = TOP_LOGPROBS
+    else:
+        kwargs["messages"] = list(request.messages)
+        if choose:
+            kwargs |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+    return kwargs
+
+
+def json_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body the SDK sends for `kwargs`: `extra_body` merged into the top level."""
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+    return body | kwargs.get("extra_body", {})
+
+
+def parse_generation(resp: Any, prompt_format: str) -> Generation:
+    """A chat.completion / text_completion -> Generation. Raises on a malformed answer; an empty or
+    whitespace-only text is malformed too (never a silent success)."""
+    choice = resp.choices[0]
+    text = choice.text if prompt_format == "raw" else choice.message.content
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"no text in response: {text!r} (finish_reason={choice.finish_reason})")
+    usage = resp.usage
+    return Generation(
+        text=text,
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        finish_reason=choice.finish_reason,
+    )
+
+
+def parse_choice(resp: Any, prompt_format: str, choices: tuple[str, ...]) -> Choice:
+    """A one-token answer with top log-probs -> Choice (an error when no choice is among them)."""
+    if prompt_format == "raw":
+        top = resp.choices[0].logprobs.top_logprobs[0]  # {token: logprob}
+        candidates = list(top.items())
+    else:
+        candidates = [(t.token, t.logprob) for t in resp.choices[0].logprobs.content[0].top_logprobs]
+    probs = choice_probs(candidates, choices)
+    usage = resp.usage
+    mass = sum(probs.values())
+    if mass <= 0:
+        return Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
+    return Choice(
+        probs={c: p / mass for c, p in probs.items()},
+        mass=mass,
+        input_tokens=usage.prompt_tokens if usage else 0,
+    )
 
 
 def choice_probs(candidates: list[tuple[str, float]], choices: tuple[str, ...]) -> dict[str, float]:

@@ -42,7 +42,7 @@ class LLMConfig:
     """One LLM role (generator, judge, responder ...) as written in params.yaml."""
 
     model: str  # model reference: local dir, Hub id[@revision], pkg:<name>, or the served model name
-    backend: Literal["transformers", "openai", "vllm"] = "transformers"
+    backend: Literal["transformers", "openai", "openai_batch", "vllm"] = "transformers"
     # "chat" applies the model's chat template (or the chat endpoint); "raw" joins the message texts
     # and lets a base model continue them (few-shot completion; the completions endpoint for openai).
     prompt_format: Literal["chat", "raw"] = "chat"
@@ -56,11 +56,28 @@ class LLMConfig:
     retry_base_delay_s: float = 1.0  # openai: first backoff step (full jitter, doubling per retry)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
     device: str = "auto"  # transformers: auto | cpu | cuda[:N]
+    batch_poll_interval_s: float = field(
+        default=60.0, metadata={"help": "openai_batch: seconds between two status polls of a running batch"}
+    )
+    batch_max_requests: int = field(
+        default=50000, metadata={"help": "openai_batch: most requests per batch (the API allows 50000)"}
+    )
+    batch_completion_window: str = field(
+        default="24h", metadata={"help": "openai_batch: the batch's completion window (the API allows 24h)"}
+    )
+    batch_price_factor: float = field(
+        default=0.5,
+        metadata={"help": "openai_batch: the Batch API bills this fraction of the `prices` (list) rates"},
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_concurrency < 1:
             raise ValueError("batch_size and max_concurrency must be >= 1")
-        if self.backend == "openai" and self.api_key_env.startswith("sk-"):
+        if self.batch_max_requests < 1 or self.batch_poll_interval_s <= 0 or self.batch_price_factor < 0:
+            raise ValueError(
+                "batch_max_requests must be >= 1, batch_poll_interval_s > 0, batch_price_factor >= 0"
+            )
+        if self.backend in ("openai", "openai_batch") and self.api_key_env.startswith("sk-"):
             raise ValueError("api_key_env names an environment variable; never put the key itself in params")
 
 
