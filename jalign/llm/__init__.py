@@ -1,4 +1,5 @@
-"""The LLM layer: one client, three backends (transformers, openai, vllm), one cache, one retry policy."""
+"""The LLM layer: one client, four backends (transformers, openai, openai_batch, vllm), one cache, one retry
+policy."""
 
 from jalign.llm.cache import ResponseCache
 from jalign.llm.client import Budget, BudgetExceeded, LLMClient, Usage

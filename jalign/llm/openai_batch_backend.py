@@ -211,9 +211,10 @@ class OpenAIBatchBackend:
             async with openai.AsyncOpenAI(**self._client_kwargs) as client:
                 started, stop = [], None
                 for batch in batches:
-                    try:
-                        for i in batch.indices.values() if admit else ():
-                            admit(i)
+                    try:  # the whole batch is "sent" at once: admit all of it before uploading any
+                        for i in batch.indices.values():
+                            if admit is not None:
+                                admit(i)
                     except BudgetExceeded as exc:
                         stop = exc  # send nothing more; collect what was already sent, then re-raise
                         break
