@@ -294,11 +294,20 @@ def test_cancelled_batch_delivers_finished_rows_and_fails_the_rest(tmp_path):
     assert len(ResponseCache()) == 1
 
 
-def test_transient_errors_while_polling_are_retried(tmp_path):
-    with FakeOpenAIServer(["503", "429"]) as server:  # upload gets 503, its retry 429, then all is well
+def test_transient_errors_are_retried(tmp_path):
+    poll_faults = iter(["500", "503"])
+
+    def fault_for(path, body):
+        if path.startswith("/v1/batches/"):
+            return next(poll_faults, None)
+        return None
+
+    # the upload gets 503, its retry 429, then succeeds; the first two polls get 500 and 503
+    with FakeOpenAIServer(["503", "429"], fault_for=fault_for) as server:
         [gen] = make_client(server).generate([user("x")])
-    assert gen.ok
+    assert gen.ok and gen.text == reply("x")
     assert [r.fault for r in server.uploads()] == ["503", "429", None]
+    assert [r.fault for r in server.polls()][:3] == ["500", "503", None]
     assert len(server.creates()) == 1
 
 
