@@ -50,7 +50,12 @@ def price_for(role: str, llm: LLMConfig, params_path: str | Path = "params.yaml"
     table = read_params(params_path).get("prices") or {}
     entry = table.get(llm.model)
     if entry is not None:
-        return from_dict(Price, entry, f"prices.{llm.model}")
+        price = from_dict(Price, entry, f"prices.{llm.model}")
+        if llm.batch is not None:  # `prices` lists online rates; the Batch API bills a fraction of them
+            return Price(
+                input=price.input * llm.batch.price_factor, output=price.output * llm.batch.price_factor
+            )
+        return price
     if llm.backend in LOCAL_BACKENDS or llm.free or is_local_url(endpoint_url(llm)):
         return Price(input=0.0, output=0.0)
     raise ConfigError(

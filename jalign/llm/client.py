@@ -118,6 +118,10 @@ def make_backend(config: LLMConfig) -> Backend:
         from jalign.llm.ray_backend import RayBackend
 
         return RayBackend(config)
+    if config.backend == "openai_batch":
+        from jalign.llm.openai_batch_backend import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")
 
 
@@ -126,7 +130,8 @@ def identity(config: LLMConfig) -> dict[str, Any]:
     weights and adapters a hash of their content, so a retrained adapter at the same path is a new
     model whose answers are never served from the old one's cache entries."""
     http = config.backend == "ray" and config.ray is not None and config.ray.engine == "http"
-    if config.backend == "openai" or http:
+    if config.backend in ("openai", "openai_batch") or http:
+        # The Batch API answers the exact bodies the online endpoint gets: the two share cache entries.
         # A ray http job sends exactly what the openai backend sends: they share cache entries.
         base_url = (config.ray.http_base_url or endpoint_url(config)) if http else endpoint_url(config)  # type: ignore[union-attr]
         return {

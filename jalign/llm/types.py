@@ -15,7 +15,7 @@ from jalign.config import param
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
 
-Backend = Literal["transformers", "openai", "vllm", "ray"]
+Backend = Literal["transformers", "openai", "vllm", "ray", "openai_batch"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,20 @@ class RaySettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """`backend: openai_batch`: the OpenAI Batch API (half the price, answers within the window)."""
+
+    poll_interval_s: float = param("Seconds between two status polls of a running batch.", gt=0)
+    max_requests: int = param("Most requests per batch (the API allows 50000).", ge=1, le=50000)
+    completion_window: Literal["24h"] = param("The batch's completion window (the API allows 24h).")
+    price_factor: float = param(
+        "Fraction of the `prices` (online list) rates the Batch API bills (0.5); cost and budget use it.",
+        ge=0,
+        le=1,
+    )
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     """One LLM role (generator, judge, responder ...) as written in params.yaml."""
 
@@ -157,6 +171,10 @@ class LLMConfig:
     ray: RaySettings | None = param(
         "ray backend: cluster, engine and parallelism; null for other backends.", default=None
     )
+    batch: BatchSettings | None = param(
+        "openai_batch backend: polling, batch size, window, price factor; null for other backends.",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         if self.base_url and "@" in urlparse(self.base_url).netloc:
@@ -166,15 +184,19 @@ class LLMConfig:
             )
         if self.base_url and self.base_url_env:
             raise ValueError("set at most one of base_url and base_url_env")
-        if self.backend in ("openai", "ray") and self.api_key_env.startswith("sk-"):
+        if self.backend in ("openai", "ray", "openai_batch") and self.api_key_env.startswith("sk-"):
             raise ValueError("api_key_env names an environment variable; never put the key itself in params")
-        if self.backend == "openai" and self.adapter:
+        if self.backend in ("openai", "openai_batch") and self.adapter:
             raise ValueError(
                 "adapter: the openai backend cannot load adapters; serve the adapter "
                 "(vllm serve BASE --enable-lora --lora-modules NAME=PATH) and set model: NAME"
             )
         if self.backend == "vllm" and self.vllm is None:
             raise ValueError("vllm: backend vllm needs its engine settings (tensor_parallel_size ...)")
+        if self.backend == "openai_batch" and self.batch is None:
+            raise ValueError(
+                "batch: backend openai_batch needs its settings (poll_interval_s, max_requests ...)"
+            )
         if self.backend == "ray" and self.ray is None:
             raise ValueError("ray: backend ray needs its settings (engine, concurrency, batch_size ...)")
         if self.backend == "ray" and self.ray.engine == "http" and self.adapter:  # type: ignore[union-attr]

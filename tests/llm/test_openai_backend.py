@@ -312,3 +312,13 @@ def test_choose_retries_malformed_answers(tmp_path, faults):
     assert choice.ok, choice.error
     assert choice.best == "A"
     assert len(server.requests) == len(faults) + 1
+
+
+def test_whitespace_only_answer_is_a_failure_not_a_success(tmp_path):
+    # the parse the Batch API backend shares: an empty answer is malformed (retried), never cached
+    with FakeOpenAIServer(responder=lambda body: " \n ") as server:
+        client = make_client(server, tmp_path, max_retries=1)
+        [gen] = client.generate([user("x")])
+    assert not gen.ok and gen.text is None and "no text" in gen.error
+    assert len(server.requests) == 2
+    assert len(client.cache) == 0
