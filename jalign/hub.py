@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jalign.errors import JalignError
 from jalign.records import Record, RecordError
+from jalign.redact import redact as redact_known
 
 UNKNOWN = "unknown"
 # Files a publish never deletes from a repo (the Hub writes .gitattributes at creation).
 KEEP_REMOTE = frozenset({".gitattributes"})
 
 
-class LicenseError(ValueError):
+class LicenseError(JalignError, ValueError):
     """An artifact holds a licence or model terms that are neither allowed nor overridden."""
 
 
-class PublishError(RuntimeError):
+class PublishError(JalignError, RuntimeError):
     """A Hub call failed; the message never holds the token."""
 
 
@@ -215,11 +217,12 @@ class UploadFile:
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Remove secrets and URL credentials from text that may reach a log, a metric or an error."""
+    """Remove these secrets, the environment's known secrets (HF_TOKEN ...) and URL credentials from text
+    that may reach a log, a metric or an error."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+    return redact_known(text)
 
 
 def push_repo(
