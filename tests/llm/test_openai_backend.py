@@ -6,8 +6,9 @@ import math
 
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
+from helpers import llm_config, sampling
 
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
+from jalign.llm import LLMClient, Request, ResponseCache, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 
@@ -34,12 +35,12 @@ def make_client(server, tmp_path, **overrides) -> LLMClient:
         "retry_base_delay_s": 0.001,
         "max_concurrency": 4,
     } | overrides
-    return LLMClient(LLMConfig(**fields), cache=ResponseCache(tmp_path / "cache.sqlite"))
+    return LLMClient(llm_config(**fields), cache=ResponseCache(tmp_path / "cache.sqlite"))
 
 
-def user(text: str, sampling: Sampling | None = None, system: str | None = None) -> Request:
+def user(text: str, params: Sampling | None = None, system: str | None = None) -> Request:
     messages = ({"role": "system", "content": system},) if system else ()
-    return Request((*messages, {"role": "user", "content": text}), sampling or Sampling())
+    return Request((*messages, {"role": "user", "content": text}), params or sampling())
 
 
 def assert_key_only_in_auth_header(server) -> None:
@@ -55,12 +56,12 @@ def assert_key_only_in_auth_header(server) -> None:
 
 
 def test_chat_generate_sends_sampling_and_counts_usage(tmp_path):
-    sampling = Sampling(
+    params = sampling(
         temperature=0.3, top_p=0.9, max_tokens=32, seed=7, stop=("\n\n",), repetition_penalty=1.1
     )
     with FakeOpenAIServer() as server:
         client = make_client(server, tmp_path)
-        requests = [user(f"質問 {i}", sampling, system="あなたは日本語で答えます。") for i in range(3)]
+        requests = [user(f"質問 {i}", params, system="あなたは日本語で答えます。") for i in range(3)]
         out = client.generate(requests)
 
         assert len(server.requests) == 3
@@ -94,9 +95,9 @@ def test_chat_generate_sends_sampling_and_counts_usage(tmp_path):
 
 
 def test_defaults_omit_repetition_penalty_and_cap_stop_sequences(tmp_path):
-    sampling = Sampling(stop=("a", "b", "c", "d", "e"))
+    params = sampling(stop=("a", "b", "c", "d", "e"))
     with FakeOpenAIServer() as server:
-        make_client(server, tmp_path).generate([user("x", sampling)])
+        make_client(server, tmp_path).generate([user("x", params)])
     body = server.requests[0].body
     assert "repetition_penalty" not in body
     assert body["stop"] == ["a", "b", "c", "d"]  # the OpenAI API takes at most 4
@@ -104,7 +105,7 @@ def test_defaults_omit_repetition_penalty_and_cap_stop_sequences(tmp_path):
 
 def test_finish_reason_length_when_max_tokens_reached(tmp_path):
     with FakeOpenAIServer(responder=lambda body: "one two three four five six") as server:
-        [gen] = make_client(server, tmp_path).generate([user("count", Sampling(max_tokens=3))])
+        [gen] = make_client(server, tmp_path).generate([user("count", sampling(max_tokens=3))])
     assert gen.ok
     assert gen.text == "one two three"
     assert gen.finish_reason == "length"
@@ -115,7 +116,7 @@ def test_raw_prompt_format_uses_completions_endpoint(tmp_path):
     with FakeOpenAIServer(responder=lambda body: f"続き: {body['prompt'][-3:]}") as server:
         client = make_client(server, tmp_path, prompt_format="raw")
         req = Request(
-            ({"role": "system", "content": "例1。"}, {"role": "user", "content": "例2。"}), Sampling(seed=3)
+            ({"role": "system", "content": "例1。"}, {"role": "user", "content": "例2。"}), sampling(seed=3)
         )
         [gen] = client.generate([req])
     [rec] = server.requests
@@ -219,7 +220,7 @@ def test_no_api_key_with_base_url_sends_placeholder(tmp_path, monkeypatch):
 
 def test_missing_api_key_without_base_url_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
-    config = LLMConfig(model="gpt-test", backend="openai", api_key_env=KEY_ENV)
+    config = llm_config(model="gpt-test", backend="openai", api_key_env=KEY_ENV)
     client = LLMClient(config, cache=ResponseCache(tmp_path / "cache.sqlite"))
     with pytest.raises(RuntimeError, match=KEY_ENV):
         client.generate([user("hi")])
@@ -227,7 +228,7 @@ def test_missing_api_key_without_base_url_names_the_variable(tmp_path, monkeypat
 
 def test_api_key_itself_in_params_is_rejected():
     with pytest.raises(ValueError, match="environment variable"):
-        LLMConfig(model="m", backend="openai", api_key_env=KEY)
+        llm_config(model="m", backend="openai", api_key_env=KEY)
 
 
 # -- concurrency -----------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_choose_renormalises_top_logprobs(tmp_path, prompt_format):
     top = {"A": -0.1, "B": -2.5, "C": -3.0}
     with FakeOpenAIServer(top_logprobs=top) as server:
         client = make_client(server, tmp_path, prompt_format=prompt_format)
-        [choice] = client.choose([user("A or B?", Sampling(stop=("\n",), temperature=0.9))], ["A", "B"])
+        [choice] = client.choose([user("A or B?", sampling(stop=("\n",), temperature=0.9))], ["A", "B"])
     pa, pb = math.exp(-0.1), math.exp(-2.5)
     assert choice.ok, choice.error
     assert choice.probs == pytest.approx({"A": pa / (pa + pb), "B": pb / (pa + pb)})
