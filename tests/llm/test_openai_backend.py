@@ -313,3 +313,110 @@ def test_choose_retries_malformed_answers(tmp_path, faults):
     assert choice.ok, choice.error
     assert choice.best == "A"
     assert len(server.requests) == len(faults) + 1
+
+
+def test_one_slow_answer_holds_one_slot_not_a_chunk(tmp_path):
+    """One sliding window: while a slow request holds one slot, the other slot sends all the rest.
+    The slow answer is held until the 12 others have arrived (at most 10 s): with chunks (even of
+    4 x max_concurrency, as before) the rest would wait for the slow answer instead."""
+    import threading
+
+    lock, fast_seen, all_fast = threading.Lock(), [], threading.Event()
+
+    def reply(body):
+        if fake_openai.prompt_text(body) == "slow":
+            all_fast.wait(timeout=10)
+        else:
+            with lock:
+                fast_seen.append(fake_openai.prompt_text(body))
+                if len(fast_seen) == 12:
+                    all_fast.set()
+        return fake_openai.default_reply(body)
+
+    with FakeOpenAIServer(responder=reply) as server:
+        client = make_client(server, tmp_path, max_concurrency=2, timeout_s=20.0)
+        out = client.generate([user("slow"), *(user(f"fast{i}") for i in range(12))])
+    assert all(g.ok for g in out)
+    assert all_fast.is_set()  # all 12 arrived while the slow one held its slot
+    assert len(server.requests) == 13 and server.max_in_flight == 2
+
+
+def test_empty_or_whitespace_answers_are_retried(tmp_path):
+    replies = iter(["", "  \n\t", "本当の答え"])
+    with FakeOpenAIServer(responder=lambda body: next(replies)) as server:
+        client = make_client(server, tmp_path, max_concurrency=1)
+        [gen] = client.generate([user("答えて")])
+    assert gen.ok and gen.text == "本当の答え"
+    assert len(server.requests) == 3
+    assert client.usage.failed == 0 and len(client.cache) == 1
+
+
+def test_an_answer_that_stays_empty_is_a_failure_and_not_cached(tmp_path):
+    with FakeOpenAIServer(responder=lambda body: " ") as server:
+        client = make_client(server, tmp_path, max_retries=1)
+        [gen] = client.generate([user("答えて")])
+    assert not gen.ok and gen.text is None
+    assert gen.error.startswith("empty answer")
+    assert len(server.requests) == 2  # 1 try + max_retries
+    assert len(client.cache) == 0 and client.usage.failed == 1
+
+
+def test_a_key_echoed_by_the_server_is_redacted_in_the_error(tmp_path):
+    class EchoingServer(FakeOpenAIServer):
+        def _send_error(self, h, status, message, headers=None):
+            super()._send_error(
+                h, status, f"{message}: bad credentials {h.headers['Authorization']}", headers
+            )
+
+    with EchoingServer(["401"]) as server:
+        [gen] = make_client(server, tmp_path).generate([user("x")])
+    assert not gen.ok
+    assert "bad credentials Bearer ***" in gen.error
+    assert KEY not in gen.error
+
+
+@pytest.mark.parametrize("mode", ["generate", "choose"])
+def test_backend_reports_each_answer_once_and_admits_before_sending(tmp_path, mode):
+    """The backend protocol: `admit(i)` before request i goes out, `on_result(i, answer)` exactly once."""
+    from jalign.llm.openai_backend import OpenAIBackend
+
+    events: list[tuple[str, int]] = []
+    with FakeOpenAIServer(delay_s=0.01) as server:
+        config = llm_config(
+            model="m", backend="openai", base_url=server.url, api_key_env=KEY_ENV, max_concurrency=3
+        )
+        backend = OpenAIBackend(config)
+        requests = [user(f"q{i}") for i in range(7)]
+        on_result = lambda i, answer: events.append(("result", i))  # noqa: E731
+        admit = lambda i: events.append(("admit", i))  # noqa: E731
+        if mode == "generate":
+            out = backend.generate(requests, on_result, admit)
+        else:
+            out = backend.choose(requests, ("A", "B"), on_result, admit)
+    assert all(a.ok for a in out) and len(out) == 7
+    results = [i for kind, i in events if kind == "result"]
+    assert sorted(results) == list(range(7))  # each once
+    for i in range(7):
+        assert events.index(("admit", i)) < events.index(("result", i))
+    assert len(server.requests) == 7
+
+
+def test_backend_stops_sending_when_admit_refuses(tmp_path):
+    from jalign.llm import BudgetExceeded
+    from jalign.llm.openai_backend import OpenAIBackend
+
+    def admit(i: int) -> None:
+        if i >= 3:
+            raise BudgetExceeded("no budget left")
+
+    answered: list[int] = []
+    with FakeOpenAIServer() as server:
+        config = llm_config(
+            model="m", backend="openai", base_url=server.url, api_key_env=KEY_ENV, max_concurrency=1
+        )
+        with pytest.raises(BudgetExceeded, match="no budget left"):
+            OpenAIBackend(config).generate(
+                [user(f"q{i}") for i in range(6)], lambda i, a: answered.append(i), admit
+            )
+    assert answered == [0, 1, 2]  # what was sent is still reported
+    assert len(server.requests) == 3
