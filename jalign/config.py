@@ -59,24 +59,28 @@ def range_text(metadata: typing.Mapping[str, Any]) -> str:
     return ", ".join(f"{_BOUNDS[k]} {metadata[k]}" for k in _BOUNDS if k in metadata)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (YAML would keep the last silently)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark
-            )
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+def _check_unique_keys(
+    loader: yaml.SafeLoader, node: yaml.Node, key: str, done: set[int] | None = None
+) -> None:
+    """Reject a key repeated in one mapping (YAML would keep the last silently), naming its dotted key."""
+    done = set() if done is None else done
+    if id(node) in done:  # an alias of a node already checked (or a recursive one)
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            name = loader.construct_object(key_node, deep=True)
+            dotted = f"{key}.{name}" if key else str(name)
+            if name in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{dotted}: duplicate key (first at line {seen[name]})", key_node.start_mark
+                )
+            seen[name] = key_node.start_mark.line + 1
+            _check_unique_keys(loader, value_node, dotted, done)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(loader, item, f"{key}[{i}]", done)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -86,14 +90,21 @@ def load_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique_keys(loader, node, "")
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: {exc.problem or exc.context}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
 
 
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:

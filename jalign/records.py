@@ -71,7 +71,9 @@ def _unencodable_field(value: Any, path: str = "") -> str | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
+            # the name goes into an error message: escape a lone surrogate so that it can be printed
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+            child = f"{path}.{name}" if path else name
             found = _unencodable_field(key, child) or _unencodable_field(item, child)
             if found:
                 return found

@@ -112,7 +112,10 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tiny_llm_config(tiny_lm_dir: Path) -> Callable[..., Any]:
-    """Factory: an LLMConfig for the tiny model; keyword arguments override the fields."""
+    """Factory: a complete LLMConfig (tests/helpers.py) for the tiny model; keyword arguments override
+    the fields (`sampling` as a Sampling or a dict of overrides)."""
+    from helpers import llm_config
+
     from jalign.llm import LLMConfig
 
     def make(**overrides: Any) -> LLMConfig:
@@ -125,7 +128,7 @@ def tiny_llm_config(tiny_lm_dir: Path) -> Callable[..., Any]:
             "prompt_format": "chat",
             **overrides,
         }
-        return LLMConfig(**fields)
+        return llm_config(**fields)
 
     return make
 

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
+import yaml
+from helpers import llm_config, sampling
 
-from jalign.config import ConfigError, as_dict, from_dict, load_section, read_params
+from commands.params import SECTIONS, TOP_LEVEL, schema, validate
+from jalign.config import ConfigError, as_dict, from_dict, load_section, param, read_params
 from jalign.llm import LLMConfig, Sampling
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def llm_data(**overrides: Any) -> dict[str, Any]:
+    """A complete LLM role as params.yaml writes it (lists, not tuples), with `overrides` replaced."""
+    return as_dict(llm_config()) | overrides
+
+
+def sampling_data(**overrides: Any) -> dict[str, Any]:
+    return as_dict(sampling()) | overrides
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,11 @@ class Small:
 
 
 @dataclass(frozen=True)
+class Either:
+    value: int | str
+
+
+@dataclass(frozen=True)
 class Stage:
     """A stage section with an LLM role, like self_instruct."""
 
@@ -54,37 +73,53 @@ class Stage:
 # ---------------------------------------------------------------------------------------------
 def test_from_dict_builds_nested_frozen_dataclasses():
     data = {
-        "generator": {
-            "model": "models/base/gemma-3-270m",
-            "prompt_format": "raw",
-            "batch_size": 2,
-            "sampling": {"temperature": 0.8, "max_tokens": 160, "seed": 1, "stop": ["\nタスク", "\n\n\n"]},
-        },
+        "generator": llm_data(
+            model="models/base/gemma-3-270m",
+            prompt_format="raw",
+            batch_size=2,
+            sampling=sampling_data(temperature=0.8, max_tokens=160, seed=1, stop=["\nタスク", "\n\n\n"]),
+        ),
         "rounds": 3,
     }
     config = from_dict(Stage, data, "self_instruct")
     assert config == Stage(
-        generator=LLMConfig(
+        generator=llm_config(
             model="models/base/gemma-3-270m",
             prompt_format="raw",
             batch_size=2,
-            sampling=Sampling(temperature=0.8, max_tokens=160, seed=1, stop=("\nタスク", "\n\n\n")),
+            sampling=sampling(temperature=0.8, max_tokens=160, seed=1, stop=("\nタスク", "\n\n\n")),
         ),
         rounds=3,
     )
     assert isinstance(config.generator.sampling, Sampling)
-    assert config.generator.sampling.top_p == 0.95  # defaults fill what the section leaves out
-    assert config.generator.backend == "transformers"
+    assert config.generator.adapter is None  # a field whose default is None may be left out
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.rounds = 4  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.generator.sampling.seed = 2  # type: ignore[misc]
 
 
-def test_defaults_for_nested_dataclass_when_absent():
-    config = from_dict(Stage, {"generator": {"model": "org/name"}}, "s")
-    assert config.generator.sampling == Sampling()
-    assert config.rounds == 1
+def test_config_fields_have_no_defaults_but_none():
+    """What changes behaviour comes from params.yaml: a role without sampling is an error, not a
+    silent default, and `param` refuses any default other than None."""
+    data = llm_data()
+    del data["sampling"]
+    with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.sampling: required key is missing$"):
+        from_dict(Stage, {"generator": data}, "self_instruct")
+    with pytest.raises(ConfigError, match=r"^s\.top_p: required key is missing$"):
+        from_dict(Sampling, {k: v for k, v in sampling_data().items() if k != "top_p"}, "s")
+    with pytest.raises(TypeError, match="param default must be None"):
+        param("a help text", default=0.5)
+    with pytest.raises(TypeError, match="missing"):
+        Sampling()  # type: ignore[call-arg]
+    for cls in (Sampling, LLMConfig):
+        for f in dataclasses.fields(cls):
+            assert f.default in (dataclasses.MISSING, None), f.name
+            assert f.default_factory is dataclasses.MISSING, f.name
+            assert f.metadata["help"], f.name
+    # a plain dataclass's own defaults still fill what a mapping leaves out
+    assert from_dict(Stage, {"generator": llm_data()}, "s").rounds == 1
+    assert from_dict(Small, {"count": 1}, "small").inner == Inner("default")
 
 
 def test_every_field_kind_converts():
@@ -122,14 +157,21 @@ def test_lists_become_tuples():
     config = from_dict(Small, {"count": 1, "tags": ["x", "y"], "inners": [{"name": "a"}]}, "small")
     assert config.tags == ("x", "y") and isinstance(config.tags, tuple)
     assert isinstance(config.inners, tuple)
-    sampling = from_dict(Sampling, {"stop": ["###"]}, "s")
-    assert sampling.stop == ("###",)
-    hash(sampling)  # frozen and hashable all the way down: a list would make this fail
+    converted = from_dict(Sampling, sampling_data(stop=["###"]), "s")
+    assert converted.stop == ("###",)
+    hash(converted)  # frozen and hashable all the way down: a list would make this fail
+    hash(from_dict(Stage, {"generator": llm_data(sampling=sampling_data(stop=["a", "b"]))}, "s"))
 
 
 def test_none_only_for_optional():
     assert from_dict(Small, {"count": 1, "limit": None}, "small").limit is None
-    assert from_dict(LLMConfig, {"model": "m", "base_url": None}, "g").base_url is None
+    assert from_dict(LLMConfig, llm_data(base_url=None), "g").base_url is None
+    with pytest.raises(ConfigError, match=r"^g\.model: expected str, got None"):
+        from_dict(LLMConfig, llm_data(model=None), "g")
+    with pytest.raises(ConfigError, match=r"^g\.sampling\.top_p: expected a number, got None"):
+        from_dict(LLMConfig, llm_data(sampling=sampling_data(top_p=None)), "g")
+    with pytest.raises(ConfigError, match=r"^u\.value: null is not allowed here$"):
+        from_dict(Either, {"value": None}, "u")
     with pytest.raises(ConfigError, match=r"^small\.label: expected str, got None"):
         from_dict(Small, {"count": 1, "label": None}, "small")
     with pytest.raises(ConfigError, match=r"^small\.count: expected an integer, got None"):
@@ -152,7 +194,7 @@ def test_as_dict_round_trip():
 # errors
 # ---------------------------------------------------------------------------------------------
 def test_unknown_nested_key_names_the_full_dotted_key():
-    data = {"generator": {"model": "m", "sampling": {"temprature": 0.5}}}
+    data = {"generator": llm_data(sampling=sampling_data(temprature=0.5))}
     with pytest.raises(ConfigError) as info:
         from_dict(Stage, data, "self_instruct")
     message = str(info.value)
@@ -164,7 +206,7 @@ def test_unknown_top_level_key():
     with pytest.raises(
         ConfigError, match=r"^self_instruct\.roundz: unknown key \(allowed: generator, rounds\)"
     ):
-        from_dict(Stage, {"generator": {"model": "m"}, "roundz": 2}, "self_instruct")
+        from_dict(Stage, {"generator": llm_data(), "roundz": 2}, "self_instruct")
 
 
 def test_unknown_keys_of_mixed_types_are_still_a_config_error():
@@ -203,11 +245,11 @@ def test_wrong_types_name_the_key(data, key, expected):
 
 def test_llm_config_wrong_types_name_the_key():
     with pytest.raises(ConfigError, match=r"^evolve\.generator\.batch_size: expected an integer, got '8'"):
-        from_dict(Stage, {"generator": {"model": "m", "batch_size": "8"}}, "evolve")
+        from_dict(Stage, {"generator": llm_data(batch_size="8")}, "evolve")
     with pytest.raises(ConfigError, match=r"^g\.sampling\.max_tokens: expected an integer, got True"):
-        from_dict(LLMConfig, {"model": "m", "sampling": {"max_tokens": True}}, "g")
+        from_dict(LLMConfig, llm_data(sampling=sampling_data(max_tokens=True)), "g")
     with pytest.raises(ConfigError, match=r"^g\.model: expected str, got 1"):
-        from_dict(LLMConfig, {"model": 1}, "g")
+        from_dict(LLMConfig, llm_data(model=1), "g")
 
 
 def test_literal_values_are_checked():
@@ -218,21 +260,56 @@ def test_literal_values_are_checked():
     with pytest.raises(
         ConfigError, match=r"^g\.backend: 'vllm-server' is not one of 'transformers', 'openai'"
     ):
-        from_dict(LLMConfig, {"model": "m", "backend": "vllm-server"}, "g")
+        from_dict(LLMConfig, llm_data(backend="vllm-server"), "g")
     with pytest.raises(ConfigError, match=r"^g\.dtype: 'bf16' is not one of"):
-        from_dict(LLMConfig, {"model": "m", "dtype": "bf16"}, "g")
+        from_dict(LLMConfig, llm_data(dtype="bf16"), "g")
+
+
+@pytest.mark.parametrize(
+    ("sampling_field", "value", "expected"),
+    [
+        ("temperature", -1, "-1.0 is out of range (allowed: >= 0)"),
+        ("top_p", 0, "0.0 is out of range (allowed: > 0, <= 1)"),
+        ("top_p", 1.5, "1.5 is out of range (allowed: > 0, <= 1)"),
+        ("max_tokens", 0, "0 is out of range (allowed: >= 1)"),
+        ("seed", -3, "-3 is out of range (allowed: >= 0)"),
+        ("repetition_penalty", 0.0, "0.0 is out of range (allowed: > 0)"),
+        ("temperature", math.nan, "nan is not a finite number"),
+        ("temperature", math.inf, "inf is not a finite number"),
+        ("top_p", -math.inf, "-inf is not a finite number"),
+    ],
+)
+def test_ranges_and_non_finite_numbers_name_the_key(sampling_field, value, expected):
+    data = {"generator": llm_data(sampling=sampling_data(**{sampling_field: value}))}
+    with pytest.raises(ConfigError) as info:
+        from_dict(Stage, data, "evolve")
+    assert str(info.value) == f"evolve.generator.sampling.{sampling_field}: {expected}"
+
+
+def test_ranges_apply_to_every_number_of_a_tuple_and_the_bounds_themselves_pass():
+    @dataclass(frozen=True)
+    class Ranged:
+        weights: tuple[float, ...] = param("weights", ge=0, lt=1)
+
+    assert from_dict(Ranged, {"weights": [0, 0.5, 0.999]}, "r").weights == (0.0, 0.5, 0.999)
+    with pytest.raises(ConfigError, match=r"^r\.weights: 1\.0 is out of range \(allowed: >= 0, < 1\)$"):
+        from_dict(Ranged, {"weights": [0.5, 1]}, "r")
+    with pytest.raises(ConfigError, match=r"^r\.weights\[1\]: nan is not a finite number$"):
+        from_dict(Ranged, {"weights": [0.5, math.nan]}, "r")
+    edge = from_dict(Sampling, sampling_data(temperature=0, top_p=1, max_tokens=1), "s")
+    assert (edge.temperature, edge.top_p, edge.max_tokens) == (0.0, 1.0, 1)
 
 
 def test_post_init_errors_surface_as_config_error_naming_the_section():
-    with pytest.raises(ConfigError) as info:
-        from_dict(Stage, {"generator": {"model": "m", "sampling": {"temperature": -1}}}, "evolve")
-    assert str(info.value) == "evolve.generator.sampling: sampling.temperature must be >= 0, got -1.0"
-    assert isinstance(info.value.__cause__, ValueError)
-
-    with pytest.raises(ConfigError, match=r"^small: count must be >= 0, got -1$"):
+    with pytest.raises(ConfigError, match=r"^small: count must be >= 0, got -1$") as info:
         from_dict(Small, {"count": -1}, "small")
+    assert isinstance(info.value.__cause__, ValueError)
     with pytest.raises(ConfigError, match=r"^g: api_key_env names an environment variable"):
-        from_dict(LLMConfig, {"model": "gpt-4o", "backend": "openai", "api_key_env": "sk-abc"}, "g")
+        from_dict(LLMConfig, llm_data(model="gpt-4o", backend="openai", api_key_env="sk-abc"), "g")
+    with pytest.raises(ConfigError, match=r"^g: adapter: the openai backend cannot load adapters"):
+        from_dict(LLMConfig, llm_data(backend="openai", adapter="models/dpo/adapter"), "g")
+    with pytest.raises(ConfigError, match=r"^g: vllm: backend vllm needs its engine settings"):
+        from_dict(LLMConfig, llm_data(backend="vllm"), "g")
 
 
 def test_missing_required_key():
@@ -241,7 +318,9 @@ def test_missing_required_key():
     with pytest.raises(ConfigError, match=r"^self_instruct\.generator: required key is missing$"):
         from_dict(Stage, {"rounds": 2}, "self_instruct")
     with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.model: required key is missing$"):
-        from_dict(Stage, {"generator": {"backend": "openai"}}, "self_instruct")
+        from_dict(
+            Stage, {"generator": {k: v for k, v in llm_data().items() if k != "model"}}, "self_instruct"
+        )
 
 
 def test_section_must_be_a_mapping():
@@ -261,16 +340,19 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_load_section_reads_yaml(tmp_path):
+    generator = llm_data(sampling=sampling_data(seed=9))
     path = write(
         tmp_path,
         "small:\n  count: 2\n  tags: [a, b]\n  inner: {name: n}\n"
-        "outer:\n  stage:\n    generator: {model: m, sampling: {seed: 9}}\n",
+        + yaml.safe_dump({"outer": {"stage": {"generator": generator}}}, allow_unicode=True),
     )
     assert load_section(Small, "small", path) == Small(count=2, tags=("a", "b"), inner=Inner("n"))
     nested = load_section(Stage, "outer.stage", path)
     assert nested.generator.sampling.seed == 9
+    assert nested.generator == llm_config(sampling=sampling(seed=9))
+    typo = {"outer": {"stage": {"generator": generator | {"modle": "m"}}}}
     with pytest.raises(ConfigError, match=r"^outer\.stage\.generator\.modle: unknown key"):
-        load_section(Stage, "outer.stage", write(tmp_path, "outer:\n  stage:\n    generator: {modle: m}\n"))
+        load_section(Stage, "outer.stage", write(tmp_path, yaml.safe_dump(typo)))
 
 
 def test_load_section_missing_section(tmp_path):
@@ -285,8 +367,8 @@ def test_missing_params_file(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError) as info:
         load_section(Small, "small", missing)
-    assert str(info.value) == f"{missing}: params file not found"
-    with pytest.raises(ConfigError, match="params file not found"):
+    assert str(info.value) == f"{missing}: file not found"
+    with pytest.raises(ConfigError, match="file not found"):
         read_params(missing)
 
 
@@ -294,7 +376,26 @@ def test_invalid_yaml(tmp_path):
     path = write(tmp_path, "small:\n  count: [1, 2\n  label: x\n")
     with pytest.raises(ConfigError) as info:
         load_section(Small, "small", path)
-    assert str(info.value).startswith(f"{path}: not valid YAML")
+    assert str(info.value) == f"{path}:3: expected ',' or ']', but got ':'"  # file and line
+
+
+def test_duplicate_yaml_keys_are_rejected_naming_the_key_and_both_lines(tmp_path):
+    # YAML itself keeps the last of two equal keys: `beta` would silently be 0.5
+    path = write(tmp_path, "small:\n  count: 1\n  label: a\n  count: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_section(Small, "small", path)
+    assert str(info.value) == f"{path}:4: small.count: duplicate key (first at line 2)"
+    nested = write(tmp_path, "top:\n  inner:\n    name: a\n    name: b\n")
+    with pytest.raises(ConfigError, match=r":4: top\.inner\.name: duplicate key \(first at line 3\)$"):
+        read_params(nested)
+    other = write(tmp_path, "small:\n  count: 1\nsmall:\n  count: 2\n")
+    with pytest.raises(ConfigError, match=r":3: small: duplicate key \(first at line 1\)$"):
+        read_params(other)
+    # the same key in different mappings is fine
+    assert read_params(write(tmp_path, "a:\n  count: 1\nb:\n  count: 2\n")) == {
+        "a": {"count": 1},
+        "b": {"count": 2},
+    }
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
@@ -306,27 +407,45 @@ def test_top_level_must_be_a_mapping(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the repository's params.yaml
 # ---------------------------------------------------------------------------------------------
-def stage_classes():
-    from stages.curate import CurateConfig
-    from stages.evolve import EvolveConfig
-    from stages.models import ModelsConfig
-    from stages.self_instruct import SelfInstructConfig
-
-    return {
-        "self_instruct": SelfInstructConfig,
-        "evolve": EvolveConfig,
-        "curate": CurateConfig,
-        "models": ModelsConfig,
-    }
+PARAMS = REPO_ROOT / "params.yaml"
 
 
-@pytest.mark.parametrize("section", ["self_instruct", "evolve", "curate", "models"])
-def test_repo_params_yaml_loads_for_every_stage(section):
-    params = REPO_ROOT / "params.yaml"
-    cls = stage_classes()[section]
-    config = load_section(cls, section, params)
-    assert isinstance(config, cls)
-    assert_written_values_arrive(read_params(params)[section], as_dict(config), section)
+def section_entries(params: dict[str, Any], name: str) -> list[tuple[str, Any]]:
+    """(dotted key, raw mapping) of a SECTIONS name: one for a section, one per entry for `x.y.*`."""
+    head, *rest = name.split(".")
+    if not rest:
+        return [(head, params[head])]
+    return [(f"{head}.{rest[0]}.{k}", v) for k, v in params[head][rest[0]].items()]
+
+
+def test_repo_params_yaml_is_valid_as_a_whole():
+    params = read_params(PARAMS)
+    validate(params)  # every section of SECTIONS and every prices entry; no unknown section
+    assert set(params) == TOP_LEVEL  # every section of params.yaml has a schema, and no schema lacks one
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_repo_params_yaml_loads_for_every_section(name):
+    params = read_params(PARAMS)
+    cls = schema(name)
+    entries = section_entries(params, name)
+    assert entries
+    for key, raw in entries:
+        config = from_dict(cls, raw, key)
+        assert isinstance(config, cls)
+        assert_written_values_arrive(raw, as_dict(config), key)
+    if "." not in name:  # the stages read it with load_section
+        assert load_section(cls, name, PARAMS) == from_dict(cls, params[name], name)
+
+
+def test_repo_prices_load():
+    from jalign.llm.types import Price
+
+    prices = read_params(PARAMS)["prices"]
+    assert prices
+    for model, raw in prices.items():
+        price = from_dict(Price, raw, f"prices.{model}")
+        assert (price.input, price.output) == (raw["input"], raw["output"])
 
 
 def assert_written_values_arrive(raw, resolved, key: str) -> None:
@@ -334,5 +453,115 @@ def assert_written_values_arrive(raw, resolved, key: str) -> None:
     if isinstance(raw, dict):
         for sub, value in raw.items():
             assert_written_values_arrive(value, resolved[sub], f"{key}.{sub}")
+    elif isinstance(raw, list) and any(isinstance(v, dict) for v in raw):
+        assert len(resolved) == len(raw), key
+        for i, value in enumerate(raw):
+            assert_written_values_arrive(value, resolved[i], f"{key}[{i}]")
     else:
         assert resolved == raw, key
+
+
+def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b[0].c` in nested params (creating the last key)."""
+    node: Any = params
+    parts = dotted.replace("[", ".[").split(".")
+    for part in parts[:-1]:
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    last = parts[-1]
+    node[int(last[1:-1]) if last.startswith("[") else last] = value
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "expected"),
+    [
+        pytest.param("train.betta", 0.1, "train.betta: unknown key (allowed: ", id="unknown-key"),
+        pytest.param(
+            "judge.judge.sampling.temprature",
+            0.0,
+            "judge.judge.sampling.temprature: unknown key",
+            id="unknown-nested",
+        ),
+        pytest.param(
+            "classifier.encoders.e5-small.lr",
+            1e-5,
+            "classifier.encoders.e5-small.lr: unknown key",
+            id="unknown-entry",
+        ),
+        pytest.param(
+            "judge.judge.batch_size",
+            "8",
+            "judge.judge.batch_size: expected an integer, got '8'",
+            id="wrong-type",
+        ),
+        pytest.param("sft.enabled", "yes", "sft.enabled: expected bool, got 'yes'", id="wrong-type-bool"),
+        pytest.param(
+            "hub.allowed_licenses", "mit", "hub.allowed_licenses: expected a list, got str", id="not-a-list"
+        ),
+        pytest.param("train.beta", math.nan, "train.beta: nan is not a finite number", id="nan"),
+        pytest.param(
+            "respond.responders[1].llm.sampling.temperature",
+            math.inf,
+            "respond.responders[1].llm.sampling.temperature: inf is not a finite number",
+            id="inf-in-a-list-entry",
+        ),
+        pytest.param(
+            "prices.gpt-4o.output",
+            math.nan,
+            "prices.gpt-4o.output: nan is not a finite number",
+            id="nan-price",
+        ),
+        pytest.param(
+            "self_instruct.generator.sampling.top_p",
+            1.5,
+            "self_instruct.generator.sampling.top_p: 1.5 is out of range (allowed: > 0, <= 1)",
+            id="out-of-range",
+        ),
+        pytest.param(
+            "evaluate.tie_margin",
+            1.0,
+            "evaluate.tie_margin: 1.0 is out of range (allowed: >= 0, < 1)",
+            id="range-end",
+        ),
+        pytest.param(
+            "prices.gpt-4o-mini.input",
+            -0.15,
+            "prices.gpt-4o-mini.input: -0.15 is out of range (allowed: >= 0)",
+            id="negative-price",
+        ),
+        pytest.param("evolve.judge.model", None, "evolve.judge.model: expected str, got None", id="null-str"),
+        pytest.param("train.beta", None, "train.beta: expected a number, got None", id="null-number"),
+        pytest.param(
+            "curate.tagger.sampling",
+            None,
+            "curate.tagger.sampling: expected a mapping, got NoneType",
+            id="null-section",
+        ),
+    ],
+)
+def test_params_checks_name_the_dotted_key(dotted, value, expected):
+    params = copy.deepcopy(read_params(PARAMS))
+    set_key(params, dotted, value)
+    with pytest.raises(ConfigError) as info:
+        validate(params)
+    assert str(info.value).startswith(expected)
+
+
+def test_params_sections_unknown_or_missing(tmp_path):
+    params = copy.deepcopy(read_params(PARAMS))
+    with pytest.raises(ConfigError, match=r"unknown section 'trian'"):
+        validate(params | {"trian": {}})
+    del params["judge"]
+    with pytest.raises(ConfigError, match=r"missing section 'judge'"):
+        validate(params)
+
+
+def test_duplicate_key_in_the_repo_params_yaml_names_line_and_dotted_key(tmp_path):
+    text = PARAMS.read_text(encoding="utf-8")
+    assert text.count("\ntrain:\n  model:") == 1
+    duplicated = text.replace("\ntrain:\n  model:", "\ntrain:\n  beta: 0.5\n  model:")
+    path = write(tmp_path, duplicated)
+    line = duplicated[: duplicated.index("\ntrain:\n")].count("\n") + 3  # `beta: 0.5` is the 2nd line
+    first = next(i for i, t in enumerate(duplicated.splitlines(), 1) if i > line and t == "  beta: 0.01")
+    with pytest.raises(ConfigError) as info:
+        read_params(path)
+    assert str(info.value) == f"{path}:{first}: train.beta: duplicate key (first at line {line})"

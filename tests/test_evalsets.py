@@ -51,7 +51,7 @@ def write_jsonl(path: Path, rows: list) -> str:
 
 def test_elyza_tasks_100():
     items = load_eval_items(
-        EvalSet("elyza", shared_file("elyza_tasks_100/elyza100_jp.jsonl"), format="elyza")
+        EvalSet("elyza", format="elyza", path=shared_file("elyza_tasks_100/elyza100_jp.jsonl"))
     )
     assert len(items) == 100
     assert [i.id for i in items] == [str(n) for n in range(1, 101)]  # no id field: the row number
@@ -72,8 +72,8 @@ def test_elyza_tasks_100():
 def test_japanese_mt_bench_full(reference):
     eval_set = EvalSet(
         "mt_bench_ja",
-        shared_file("japanese_mt_bench/question_full.jsonl"),
         format="mt_bench",
+        path=shared_file("japanese_mt_bench/question_full.jsonl"),
         reference_path=shared_file(f"japanese_mt_bench/{reference}"),
     )
     items = load_eval_items(eval_set)
@@ -101,14 +101,14 @@ def test_japanese_mt_bench_reduced_set_and_custom_reference_categories():
     """question.jsonl has no math/coding: only reasoning needs references; the file covers a superset."""
     path = shared_file("japanese_mt_bench/question.jsonl")
     ref = shared_file("japanese_mt_bench/reference_answer_gpt-4.jsonl")
-    items = load_eval_items(EvalSet("mt", path, format="mt_bench", reference_path=ref))
+    items = load_eval_items(EvalSet("mt", format="mt_bench", path=path, reference_path=ref))
     assert len(items) == 60
     assert {i.category for i in items if i.references} == {"reasoning"}
     items = load_eval_items(
-        EvalSet("mt", path, format="mt_bench", reference_path=ref, reference_categories=("stem",))
+        EvalSet("mt", format="mt_bench", path=path, reference_path=ref, reference_categories=("stem",))
     )
     assert {i.category for i in items if i.references} == {"stem"}
-    assert load_eval_items(EvalSet("mt", path, format="mt_bench"))[0].references is None
+    assert load_eval_items(EvalSet("mt", format="mt_bench", path=path))[0].references is None
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_japanese_mt_bench_reduced_set_and_custom_reference_categories():
     ],
 )
 def test_arena_hard(relative, count, categories):
-    items = load_eval_items(EvalSet("arena", shared_file(relative), format="arena_hard"))
+    items = load_eval_items(EvalSet("arena", format="arena_hard", path=shared_file(relative)))
     assert len(items) == count
     assert all(len(i.turns) == 1 and i.turns[0].strip() for i in items)
     assert collections.Counter(i.category for i in items) == categories
@@ -134,13 +134,13 @@ def test_arena_hard(relative, count, categories):
 def test_m_arena_hard_ja_is_v01_translated_with_gpt4_answers_as_references():
     """Same ids as v0.1 (uid vs question_id), {content} turns; FastChat answers with {content} turns."""
     v01 = load_eval_items(
-        EvalSet("v01", shared_file("arena_hard/arena-hard-v0.1_question.jsonl"), format="arena_hard")
+        EvalSet("v01", format="arena_hard", path=shared_file("arena_hard/arena-hard-v0.1_question.jsonl"))
     )
     ja = load_eval_items(
         EvalSet(
             "ja",
-            shared_file("arena_hard/m-arena-hard-ja/question.jsonl"),
             format="arena_hard",
+            path=shared_file("arena_hard/m-arena-hard-ja/question.jsonl"),
             reference_path=shared_file("arena_hard/m-arena-hard-ja/model_answer_gpt-4.jsonl"),
         )
     )
@@ -168,7 +168,7 @@ def test_own_eval_set_from_params():
 
 def test_limit_applies_to_evaluation_not_to_contamination(tmp_path):
     path = write_jsonl(tmp_path / "e.jsonl", [{"id": f"q{n}", "prompt": f"問題{n}"} for n in range(5)])
-    eval_set = EvalSet("own", path, limit=2)
+    eval_set = EvalSet("own", format="jalign", path=path, limit=2)
     assert [i.id for i in load_eval_items(eval_set)] == ["q0", "q1"]
     assert len(load_eval_items(eval_set, apply_limit=False)) == 5
     assert len(load_eval_prompts([eval_set])) == 5
@@ -185,7 +185,7 @@ def test_every_turn_is_checked_for_contamination(tmp_path):
             }
         ],
     )
-    prompts = load_eval_prompts([EvalSet("mt", path, format="mt_bench")])
+    prompts = load_eval_prompts([EvalSet("mt", format="mt_bench", path=path)])
     records = [{"id": "r1"}, {"id": "r2"}]
     clean, hits = decontaminate(records, ["それを俳句にして", "全く別の話題"], prompts, threshold=0.7)
     assert [r["id"] for r in clean] == ["r2"]
@@ -196,7 +196,7 @@ def test_elyza_id_field_is_used_when_present_and_turn_messages_keep_user_turns(t
     path = write_jsonl(
         tmp_path / "e.jsonl", [{"id": "t-9", "input": "質問", "output": "答え", "eval_aspect": "観点"}]
     )
-    assert load_eval_items(EvalSet("e", path, format="elyza"))[0].id == "t-9"
+    assert load_eval_items(EvalSet("e", format="elyza", path=path))[0].id == "t-9"
     path = write_jsonl(
         tmp_path / "a.jsonl",
         [
@@ -210,7 +210,7 @@ def test_elyza_id_field_is_used_when_present_and_turn_messages_keep_user_turns(t
             }
         ],
     )
-    assert load_eval_items(EvalSet("a", path, format="arena_hard"))[0].turns == ("一つ目", "二つ目")
+    assert load_eval_items(EvalSet("a", format="arena_hard", path=path))[0].turns == ("一つ目", "二つ目")
 
 
 def test_field_overrides(tmp_path):
@@ -219,7 +219,8 @@ def test_field_overrides(tmp_path):
     )
     eval_set = EvalSet(
         "custom",
-        path,
+        format="jalign",
+        path=path,
         prompt_field="q",
         id_field="qid",
         category_field="kind",
@@ -281,15 +282,15 @@ def test_bad_rows_name_file_line_and_field(tmp_path, fmt, lines, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(RecordError, match="^" + re.escape(str(path)) + message):
-        load_eval_items(EvalSet("bad", str(path), format=fmt))
+        load_eval_items(EvalSet("bad", format=fmt, path=str(path)))
 
 
 def test_empty_and_missing_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
     with pytest.raises(RecordError, match="no evaluation items"):
-        load_eval_items(EvalSet("e", str(tmp_path / "empty.jsonl")))
+        load_eval_items(EvalSet("e", format="jalign", path=str(tmp_path / "empty.jsonl")))
     with pytest.raises(RecordError, match="file not found"):
-        load_eval_items(EvalSet("e", str(tmp_path / "absent.jsonl")))
+        load_eval_items(EvalSet("e", format="jalign", path=str(tmp_path / "absent.jsonl")))
 
 
 def mt_row(qid: int, category: str) -> dict:
@@ -303,58 +304,91 @@ def ref_row(qid: int, turns: list) -> dict:
 def test_mt_bench_reference_errors(tmp_path):
     questions = write_jsonl(tmp_path / "q.jsonl", [mt_row(1, "math"), mt_row(2, "writing")])
     ok = write_jsonl(tmp_path / "ok.jsonl", [ref_row(1, ["答1", "答2"])])
-    items = load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=ok))
+    items = load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=ok))
     assert [i.references for i in items] == [("答1", "答2"), None]  # writing needs none
 
     missing = write_jsonl(tmp_path / "missing.jsonl", [ref_row(2, ["w1", "w2"])])
     with pytest.raises(
         RecordError, match="^" + re.escape(missing) + r": no reference answer for question_id '1'"
     ):
-        load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=missing))
+        load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=missing))
 
     short = write_jsonl(tmp_path / "short.jsonl", [ref_row(1, ["only one"])])
     with pytest.raises(RecordError, match=r"q.jsonl:1: field 'turns': 2 turns but 1 reference turns"):
-        load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=short))
+        load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=short))
 
     dup = write_jsonl(tmp_path / "dup.jsonl", [ref_row(1, ["a", "b"]), ref_row(1, ["a", "b"])])
     with pytest.raises(
         RecordError, match="^" + re.escape(dup) + r":2: field 'question_id': duplicate id '1'"
     ):
-        load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=dup))
+        load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=dup))
 
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question_id": 1, "choices": []}])
     with pytest.raises(
         RecordError, match="^" + re.escape(bad) + r":1: field 'choices' must be a non-empty list"
     ):
-        load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=bad))
+        load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=bad))
 
     empty_turn = write_jsonl(tmp_path / "empty_turn.jsonl", [ref_row(1, ["a", " "])])
     with pytest.raises(RecordError, match=r":1: field 'choices\[0\].turns\[1\]' must be a non-empty string"):
-        load_eval_items(EvalSet("mt", questions, format="mt_bench", reference_path=empty_turn))
+        load_eval_items(EvalSet("mt", format="mt_bench", path=questions, reference_path=empty_turn))
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="exactly one of path or hf_dataset"):
-        EvalSet("x")
+        EvalSet("x", format="jalign")
     with pytest.raises(ValueError, match="exactly one of path or hf_dataset"):
-        EvalSet("x", "a.jsonl", hf_dataset="elyza/ELYZA-tasks-100", revision="r")
+        EvalSet("x", format="jalign", path="a.jsonl", hf_dataset="elyza/ELYZA-tasks-100", revision="r")
     with pytest.raises(ValueError, match="at most one of reference_path"):
-        EvalSet("x", "a.jsonl", reference_path="r.jsonl", reference_hf_dataset="d", reference_revision="r")
-    with pytest.raises(ValueError, match="limit must be >= 1"):
-        EvalSet("x", "a.jsonl", limit=0)
+        EvalSet(
+            "x",
+            format="jalign",
+            path="a.jsonl",
+            reference_path="r.jsonl",
+            reference_hf_dataset="d",
+            reference_revision="r",
+        )
+    with pytest.raises(ConfigError, match=r"^evaluate.sets\[0\].limit: 0 is out of range \(allowed: >= 1\)$"):
+        from_dict(
+            EvalSet, {"name": "x", "format": "jalign", "path": "a.jsonl", "limit": 0}, "evaluate.sets[0]"
+        )
+    with pytest.raises(ConfigError, match=r"^evaluate.sets\[0\].format: required key is missing$"):
+        from_dict(EvalSet, {"name": "x", "path": "a.jsonl"}, "evaluate.sets[0]")
+    with pytest.raises(ConfigError, match=r"^evaluate.sets\[0\]: eval set 'x': set exactly one of path"):
+        from_dict(EvalSet, {"name": "x", "format": "jalign"}, "evaluate.sets[0]")
     with pytest.raises(ConfigError, match=r"evaluate.sets\[0\].format: 'mtbench' is not one of"):
         from_dict(EvalSet, {"name": "x", "path": "a.jsonl", "format": "mtbench"}, "evaluate.sets[0]")
     with pytest.raises(ConfigError, match=r"evaluate.sets\[0\].promt_field: unknown key"):
         from_dict(EvalSet, {"name": "x", "path": "a.jsonl", "promt_field": "p"}, "evaluate.sets[0]")
 
 
-def test_hub_sets_without_a_revision_warn():
-    with pytest.warns(UserWarning, match="elyza/ELYZA-tasks-100 has no revision"):
-        EvalSet("e", hf_dataset="elyza/ELYZA-tasks-100", format="elyza")
-    with pytest.warns(UserWarning, match="refs/answers has no revision"):
-        EvalSet("m", "q.jsonl", format="mt_bench", reference_hf_dataset="refs/answers")
-    pinned = EvalSet("e", hf_dataset="elyza/ELYZA-tasks-100", revision="abc123", format="elyza")
+def test_hub_sets_need_a_revision_and_a_split():
+    """An unpinned Hub set may change under you: a revision and a split are required, not a warning."""
+    with pytest.raises(ValueError, match=r"'e': elyza/ELYZA-tasks-100 needs revision .* and split$"):
+        EvalSet("e", format="elyza", hf_dataset="elyza/ELYZA-tasks-100")
+    with pytest.raises(ValueError, match=r"needs revision"):
+        EvalSet("e", format="elyza", hf_dataset="elyza/ELYZA-tasks-100", split="test")
+    with pytest.raises(ValueError, match=r"and split"):
+        EvalSet("e", format="elyza", hf_dataset="elyza/ELYZA-tasks-100", revision="abc123")
+    with pytest.raises(ValueError, match=r"refs/answers needs reference_revision .* and reference_split$"):
+        EvalSet("m", format="mt_bench", path="q.jsonl", reference_hf_dataset="refs/answers")
+    with pytest.raises(ValueError, match=r"refs/answers needs reference_revision"):
+        EvalSet(
+            "m", format="mt_bench", path="q.jsonl", reference_hf_dataset="refs/answers", reference_split="t"
+        )
+    pinned = EvalSet("e", format="elyza", hf_dataset="elyza/ELYZA-tasks-100", revision="abc123", split="test")
     assert pinned.source == "elyza/ELYZA-tasks-100@abc123[test]"
+    configured = dataclasses.replace(pinned, hf_config="ja")
+    assert configured.source == "elyza/ELYZA-tasks-100/ja@abc123[test]"
+    refs = EvalSet(
+        "m",
+        format="mt_bench",
+        path="q.jsonl",
+        reference_hf_dataset="refs/answers",
+        reference_revision="r1",
+        reference_split="train",
+    )
+    assert refs.source == "q.jsonl"
 
 
 def test_every_config_field_is_documented():
@@ -364,7 +398,8 @@ def test_every_config_field_is_documented():
 def test_duplicate_set_names_are_rejected(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
-        "evaluate:\n  sets:\n    - {name: a, path: x.jsonl}\n    - {name: a, path: y.jsonl, format: elyza}\n",
+        "evaluate:\n  sets:\n    - {name: a, format: jalign, path: x.jsonl}\n"
+        "    - {name: a, path: y.jsonl, format: elyza}\n",
         encoding="utf-8",
     )
     with pytest.raises(ConfigError, match="names must be unique"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,36 +45,71 @@ def make_local_model(directory: Path, weight_bytes: bytes = b"\0" * 64) -> Path:
     return directory
 
 
-def test_local_directory_fingerprint(tmp_path):
+def test_local_directory_fingerprint_is_a_content_hash(tmp_path):
     model = make_local_model(tmp_path / "m")
     source = resolve(str(model))
     assert source.kind == "local"
     assert source.location == str(model)
     assert source.pretrained_kwargs() == {"pretrained_model_name_or_path": str(model)}
-    assert len(source.revision) == 16
+    assert len(source.revision) == 16 and int(source.revision, 16) >= 0
     # Stable: same directory, same answer; an identical copy elsewhere has the same fingerprint.
     assert resolve(str(model)).revision == source.revision
     assert resolve(str(make_local_model(tmp_path / "copy"))).revision == source.revision
 
-    # Same size, other bytes: the cheap fingerprint does not see it (it hashes sizes, not contents).
+    # Same size, other bytes: a retrained model with the same shapes is a different model.
     (model / "model.safetensors").write_bytes(b"\1" * 64)
-    assert resolve(str(model)).revision == source.revision
-    # A weight file of another size changes it.
-    (model / "model.safetensors").write_bytes(b"\0" * 65)
-    changed = resolve(str(model)).revision
-    assert changed != source.revision
-    # So do a changed config and an added weight shard.
+    other_bytes = resolve(str(model)).revision
+    assert other_bytes != source.revision
+    seen = {source.revision, other_bytes}
+    # So do a changed config, an added weight shard, and a renamed file.
     (model / "config.json").write_text('{"model_type": "gemma3_text"}')
-    new_config = resolve(str(model)).revision
-    assert new_config not in (source.revision, changed)
+    seen.add(resolve(str(model)).revision)
     (model / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 8)
-    assert resolve(str(model)).revision not in (source.revision, changed, new_config)
+    seen.add(resolve(str(model)).revision)
+    (model / "model-00002-of-00002.safetensors").rename(model / "model-00002-of-00003.safetensors")
+    seen.add(resolve(str(model)).revision)
+    assert len(seen) == 5
+    # Hidden files (.cache/ of huggingface_hub downloads, editor files) are not part of the model.
+    before = resolve(str(model)).revision
+    (model / ".cache").mkdir()
+    (model / ".cache" / "lock").write_text("x")
+    (model / ".DS_Store").write_bytes(b"\0")
+    assert resolve(str(model)).revision == before
+
+
+def test_file_hashes_are_memoised_by_stat(tmp_path):
+    """Each file is read once while its (path, size, mtime, inode) stay the same, as DVC does: bytes
+    changed behind an unchanged stat are not re-read; a touched file is."""
+    model = make_local_model(tmp_path / "m")
+    weights = model / "model.safetensors"
+    first = resolve(str(model)).revision
+    memo = cache_home() / "file-hashes.sqlite"
+    assert memo.is_file()
+    stat = weights.stat()
+    with weights.open("r+b") as fh:  # same inode, same size, then the old mtime restored
+        fh.write(b"\7" * 64)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights.stat().st_ino == stat.st_ino
+    assert resolve(str(model)).revision == first  # served from the memo
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert resolve(str(model)).revision != first  # a new stat: hashed again
 
 
 def test_local_directory_without_config(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelSourceError, match=r"no config\.json"):
+    with pytest.raises(ModelSourceError, match=r"neither config\.json \(a model\) nor adapter_config\.json"):
         resolve(str(tmp_path / "empty"))
+
+
+def test_peft_adapter_directory_resolves_by_content(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 32)
+    source = resolve(str(adapter))
+    assert (source.kind, source.location) == ("local", str(adapter))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\2" * 32)  # retrained, same shapes
+    assert resolve(str(adapter)).revision != source.revision
 
 
 @pytest.mark.parametrize("ref", ["models/base/gemma-3-9000m", "./models/nothing", "/nonexistent/model/dir"])
@@ -136,7 +173,10 @@ def test_packaged_hf_dir_model_materialises_and_loads_offline(tmp_path, monkeypa
         "license": "apache-2.0",
         "sha256": sha256,
     }
-    assert source.revision == sha256[:16]
+    # The revision is the directory's content hash: a copy elsewhere is the same model.
+    assert len(source.revision) == 16
+    copy = shutil.copytree(target, tmp_path / "copy")
+    assert resolve(str(copy)).revision == source.revision
 
     # Second resolve: the manifest is there, nothing is copied again.
     stamp = (target / MANIFEST).stat().st_mtime_ns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,11 +12,17 @@ import pytest
 
 from jalign.records import (
     RecordError,
+    atomic_path,
     check_text_field,
     check_unique_ids,
+    clean_stale_temp,
+    licence_list,
+    provenance_of,
     read_jsonl,
+    user_prompt,
     write_json,
     write_jsonl,
+    write_text,
 )
 
 
@@ -106,6 +113,58 @@ def test_check_text_field():
     assert len(str(info.value)) < 200  # the bad value is shown truncated
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"id": "\xe6\x97"}\n', r":2: not valid UTF-8 \(byte 0xe6 at byte 9\)$"),  # a cut 3-byte character
+        (b'{"id": "\xff"}\n', r":2: not valid UTF-8 \(byte 0xff at byte 9\)$"),
+        (b'{"id": "\\ud800"}\n', r":2: field 'id' holds a lone surrogate escape"),
+        (b'{"a": {"b": ["ok", "\\udfff"]}}\n', r":2: field 'a.b\[1\]' holds a lone surrogate escape"),
+        (b'{"\\ud83d": 1}\n', r":2: field '\\ud83d' holds a lone surrogate escape"),
+    ],
+)
+def test_invalid_text_names_file_line_and_field(tmp_path, raw, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes('{"id": "日本語"}\n'.encode() + raw)
+    with pytest.raises(RecordError, match="^" + re.escape(str(path)) + message) as info:
+        read_jsonl(path)
+    str(info.value).encode("utf-8")  # the message itself can be printed and written to a file
+
+
+def test_a_surrogate_pair_escape_is_valid_text(tmp_path):
+    path = tmp_path / "ok.jsonl"
+    path.write_bytes(b'{"id": "\\ud83d\\ude00"}\n')  # one emoji, escaped as a pair
+    assert read_jsonl(path, required=("id",)) == [{"id": "\U0001f600"}]
+
+
+def test_user_prompt_appends_the_input_when_there_is_one():
+    assert user_prompt({"instruction": "要約して", "input": "本文"}) == "要約して\n本文"
+    assert user_prompt({"instruction": "要約して", "input": ""}) == "要約して"
+    assert user_prompt({"instruction": "要約して"}) == "要約して"
+
+
+# ---------------------------------------------------------------------------------------------
+# licence provenance
+# ---------------------------------------------------------------------------------------------
+def test_licence_list_accepts_strings_lists_and_nothing():
+    assert licence_list("mit") == ["mit"]
+    assert licence_list(["mit", "apache-2.0", "mit"]) == ["apache-2.0", "mit"]
+    assert licence_list(None) == [] and licence_list("") == [] and licence_list([]) == []
+
+
+def test_provenance_of_unions_input_licences_and_model_terms():
+    inputs = [
+        {"license": "cc-by-4.0"},
+        {"license": ["apache-2.0", "cc-by-4.0"], "model_terms": ["gemma"]},
+        {"model_terms": ["openai-terms"]},
+    ]
+    assert provenance_of(inputs, ["qwen", "gemma"]) == {
+        "license": ["apache-2.0", "cc-by-4.0"],
+        "model_terms": ["gemma", "openai-terms", "qwen"],
+    }
+    assert provenance_of([]) == {"license": [], "model_terms": []}
+
+
 # ---------------------------------------------------------------------------------------------
 # check_unique_ids
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +172,10 @@ def test_check_unique_ids():
     check_unique_ids([{"id": "a"}, {"id": "b"}, {"id": "c"}], "seeds.jsonl")
     with pytest.raises(RecordError) as info:
         check_unique_ids([{"id": "a"}, {"id": "b"}, {"id": "a"}], "seeds.jsonl")
-    assert str(info.value) == "seeds.jsonl:3: duplicate id 'a' (first at record 1)"
-    with pytest.raises(RecordError, match=r"duplicate key 'k'"):
+    assert str(info.value) == "seeds.jsonl:3: field 'id': duplicate id 'a' (first at record 1)"
+    with pytest.raises(
+        RecordError, match=r"^x\.jsonl:2: field 'key': duplicate id 'k' \(first at record 1\)$"
+    ):
         check_unique_ids([{"key": "k"}, {"key": "k"}], "x.jsonl", field="key")
     check_unique_ids([{"key": "k"}, {"key": "l"}], "x.jsonl", field="key")
     check_unique_ids([], "x.jsonl")
@@ -125,6 +186,38 @@ def test_check_unique_ids():
 # ---------------------------------------------------------------------------------------------
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_clean_stale_temp_removes_what_a_killed_run_left(tmp_path):
+    out = tmp_path / "data" / "out.jsonl"
+    folder = tmp_path / "model"
+    out.parent.mkdir()
+    (folder / "sub").mkdir(parents=True)
+    stale = [
+        out.parent / ".out.jsonl.0a1b2c.tmp",
+        folder / ".weights.bin.ffee00.tmp",
+        folder / "sub" / ".x.1.tmp",
+    ]
+    keep = [out.parent / ".other.jsonl.0a1b2c.tmp", out.parent / "out.jsonl.tmp", folder / "weights.bin"]
+    for path in stale + keep:
+        path.write_text("x")
+    out.write_text("old output\n")
+    assert sorted(clean_stale_temp([out, folder, tmp_path / "absent" / "o.json"])) == sorted(stale)
+    assert all(p.exists() for p in [*keep, out]) and not any(p.exists() for p in stale)
+    assert clean_stale_temp([out, folder]) == []
+    # what atomic_path leaves when the process dies inside the block is exactly such a file
+    with pytest.raises(KeyboardInterrupt), atomic_path(out) as tmp:
+        os.link(tmp, tmp_path / "survivor")  # the temp file as a kill would leave it
+        raise KeyboardInterrupt
+    os.link(tmp_path / "survivor", tmp)
+    assert clean_stale_temp([out]) == [tmp]
+
+
+def test_write_text_is_atomic(tmp_path):
+    path = tmp_path / "docs" / "params.md"
+    write_text(path, "# 見出し\n")
+    assert path.read_text(encoding="utf-8") == "# 見出し\n"
+    assert [p.name for p in path.parent.iterdir()] == ["params.md"]
 
 
 def test_write_jsonl_round_trip(tmp_path):

@@ -7,6 +7,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from jalign.llm.cache import ResponseCache, cache_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +125,47 @@ def test_concurrent_writer_processes(tmp_path, monkeypatch):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_put_soon_is_written_by_the_writer_thread_and_flush_waits_for_it(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    for i in range(50):
+        cache.put_soon(f"k{i}", {"text": f"答え{i}"})
+    cache.flush()
+    other = ResponseCache(tmp_path / "c.sqlite")  # another connection sees every committed answer
+    assert len(other) == 50 and other.get("k49") == {"text": "答え49"}
+    cache.flush()  # nothing queued: returns at once
+    cache.put_soon("late", {"text": "後"})  # a new writer starts after a flush
+    cache.flush()
+    assert other.get("late") == {"text": "後"}
+
+
+def test_a_writer_failure_is_raised_by_flush_not_lost(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("DROP TABLE responses")  # every write of the writer thread now fails
+    blocker.commit()
+    blocker.close()
+    cache.put_soon("k", {"text": "x"})
+    with pytest.raises(RuntimeError, match=r"writing answers failed: no such table"):
+        cache.flush()
+
+
+def test_default_path_is_found_from_the_repository_root(tmp_path, monkeypatch):
+    from jalign.llm.cache import CACHE_RELATIVE, cache_path, project_root
+
+    repo = tmp_path / "repo"
+    (repo / ".dvc").mkdir(parents=True)
+    (repo / "stages" / "deep").mkdir(parents=True)
+    copy = repo / ".dvc" / "tmp" / "exps" / "tmpa1b2c3"  # `dvc exp run --temp` works in a copy
+    (copy / "stages").mkdir(parents=True)
+    (copy / ".dvc").mkdir()
+    assert project_root(repo / "stages" / "deep") == repo
+    assert project_root(copy / "stages") == repo  # the copy shares the workspace's cache
+    assert project_root(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # no repository above
+    monkeypatch.delenv("JALIGN_LLM_CACHE")
+    monkeypatch.chdir(copy)
+    assert cache_path() == repo / CACHE_RELATIVE
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "override.sqlite"))
+    assert cache_path() == tmp_path / "override.sqlite"  # the environment still wins

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
+from helpers import llm_config, sampling
 
-from jalign.llm import Budget, BudgetExceeded, LLMClient, LLMConfig, Price, Request, ResponseCache, Sampling
+from jalign.llm import Budget, BudgetExceeded, LLMClient, Price, Request, ResponseCache, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 
@@ -36,12 +37,12 @@ def make_client(server, tmp_path, *, price=None, budget=None, **overrides) -> LL
         "max_concurrency": 4,
     } | overrides
     return LLMClient(
-        LLMConfig(**fields), price=price, budget=budget, cache=ResponseCache(tmp_path / "cache.sqlite")
+        llm_config(**fields), price=price, budget=budget, cache=ResponseCache(tmp_path / "cache.sqlite")
     )
 
 
-def user(text: str, sampling: Sampling | None = None) -> Request:
-    return Request(({"role": "user", "content": text},), sampling or Sampling())
+def user(text: str, params: Sampling | None = None) -> Request:
+    return Request(({"role": "user", "content": text},), params or sampling())
 
 
 # -- cache hits and misses -------------------------------------------------------------------------
@@ -92,12 +93,12 @@ def test_choose_is_cached_separately_from_generate(server, tmp_path):
 @pytest.mark.parametrize(
     ("changed_request", "changed_config"),
     [
-        (user("q", Sampling(seed=1)), {}),
-        (user("q", Sampling(temperature=0.1)), {}),
-        (user("q", Sampling(max_tokens=17)), {}),
-        (user("q", Sampling(stop=("。",))), {}),
-        (user("q ", Sampling()), {}),
-        (Request(({"role": "system", "content": "s"}, {"role": "user", "content": "q"}), Sampling()), {}),
+        (user("q", sampling(seed=1)), {}),
+        (user("q", sampling(temperature=0.1)), {}),
+        (user("q", sampling(max_tokens=17)), {}),
+        (user("q", sampling(stop=("。",))), {}),
+        (user("q ", sampling()), {}),
+        (Request(({"role": "system", "content": "s"}, {"role": "user", "content": "q"}), sampling()), {}),
         (user("q"), {"model": "another-model"}),
         (user("q"), {"prompt_format": "raw"}),
     ],
@@ -214,37 +215,101 @@ def test_cost_ledger_is_tokens_times_price(server, tmp_path):
     assert client.usage.as_dict()["usd"] == round(expected, 6)
 
 
-def test_budget_stops_before_the_chunk_that_would_exceed_it(server, tmp_path):
+def worst_usd(text: str, max_tokens: int, price: Price) -> float:
+    """The budget's worst case of a one-message request, by hand: every UTF-8 byte may be a token,
+    plus 8 tokens of chat overhead per message and 8 for the reply; the answer is max_tokens long."""
+    tokens_in = len(text.encode("utf-8")) + 8 + 8
+    return (tokens_in * price.input + max_tokens * price.output) / 1e6
+
+
+def actual_usd(usage: dict, price: Price) -> float:
+    return (usage["prompt_tokens"] * price.input + usage["completion_tokens"] * price.output) / 1e6
+
+
+def test_budget_stops_before_the_request_that_could_exceed_it(server, tmp_path):
     price = Price(input=1000.0, output=2000.0)  # USD per 1M tokens: 0.001 / 0.002 per token
-    sampling = Sampling(max_tokens=4)
-    requests = [user(f"q{i}", sampling) for i in range(8)]
-    # max_concurrency=1: chunks of 4 requests. Worst case per chunk: 4 * (2 chars * 0.001 + 4 * 0.002)
-    worst_chunk = 4 * (2 * 1000.0 + 4 * 2000.0) / 1e6
-    assert worst_chunk == pytest.approx(0.04)
-    budget = Budget(limit_usd=0.06)
+    requests = [user(f"q{i}", sampling(max_tokens=4)) for i in range(8)]
+    worst = worst_usd("q0", 4, price)
+    assert worst == pytest.approx((18 * 1000.0 + 4 * 2000.0) / 1e6)  # 0.026
+    budget = Budget(limit_usd=0.04)
+    # max_concurrency=1: one request at a time, each admitted only if spent + its worst case fits
     client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=1)
-    assert client.backend.chunk_size == 4
 
     with pytest.raises(BudgetExceeded, match="budget"):
         client.generate(requests)
 
-    assert server.count == 4  # the second chunk was never sent
-    assert sorted(prompts(server)) == [f"q{i}" for i in range(4)]
-    usages = [r.response["usage"] for r in server.requests]
-    spent = sum(u["prompt_tokens"] * 1000.0 + u["completion_tokens"] * 2000.0 for u in usages) / 1e6
-    assert budget.spent_usd == pytest.approx(spent)
-    assert spent + worst_chunk > budget.limit_usd  # why it stopped
-    assert len(client.cache) == 4  # answers already received stay cached
+    sent = server.count
+    assert 0 < sent < len(requests)
+    assert prompts(server) == [f"q{i}" for i in range(sent)]
+    costs = [actual_usd(r.response["usage"], price) for r in server.requests]
+    assert all(0 < c < worst for c in costs)  # real answers cost less than their reservation
+    for k in range(sent):  # every sent request fitted what was spent before it ...
+        assert sum(costs[:k]) + worst <= budget.limit_usd
+    assert sum(costs) + worst > budget.limit_usd  # ... and the next one did not: why it stopped
+    assert budget.spent_usd == pytest.approx(sum(costs))
+    assert budget.reserved_usd == 0.0  # every reservation settled
+    assert len(client.cache) == sent  # answers already received stay cached
 
-    # raise the budget and rerun: the first chunk is free, only the rest is sent
+    # raise the budget and rerun: what was answered is free, only the rest is sent
     rerun = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=1.0), max_concurrency=1)
     out = rerun.generate(requests)
     assert all(g.ok for g in out)
-    assert server.count == 8
-    assert rerun.usage.cached == 4 and rerun.usage.new_calls == 4
+    assert server.count == len(requests)
+    assert rerun.usage.cached == sent and rerun.usage.new_calls == len(requests) - sent
 
 
-def test_budget_too_small_for_the_first_chunk_sends_nothing(server, tmp_path):
+def test_budget_reserves_the_worst_case_of_every_request_in_flight(tmp_path):
+    """Concurrent requests each hold their worst case until answered: with room for two reservations,
+    a window of four sends two, however cheap their answers turn out to be."""
+    price = Price(input=1000.0, output=2000.0)
+    worst = worst_usd("q0", 4, price)
+    budget = Budget(limit_usd=2.5 * worst)
+    with FakeOpenAIServer(delay_s=0.2) as server:
+        client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=4)
+        with pytest.raises(BudgetExceeded):
+            client.generate([user(f"q{i}", sampling(max_tokens=4)) for i in range(8)])
+    assert server.count == 2  # the third reservation would pass the limit while two are in flight
+    assert server.max_in_flight == 2
+    assert budget.spent_usd == pytest.approx(
+        sum(actual_usd(r.response["usage"], price) for r in server.requests)
+    )
+    assert budget.spent_usd < worst  # so a budget that only counted spending would have sent more
+    assert budget.reserved_usd == 0.0
+    assert len(client.cache) == 2  # the answers in flight when it stopped are kept
+
+
+def test_budget_worst_case_counts_utf8_bytes_not_characters(server, tmp_path):
+    """Japanese text is 3 bytes a character; a byte-level tokenizer may make a token of each."""
+    price = Price(input=1e6, output=0.0)  # 1 USD per input token
+    text = "日本語"  # 3 characters, 9 bytes: worst case 9 + 16 = 25 input tokens
+    assert worst_usd(text, 4, price) == pytest.approx(25.0)
+    with pytest.raises(BudgetExceeded):
+        make_client(server, tmp_path, price=price, budget=Budget(limit_usd=24.99)).generate([user(text)])
+    assert server.count == 0
+    client = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=25.0))
+    [gen] = client.generate([user(text)])
+    assert gen.ok and server.count == 1
+
+
+def test_answers_without_usage_are_charged_their_worst_case(tmp_path):
+    """An endpoint that reports no token usage is never free: it is charged its reservation."""
+
+    class NoUsage(FakeOpenAIServer):
+        def _answer(self, path, body):
+            return {**super()._answer(path, body), "usage": None}
+
+    price = Price(input=1000.0, output=2000.0)
+    budget = Budget(limit_usd=1.0)
+    with NoUsage() as server:
+        client = make_client(server, tmp_path, price=price, budget=budget)
+        [gen] = client.generate([user("q0", sampling(max_tokens=4))])
+    assert gen.ok and gen.input_tokens == 0
+    assert client.usage.usd == pytest.approx(worst_usd("q0", 4, price))
+    assert budget.spent_usd == pytest.approx(worst_usd("q0", 4, price))
+    assert budget.reserved_usd == 0.0
+
+
+def test_budget_too_small_for_the_first_request_sends_nothing(server, tmp_path):
     client = make_client(server, tmp_path, price=Price(input=1e6, output=1e6), budget=Budget(limit_usd=0.5))
     with pytest.raises(BudgetExceeded):
         client.generate([user("x")])
@@ -253,16 +318,18 @@ def test_budget_too_small_for_the_first_chunk_sends_nothing(server, tmp_path):
 
 def test_budget_is_shared_across_clients(server, tmp_path):
     price = Price(input=1000.0, output=1000.0)
-    budget = Budget(limit_usd=0.02)
+    assert worst_usd("abc", 4, price) == pytest.approx(0.023)
+    assert worst_usd("xxxxx", 10, price) == pytest.approx(0.031)
+    budget = Budget(limit_usd=0.032)
     generator = make_client(server, tmp_path, price=price, budget=budget)
     judge = make_client(server, tmp_path, price=price, budget=budget, model="judge-model")
-    generator.generate([user("abc", Sampling(max_tokens=4))])  # worst 0.007, spends less
-    assert 0 < budget.spent_usd < 0.007
-    judged = [user("xxxxx", Sampling(max_tokens=10))]  # worst 0.015: fits an unspent budget of 0.02 ...
+    generator.generate([user("abc", sampling(max_tokens=4))])  # reserves 0.023, spends far less
+    assert 0.001 < budget.spent_usd < 0.023
+    judged = [user("xxxxx", sampling(max_tokens=10))]  # 0.031: fits an unspent budget of 0.032 ...
     with pytest.raises(BudgetExceeded):
         judge.generate(judged)  # ... but not what the generator left of the shared one
     assert server.count == 1
-    alone = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=0.02), model="judge-model")
+    alone = make_client(server, tmp_path, price=price, budget=Budget(limit_usd=0.032), model="judge-model")
     assert all(g.ok for g in alone.generate(judged))
     assert server.count == 2
 

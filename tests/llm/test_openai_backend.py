@@ -6,8 +6,9 @@ import math
 
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
+from helpers import llm_config, sampling
 
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
+from jalign.llm import LLMClient, Request, ResponseCache, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 
@@ -34,12 +35,12 @@ def make_client(server, tmp_path, **overrides) -> LLMClient:
         "retry_base_delay_s": 0.001,
         "max_concurrency": 4,
     } | overrides
-    return LLMClient(LLMConfig(**fields), cache=ResponseCache(tmp_path / "cache.sqlite"))
+    return LLMClient(llm_config(**fields), cache=ResponseCache(tmp_path / "cache.sqlite"))
 
 
-def user(text: str, sampling: Sampling | None = None, system: str | None = None) -> Request:
+def user(text: str, params: Sampling | None = None, system: str | None = None) -> Request:
     messages = ({"role": "system", "content": system},) if system else ()
-    return Request((*messages, {"role": "user", "content": text}), sampling or Sampling())
+    return Request((*messages, {"role": "user", "content": text}), params or sampling())
 
 
 def assert_key_only_in_auth_header(server) -> None:
@@ -55,12 +56,12 @@ def assert_key_only_in_auth_header(server) -> None:
 
 
 def test_chat_generate_sends_sampling_and_counts_usage(tmp_path):
-    sampling = Sampling(
+    params = sampling(
         temperature=0.3, top_p=0.9, max_tokens=32, seed=7, stop=("\n\n",), repetition_penalty=1.1
     )
     with FakeOpenAIServer() as server:
         client = make_client(server, tmp_path)
-        requests = [user(f"質問 {i}", sampling, system="あなたは日本語で答えます。") for i in range(3)]
+        requests = [user(f"質問 {i}", params, system="あなたは日本語で答えます。") for i in range(3)]
         out = client.generate(requests)
 
         assert len(server.requests) == 3
@@ -94,9 +95,9 @@ def test_chat_generate_sends_sampling_and_counts_usage(tmp_path):
 
 
 def test_defaults_omit_repetition_penalty_and_cap_stop_sequences(tmp_path):
-    sampling = Sampling(stop=("a", "b", "c", "d", "e"))
+    params = sampling(stop=("a", "b", "c", "d", "e"))
     with FakeOpenAIServer() as server:
-        make_client(server, tmp_path).generate([user("x", sampling)])
+        make_client(server, tmp_path).generate([user("x", params)])
     body = server.requests[0].body
     assert "repetition_penalty" not in body
     assert body["stop"] == ["a", "b", "c", "d"]  # the OpenAI API takes at most 4
@@ -104,7 +105,7 @@ def test_defaults_omit_repetition_penalty_and_cap_stop_sequences(tmp_path):
 
 def test_finish_reason_length_when_max_tokens_reached(tmp_path):
     with FakeOpenAIServer(responder=lambda body: "one two three four five six") as server:
-        [gen] = make_client(server, tmp_path).generate([user("count", Sampling(max_tokens=3))])
+        [gen] = make_client(server, tmp_path).generate([user("count", sampling(max_tokens=3))])
     assert gen.ok
     assert gen.text == "one two three"
     assert gen.finish_reason == "length"
@@ -115,7 +116,7 @@ def test_raw_prompt_format_uses_completions_endpoint(tmp_path):
     with FakeOpenAIServer(responder=lambda body: f"続き: {body['prompt'][-3:]}") as server:
         client = make_client(server, tmp_path, prompt_format="raw")
         req = Request(
-            ({"role": "system", "content": "例1。"}, {"role": "user", "content": "例2。"}), Sampling(seed=3)
+            ({"role": "system", "content": "例1。"}, {"role": "user", "content": "例2。"}), sampling(seed=3)
         )
         [gen] = client.generate([req])
     [rec] = server.requests
@@ -219,7 +220,7 @@ def test_no_api_key_with_base_url_sends_placeholder(tmp_path, monkeypatch):
 
 def test_missing_api_key_without_base_url_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
-    config = LLMConfig(model="gpt-test", backend="openai", api_key_env=KEY_ENV)
+    config = llm_config(model="gpt-test", backend="openai", api_key_env=KEY_ENV)
     client = LLMClient(config, cache=ResponseCache(tmp_path / "cache.sqlite"))
     with pytest.raises(RuntimeError, match=KEY_ENV):
         client.generate([user("hi")])
@@ -227,7 +228,7 @@ def test_missing_api_key_without_base_url_names_the_variable(tmp_path, monkeypat
 
 def test_api_key_itself_in_params_is_rejected():
     with pytest.raises(ValueError, match="environment variable"):
-        LLMConfig(model="m", backend="openai", api_key_env=KEY)
+        llm_config(model="m", backend="openai", api_key_env=KEY)
 
 
 # -- concurrency -----------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_choose_renormalises_top_logprobs(tmp_path, prompt_format):
     top = {"A": -0.1, "B": -2.5, "C": -3.0}
     with FakeOpenAIServer(top_logprobs=top) as server:
         client = make_client(server, tmp_path, prompt_format=prompt_format)
-        [choice] = client.choose([user("A or B?", Sampling(stop=("\n",), temperature=0.9))], ["A", "B"])
+        [choice] = client.choose([user("A or B?", sampling(stop=("\n",), temperature=0.9))], ["A", "B"])
     pa, pb = math.exp(-0.1), math.exp(-2.5)
     assert choice.ok, choice.error
     assert choice.probs == pytest.approx({"A": pa / (pa + pb), "B": pb / (pa + pb)})
@@ -319,6 +320,113 @@ def test_whitespace_only_answer_is_a_failure_not_a_success(tmp_path):
     with FakeOpenAIServer(responder=lambda body: " \n ") as server:
         client = make_client(server, tmp_path, max_retries=1)
         [gen] = client.generate([user("x")])
-    assert not gen.ok and gen.text is None and "no text" in gen.error
+    assert not gen.ok and gen.text is None and "empty answer" in gen.error
     assert len(server.requests) == 2
     assert len(client.cache) == 0
+
+
+def test_one_slow_answer_holds_one_slot_not_a_chunk(tmp_path):
+    """One sliding window: while a slow request holds one slot, the other slot sends all the rest.
+    The slow answer is held until the 12 others have arrived (at most 10 s): with chunks (even of
+    4 x max_concurrency, as before) the rest would wait for the slow answer instead."""
+    import threading
+
+    lock, fast_seen, all_fast = threading.Lock(), [], threading.Event()
+
+    def reply(body):
+        if fake_openai.prompt_text(body) == "slow":
+            all_fast.wait(timeout=10)
+        else:
+            with lock:
+                fast_seen.append(fake_openai.prompt_text(body))
+                if len(fast_seen) == 12:
+                    all_fast.set()
+        return fake_openai.default_reply(body)
+
+    with FakeOpenAIServer(responder=reply) as server:
+        client = make_client(server, tmp_path, max_concurrency=2, timeout_s=20.0)
+        out = client.generate([user("slow"), *(user(f"fast{i}") for i in range(12))])
+    assert all(g.ok for g in out)
+    assert all_fast.is_set()  # all 12 arrived while the slow one held its slot
+    assert len(server.requests) == 13 and server.max_in_flight == 2
+
+
+def test_empty_or_whitespace_answers_are_retried(tmp_path):
+    replies = iter(["", "  \n\t", "本当の答え"])
+    with FakeOpenAIServer(responder=lambda body: next(replies)) as server:
+        client = make_client(server, tmp_path, max_concurrency=1)
+        [gen] = client.generate([user("答えて")])
+    assert gen.ok and gen.text == "本当の答え"
+    assert len(server.requests) == 3
+    assert client.usage.failed == 0 and len(client.cache) == 1
+
+
+def test_an_answer_that_stays_empty_is_a_failure_and_not_cached(tmp_path):
+    with FakeOpenAIServer(responder=lambda body: " ") as server:
+        client = make_client(server, tmp_path, max_retries=1)
+        [gen] = client.generate([user("答えて")])
+    assert not gen.ok and gen.text is None
+    assert gen.error.startswith("empty answer")
+    assert len(server.requests) == 2  # 1 try + max_retries
+    assert len(client.cache) == 0 and client.usage.failed == 1
+
+
+def test_a_key_echoed_by_the_server_is_redacted_in_the_error(tmp_path):
+    class EchoingServer(FakeOpenAIServer):
+        def _send_error(self, h, status, message, headers=None):
+            super()._send_error(
+                h, status, f"{message}: bad credentials {h.headers['Authorization']}", headers
+            )
+
+    with EchoingServer(["401"]) as server:
+        [gen] = make_client(server, tmp_path).generate([user("x")])
+    assert not gen.ok
+    assert "bad credentials Bearer ***" in gen.error
+    assert KEY not in gen.error
+
+
+@pytest.mark.parametrize("mode", ["generate", "choose"])
+def test_backend_reports_each_answer_once_and_admits_before_sending(tmp_path, mode):
+    """The backend protocol: `admit(i)` before request i goes out, `on_result(i, answer)` exactly once."""
+    from jalign.llm.openai_backend import OpenAIBackend
+
+    events: list[tuple[str, int]] = []
+    with FakeOpenAIServer(delay_s=0.01) as server:
+        config = llm_config(
+            model="m", backend="openai", base_url=server.url, api_key_env=KEY_ENV, max_concurrency=3
+        )
+        backend = OpenAIBackend(config)
+        requests = [user(f"q{i}") for i in range(7)]
+        on_result = lambda i, answer: events.append(("result", i))  # noqa: E731
+        admit = lambda i: events.append(("admit", i))  # noqa: E731
+        if mode == "generate":
+            out = backend.generate(requests, on_result, admit)
+        else:
+            out = backend.choose(requests, ("A", "B"), on_result, admit)
+    assert all(a.ok for a in out) and len(out) == 7
+    results = [i for kind, i in events if kind == "result"]
+    assert sorted(results) == list(range(7))  # each once
+    for i in range(7):
+        assert events.index(("admit", i)) < events.index(("result", i))
+    assert len(server.requests) == 7
+
+
+def test_backend_stops_sending_when_admit_refuses(tmp_path):
+    from jalign.llm import BudgetExceeded
+    from jalign.llm.openai_backend import OpenAIBackend
+
+    def admit(i: int) -> None:
+        if i >= 3:
+            raise BudgetExceeded("no budget left")
+
+    answered: list[int] = []
+    with FakeOpenAIServer() as server:
+        config = llm_config(
+            model="m", backend="openai", base_url=server.url, api_key_env=KEY_ENV, max_concurrency=1
+        )
+        with pytest.raises(BudgetExceeded, match="no budget left"):
+            OpenAIBackend(config).generate(
+                [user(f"q{i}") for i in range(6)], lambda i, a: answered.append(i), admit
+            )
+    assert answered == [0, 1, 2]  # what was sent is still reported
+    assert len(server.requests) == 3

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import sampling
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm import LLMClient, Request, ResponseCache, Sampling
 from jalign.llm.transformers_backend import choice_token_ids, cut_at_stop
 
-GREEDY = Sampling(temperature=0.0, max_tokens=6)
+GREEDY = sampling(temperature=0.0, max_tokens=6)
 
 # Very different lengths, deliberately not in length order.
 PROMPTS = (
@@ -25,8 +26,8 @@ PROMPTS = (
 )
 
 
-def user(text: str, sampling: Sampling = GREEDY) -> Request:
-    return Request(messages=({"role": "user", "content": text},), sampling=sampling)
+def user(text: str, params: Sampling = GREEDY) -> Request:
+    return Request(messages=({"role": "user", "content": text},), sampling=params)
 
 
 def make_client(config, tmp_path: Path, name: str = "cache") -> LLMClient:
@@ -147,22 +148,22 @@ def test_generate_chat_input_tokens_match_rendered_prompt(tiny_llm_config, token
 
 
 def test_sampled_generation_respects_max_tokens(tiny_llm_config, tmp_path):
-    sampling = Sampling(temperature=1.0, top_p=1.0, max_tokens=5, seed=7)
+    params = sampling(temperature=1.0, top_p=1.0, max_tokens=5, seed=7)
     client = make_client(tiny_llm_config(), tmp_path)
-    results = client.generate([user(p, sampling) for p in PROMPTS])
+    results = client.generate([user(p, params) for p in PROMPTS])
     assert len(results) == len(PROMPTS)
     for result in results:
         assert result.ok
-        assert 1 <= result.output_tokens <= sampling.max_tokens
-        expected = "length" if result.output_tokens == sampling.max_tokens else "stop"
+        assert 1 <= result.output_tokens <= params.max_tokens
+        expected = "length" if result.output_tokens == params.max_tokens else "stop"
         assert result.finish_reason == expected
 
 
 def test_same_seed_same_texts_and_other_seed_differs(tiny_llm_config, tmp_path):
     def run(seed: int, name: str) -> list[str]:
-        sampling = Sampling(temperature=1.0, top_p=1.0, max_tokens=12, seed=seed)
+        params = sampling(temperature=1.0, top_p=1.0, max_tokens=12, seed=seed)
         client = make_client(tiny_llm_config(), tmp_path, name)  # fresh client, empty cache
-        results = client.generate([user(p, sampling) for p in PROMPTS])
+        results = client.generate([user(p, params) for p in PROMPTS])
         assert client.usage.new_calls == len(PROMPTS) and client.usage.cached == 0
         return [r.text for r in results]
 
@@ -173,8 +174,8 @@ def test_same_seed_same_texts_and_other_seed_differs(tiny_llm_config, tmp_path):
 
 def test_second_call_is_served_from_cache(tiny_llm_config, tmp_path):
     config = tiny_llm_config()
-    sampling = Sampling(temperature=1.0, top_p=1.0, max_tokens=8, seed=3)
-    requests = [user(p, sampling) for p in PROMPTS[:4]]
+    params = sampling(temperature=1.0, top_p=1.0, max_tokens=8, seed=3)
+    requests = [user(p, params) for p in PROMPTS[:4]]
     client = make_client(config, tmp_path)
 
     first = client.generate(requests)
@@ -204,7 +205,7 @@ def test_second_call_is_served_from_cache(tiny_llm_config, tmp_path):
     assert rerun._backend is None
 
     # A different sampling setting is a different key: the backend is called.
-    client.generate([user(PROMPTS[0], Sampling(temperature=1.0, top_p=1.0, max_tokens=8, seed=4))])
+    client.generate([user(PROMPTS[0], sampling(temperature=1.0, top_p=1.0, max_tokens=8, seed=4))])
     assert client.usage.new_calls == 5
 
 
@@ -223,17 +224,36 @@ def test_default_cache_location_is_jalign_llm_cache(tiny_llm_config, _isolated_e
 
 
 def test_end_of_turn_token_ends_generation(eot_lm_dir, tiny_llm_config, tmp_path):
-    """A model that always emits <end_of_turn>: generation stops there, as on EOS, and says "stop"."""
+    """A model that always emits <end_of_turn>: generation stops there, as on EOS, and says "stop".
+    Its answer is empty, which the client turns into a failure (never a success, never cached)."""
     config = tiny_llm_config(model=str(eot_lm_dir))
     client = make_client(config, tmp_path)
-    roomy, exact = Sampling(temperature=0.0, max_tokens=5), Sampling(temperature=0.0, max_tokens=1)
-    results = client.generate([user("はい", roomy), user("ABC", exact)])
+    roomy, exact = sampling(temperature=0.0, max_tokens=5), sampling(temperature=0.0, max_tokens=1)
+    requests = [user("はい", roomy), user("ABC", exact)]
+    results = client.generate(requests)
     for result in results:
-        assert result.ok
-        assert result.text == ""  # the special token is not part of the text
+        assert not result.ok and result.text is None
+        assert result.error == "empty answer (finish_reason=stop)"  # the special token is not text
         assert result.output_tokens == 1
         # Also when the end-of-turn token is the max_tokens-th token: the answer is complete.
         assert result.finish_reason == "stop"
+    assert client.usage.failed == 2
+    assert len(client.cache) == 0
+    again = make_client(config, tmp_path)  # a rerun asks again
+    assert not any(r.ok or r.cached for r in again.generate(requests))
+    assert again.usage.new_calls == 2
+
+
+def test_empty_answer_after_a_stop_sequence_is_a_failure(tiny_llm_config, tmp_path):
+    """An answer that starts with a stop sequence is cut to nothing: a failure, not an empty success."""
+    config = tiny_llm_config()
+    [full] = make_client(config, tmp_path, "full").generate([user("はい")])
+    assert full.ok and full.text
+    client = make_client(config, tmp_path, "cut")
+    [cut] = client.generate([user("はい", sampling(temperature=0.0, max_tokens=6, stop=(full.text[0],)))])
+    assert not cut.ok and cut.text is None
+    assert cut.error == "empty answer (finish_reason=stop)"
+    assert len(client.cache) == 0 and client.usage.failed == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,14 +280,14 @@ def test_cut_at_stop(text, stops, expected):
 
 def test_generate_stops_at_stop_sequence(tiny_llm_config, tmp_path):
     config = tiny_llm_config()
-    long = Sampling(temperature=0.0, max_tokens=12)
+    long = sampling(temperature=0.0, max_tokens=12)
     [full] = make_client(config, tmp_path, "full").generate([user("これはテストです", long)])
     assert full.output_tokens == 12
     stop = full.text[5:7]
     cut = full.text.find(stop)
     assert cut >= 1
 
-    stopping = Sampling(temperature=0.0, max_tokens=12, stop=(stop,))
+    stopping = sampling(temperature=0.0, max_tokens=12, stop=(stop,))
     [result] = make_client(config, tmp_path, "stop").generate([user("これはテストです", stopping)])
     assert result.text == full.text[:cut]
     assert stop not in result.text
@@ -389,7 +409,7 @@ def test_choose_left_padding_with_absolute_position_embeddings(gpt2_lm_dir, tiny
         for choice in CHOICES:
             assert alone.probs[choice] == pytest.approx(result.probs[choice], abs=1e-5)
     # Generation with the same padding was already right (generate() derives the positions itself).
-    greedy = [user(p, Sampling(temperature=0.0, max_tokens=4)) for p in CHOOSE_PROMPTS]
+    greedy = [user(p, sampling(temperature=0.0, max_tokens=4)) for p in CHOOSE_PROMPTS]
     texts = [g.text for g in make_client(config, tmp_path, "gen").generate(greedy)]
     assert texts == [solo.generate([r])[0].text for r in greedy]
 

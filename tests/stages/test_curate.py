@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from helpers import llm_config, repo_config
 
-from jalign.evalsets import EvalSet, load_eval_prompts, load_eval_sets
-from jalign.llm import Choice, LLMConfig
+from jalign.evalsets import load_eval_prompts, load_eval_sets
+from jalign.llm import Choice
 from stages.curate import CATEGORY, DIFFICULTY, QUALITY, CurateConfig, tag_reason, tag_value
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = CurateConfig(tagger=LLMConfig(model="org/model@abc"), min_quality=3, max_difficulty=4,
-                      drop_categories=("others",))  # fmt: skip
+CONFIG = repo_config(CurateConfig, "curate", tagger=llm_config(model="org/model@abc"), min_quality=3.0,
+                     min_difficulty=1.0, max_difficulty=4.0, drop_categories=("others",))  # fmt: skip
 
 
 def test_ordinal_tag_has_label_level_and_expected_score():
@@ -49,14 +51,14 @@ def test_tag_thresholds(t, reason):
 
 def test_config_validates_ranges_and_categories():
     with pytest.raises(ValueError, match="min_difficulty"):
-        CurateConfig(tagger=CONFIG.tagger, min_difficulty=4, max_difficulty=2)
-    with pytest.raises(ValueError, match="drop_categories"):
-        CurateConfig(tagger=CONFIG.tagger, drop_categories=("poetry",))
+        dataclasses.replace(CONFIG, min_difficulty=4.0, max_difficulty=2.0)
+    with pytest.raises(ValueError, match=r"drop_categories: unknown \['poetry'\]"):
+        dataclasses.replace(CONFIG, drop_categories=("poetry",))
 
 
 def test_repo_eval_set_loads_from_params():
     sets = load_eval_sets(REPO / "params.yaml")
-    sets = [EvalSet(s.name, str(REPO / s.path), s.prompt_field, s.id_field) for s in sets]
+    sets = [dataclasses.replace(s, path=str(REPO / s.path)) for s in sets]
     prompts = load_eval_prompts(sets)
     assert len(prompts) >= 20
     assert len({p.id for p in prompts}) == len(prompts)
@@ -89,8 +91,8 @@ def test_a_tag_the_tagger_barely_answered_drops_the_row_instead_of_guessing(tmp_
         {"id": "low", "instruction": "ほぼ答えない指示です。", "output": "はい。"},
     ]
     with fake_openai.FakeOpenAIServer(top_logprobs=top) as server:
-        tagger = LLMConfig(model="tagger", backend="openai", base_url=server.url, prompt_format="chat")
-        config = CurateConfig(tagger=tagger, min_quality=1.0)
+        tagger = llm_config(model="tagger", backend="openai", base_url=server.url, prompt_format="chat")
+        config = repo_config(CurateConfig, "curate", tagger=tagger, min_quality=1.0)
         client = LLMClient(tagger, cache=ResponseCache(tmp_path / "c.sqlite"))
         kept, report = curate(records, [], client, config, Failures("curate"))
     assert [r["id"] for r in kept] == ["ok"]

@@ -188,9 +188,7 @@ def test_logprob_games_are_decided_after_dividing_out_the_sets_position_prior():
         game("q2", True, {"A": 0.8, "B": 0.2}, "logprob", 0.9), game("q2", False, {"A": 0.8, "B": 0.2}, "logprob", 0.9),
         game("q3", True, {"A": 0.7, "B": 0.3}, "logprob", 0.9), game("q3", False, {"A": 0.9, "B": 0.1}, "logprob", 0.9),
     ]  # fmt: skip
-    _, _, raw = score(
-        ANSWERS, judgments, config(calibrate_position=False, tie_margin=0.02, bootstrap=50)
-    )
+    _, _, raw = score(ANSWERS, judgments, config(calibrate_position=False, tie_margin=0.02, bootstrap=50))
     cal_games, _, cal = score(
         ANSWERS, judgments, config(calibrate_position=True, tie_margin=0.02, bootstrap=50)
     )

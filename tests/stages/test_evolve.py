@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from helpers import llm_config, repo_config
 
-from jalign.llm import LLMConfig
 from stages.evolve import (
     EvolveConfig,
     clean_rewrite,
@@ -14,8 +14,8 @@ from stages.evolve import (
     output_reason,
 )
 
-LLM = LLMConfig(model="org/model@abc")
-CONFIG = EvolveConfig(generator=LLM, responder=LLM, judge=LLM)
+LLM = llm_config(model="org/model@abc")
+CONFIG = repo_config(EvolveConfig, "evolve", generator=LLM, responder=LLM, judge=LLM)
 PARENT = {"id": "p1", "instruction": "日本の祝日を一つ説明してください。", "input": ""}
 
 
@@ -30,8 +30,10 @@ def test_every_operation_has_a_japanese_prompt_with_a_worked_example():
 
 
 def test_unknown_operation_is_rejected_with_the_known_ones():
-    with pytest.raises(ValueError, match="unknown"):
-        EvolveConfig(generator=LLM, responder=LLM, judge=LLM, operations=("constraints", "shorten"))
+    with pytest.raises(ValueError, match=r"operations: unknown \['shorten'\]; known: \['breadth', "):
+        repo_config(EvolveConfig, "evolve", operations=("constraints", "shorten"))
+    with pytest.raises(ValueError, match=r"operations: unknown \[\]"):
+        repo_config(EvolveConfig, "evolve", operations=())
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,21 @@
-"""Judge: both orders for every pair, swap consistency, calibration, statistics, and the reward seam."""
+"""Judge (the calls): both orders for every pair, raw judgments stored, one re-ask, canaries, the reward
+seam. What the judgments mean is decided in tests/stages/test_decide.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
+from helpers import llm_config, repo_config
 
-from jalign.llm import LLMConfig
+from jalign.llm import LLMClient, ResponseCache
+from jalign.records import RecordError
 from jalign.stage import Failures
-from stages.judge import (
-    JudgeConfig,
-    Task,
-    calibrate,
-    judge_pairs,
-    judgment,
-    outcome_from_margin,
-    score_judgments,
-    tasks_for,
-)
+from stages.decide import decide
+from stages.judge import JudgeConfig, Task, canary_tasks, judge_pairs, load_responses, tasks_for
 
-CONFIG = JudgeConfig(judge=LLMConfig(model="org/judge@abc"), method="text")
+CONFIG = repo_config(JudgeConfig, "judge", judge=llm_config(model="org/judge@abc"), method="text")
 
 
 def row(pid: str, **answers: str) -> dict:
@@ -30,6 +26,17 @@ def row(pid: str, **answers: str) -> dict:
     }
 
 
+def answers_of(rows: list[dict]) -> dict[str, dict[str, str]]:
+    return {r["prompt_id"]: {n: v["text"] for n, v in r["responses"].items()} for r in rows}
+
+
+def openai_judge(server: fake_openai.FakeOpenAIServer, **overrides) -> JudgeConfig:
+    llm = llm_config(
+        model="judge", backend="openai", base_url=server.url, prompt_format="chat", retry_base_delay_s=0.001
+    )
+    return repo_config(JudgeConfig, "judge", judge=llm, **overrides)
+
+
 def test_tasks_cover_both_orders_of_every_pair_and_count_missing_answers():
     rows = [row("p1", x="a", y="bb", z="ccc"), row("p2", x="a", y="b")]
     tasks, missing = tasks_for(rows)
@@ -37,90 +44,147 @@ def test_tasks_cover_both_orders_of_every_pair_and_count_missing_answers():
     assert sorted(p1) == sorted([("x", "y"), ("y", "x"), ("x", "z"), ("z", "x"), ("y", "z"), ("z", "y")])
     assert missing == 2  # p2 lacks z: (x, z) and (y, z)
     assert Task("p", "q", "y", "x").pair_id == Task("p", "q", "x", "y").pair_id == "p|x|y"
+    assert (Task("p", "q", "x", "y").order, Task("p", "q", "y", "x").order) == ("forward", "swapped")
+    assert Task("p", "q", "x", "y").row_id == "p|x|y"
+    assert Task("p", "q", "x", "y", canary="plea", target="y").row_id == "p|x|y#canary"
 
 
-def judged(pid: str, first: str, second: str, outcome, reason: str = "") -> dict:
-    return judgment(
-        Task(pid, f"質問{pid}", first, second),
-        CONFIG,
-        outcome,
-        1 if outcome in ("A", "B") else 0,
-        reason,
-        raw="...",
-    )
-
-
-ROWS = {p: row(p, x="短い", y="ずっと長い回答です") for p in ("p1", "p2", "p3", "p4", "p5")}
-
-
-def test_swap_consistency_keeps_only_agreeing_decisive_pairs():
-    judgments = [
-        judged("p1", "x", "y", "B"),
-        judged("p1", "y", "x", "A"),  # y wins both orders: kept
-        judged("p2", "x", "y", "A"),
-        judged("p2", "y", "x", "A"),  # position bias: disagreement
-        judged("p3", "x", "y", "tie"),
-        judged("p3", "y", "x", "tie"),  # tie both: dropped as tie
-        judged("p4", "x", "y", None, "no_verdict"),
-        judged("p4", "y", "x", "A"),  # invalid: dropped
-        judged("p5", "x", "y", "A"),
-        judged("p5", "y", "x", "B"),  # x wins both: kept
-    ]
-    pairs, stats = score_judgments(judgments, ROWS)
-    assert [(p["prompt_id"], p["chosen_responder"], p["rejected_responder"]) for p in pairs] == [
+def test_canary_tasks_repeat_both_orders_with_a_plea_for_one_answer():
+    rows = [row("p1", x="a", y="b"), row("p2", x="c", y="d"), row("p3", x="e", y="f")]
+    tasks, _ = tasks_for(rows)
+    canaries = canary_tasks(tasks, 2)
+    assert sorted((t.prompt_id, t.first, t.second) for t in canaries) == [
+        ("p1", "x", "y"),
         ("p1", "y", "x"),
-        ("p5", "x", "y"),
+        ("p2", "x", "y"),
+        ("p2", "y", "x"),
     ]
-    assert pairs[0]["chosen"] == "ずっと長い回答です" and pairs[0]["rejected"] == "短い"
-    assert stats["dropped"] == {"disagreement": 1, "invalid": 1, "tie": 1}
-    assert stats["pairs_judged"] == 5 and stats["judgments"] == 10
-    assert stats["agreement_rate"] == 0.75  # p1, p3, p5 agree among 4 fully valid pairs
-    decisive = [j for j in judgments if j["verdict"] in ("A", "B")]
-    assert stats["position_bias_rate"] == round(sum(j["verdict"] == "A" for j in decisive) / len(decisive), 4)
-    assert stats["invalid_rate"] == 0.1 and stats["invalid_reasons"] == {"no_verdict": 1}
-    assert stats["tie_rate"] == round(2 / 9, 4)
-    assert stats["length_bias"] == 0.5  # p1 chose the longer answer, p5 the shorter
-    assert stats["win_share"] == {"x": 0.5, "y": 0.5}
+    assert {t.target for t in canaries} == {"y"}  # the plea speaks for one responder, by name
+    # it names the letter the carrying answer has in that order, as an attacker would guess it
+    for t in canaries:
+        label = "A" if t.first == "y" else "B"
+        assert f"[[{label}]]" in t.canary and f"[[{'B' if label == 'A' else 'A'}]]" not in t.canary
+    assert canaries[0].canary != canaries[2].canary  # payloads cycle
+    assert canary_tasks(tasks, 0) == []
 
 
-def test_an_unparseable_answer_is_never_a_win():
-    judgments = [
-        judged("p1", "x", "y", None, "no_verdict"),
-        judged("p1", "y", "x", None, "conflicting_verdicts"),
+def test_load_responses_names_file_line_and_field(tmp_path: Path):
+    path = tmp_path / "responses.jsonl"
+    good = '{"prompt_id": "p1", "prompt": "q", "responses": {"x": {"text": "a"}}}'
+    cases = [
+        (
+            '{"prompt_id": "p2", "prompt": "q", "responses": ["a"]}',
+            r":2: field 'responses' must be a mapping",
+        ),
+        (
+            '{"prompt_id": "p2", "prompt": "q", "responses": {"y": {"text": 3}}}',
+            r":2: field 'responses.y.text'",
+        ),
+        ('{"prompt_id": "p2", "responses": {}}', r":2: missing field 'prompt'"),
+        (good, r":2: field 'prompt_id': duplicate id 'p1' \(first at record 1\)"),
     ]
-    pairs, stats = score_judgments(judgments, ROWS)
-    assert pairs == [] and stats["dropped"] == {"invalid": 1} and stats["invalid_rate"] == 1.0
+    for line, message in cases:
+        path.write_text(good + "\n" + line + "\n", encoding="utf-8")
+        with pytest.raises(RecordError, match=message):
+            load_responses(str(path))
+    path.write_text(good + "\n", encoding="utf-8")
+    assert load_responses(str(path))[0]["responses"] == {"x": {"text": "a"}}
 
 
-def test_missing_order_is_an_error_not_a_silent_pair():
-    with pytest.raises(ValueError, match="expected 2 judgments"):
-        score_judgments([judged("p1", "x", "y", "A")], ROWS)
+def test_text_method_stores_raw_answers_and_reasks_an_unparseable_one_once(tmp_path):
+    """Free-text judging over a real OpenAI-compatible HTTP server: every attempt's raw text is stored,
+    nothing is decided here; an answer without a verdict is re-asked once with the next seed."""
+
+    def reply(body):
+        if "質問p2" in fake_openai.prompt_text(body):
+            return "どちらも良いが、Aの方が丁寧です。"  # no verdict token
+        return "Bの方が具体的で正確です。\n最終判定: [[B]]"
+
+    rows = [row("p1", x="a", y="b"), row("p2", x="a", y="b")]
+    tasks, _ = tasks_for(rows)
+    with fake_openai.FakeOpenAIServer(responder=reply) as server:
+        config = openai_judge(server, method="text", reask_invalid=True)
+        client = LLMClient(config.judge, cache=ResponseCache(tmp_path / "cache.sqlite"))
+        judgments = judge_pairs(tasks, answers_of(rows), client, config, Failures("judge"))
+    assert len(server.requests) == 4 + 2  # p2's two orders were asked again
+    seeds = sorted(r.body["seed"] for r in server.requests if "質問p2" in fake_openai.prompt_text(r.body))
+    base = config.judge.sampling.seed
+    assert seeds == [base, base, base + 1, base + 1]
+    by_order = {(j["prompt_id"], j["first"]): j for j in judgments}
+    assert set(by_order) == {("p1", "x"), ("p1", "y"), ("p2", "x"), ("p2", "y")}
+    p1 = by_order[("p1", "x")]
+    assert p1["raw"].endswith("[[B]]") and p1["attempts"] == [{"text": p1["raw"]}]
+    assert (p1["pair_id"], p1["order"], p1["method"], p1["judge"]) == ("p1|x|y", "forward", "text", "judge")
+    assert "verdict" not in p1 and "winner" not in p1  # the decide stage decides
+    p2 = by_order[("p2", "y")]
+    assert p2["order"] == "swapped" and len(p2["attempts"]) == 2
+    assert p2["raw"] == "どちらも良いが、Aの方が丁寧です。"
+    # every answer reached the judge inside its nonce fence
+    for rec in server.requests:
+        text = fake_openai.prompt_text(rec.body)
+        assert text.count("⟪回答A:開始:") == 1 and text.count("⟪回答B:終了:") == 1
+
+    # deciding: the judge always says B, so p1's orders disagree; p2 has no verdict at all
+    _, pairs, stats = decide(judgments, {r["prompt_id"]: r for r in rows}, config)
+    assert pairs == [] and stats["dropped"] == {"disagreement": 1, "invalid": 1}
+    assert stats["position_bias_rate"] == 0.0 and stats["invalid_rate"] == 0.5
+    assert stats["invalid_reasons"] == {"no_verdict": 2}
 
 
-def logprob(pid: str, first: str, second: str, p_a: float) -> dict:
-    config = JudgeConfig(judge=CONFIG.judge, method="logprob")
-    outcome = outcome_from_margin(p_a - (1 - p_a), 0.05)
-    return judgment(
-        Task(pid, "q", first, second), config, outcome, 1, "", raw={"A": p_a, "B": 1 - p_a}, mass=0.9
-    )
+def test_without_reask_an_unparseable_answer_is_asked_once(tmp_path):
+    rows = [row("p1", x="a", y="b")]
+    tasks, _ = tasks_for(rows)
+    with fake_openai.FakeOpenAIServer(responder=lambda body: "判定できません。") as server:
+        config = openai_judge(server, method="text", reask_invalid=False)
+        client = LLMClient(config.judge, cache=ResponseCache(tmp_path / "cache.sqlite"))
+        judgments = judge_pairs(tasks, answers_of(rows), client, config, Failures("judge"))
+    assert len(server.requests) == 2
+    assert [len(j["attempts"]) for j in judgments] == [1, 1]
 
 
-def test_calibration_removes_a_constant_position_prior():
-    # The judge always leans to A (0.8 / 0.7); underneath, y is preferred in p1 and x in p2.
-    judgments = [
-        logprob("p1", "x", "y", 0.70),
-        logprob("p1", "y", "x", 0.80),
-        logprob("p2", "x", "y", 0.80),
-        logprob("p2", "y", "x", 0.70),
+def test_failed_calls_are_charged_to_the_pair_once_per_order(tmp_path):
+    def fault_for(path, body):
+        return "400" if "質問p2" in fake_openai.prompt_text(body) else None
+
+    rows = [row("p1", x="a", y="b"), row("p2", x="a", y="b")]
+    tasks, _ = tasks_for(rows)
+    failures = Failures("judge")
+    with fake_openai.FakeOpenAIServer(fault_for=fault_for) as server:
+        config = openai_judge(server, method="text", reask_invalid=True)
+        client = LLMClient(config.judge, cache=ResponseCache(tmp_path / "cache.sqlite"))
+        judgments = judge_pairs(tasks, answers_of(rows), client, config, failures)
+    assert [(f["id"], f["step"], f["order"]) for f in failures.rows] == [
+        ("p2|x|y", "judge", "forward"),
+        ("p2|x|y", "judge", "swapped"),
     ]
-    raw_pairs, raw_stats = score_judgments(judgments, ROWS)
-    assert raw_pairs == [] and raw_stats["position_bias_rate"] == 1.0
-    pairs, stats = score_judgments(judgments, ROWS, calibrate_position=True, tie_margin=0.05)
-    assert {(p["prompt_id"], p["chosen_responder"]) for p in pairs} == {("p1", "y"), ("p2", "x")}
-    assert stats["position_bias_rate"] == 0.5 and stats["position_bias_rate_uncalibrated"] == 1.0
-    assert stats["position_prior"] == {"A": 0.75, "B": 0.25}
-    calibrated, prior = calibrate(judgments, 0.05)
-    assert all(j["calibrated"] for j in calibrated) and prior == {"A": 0.75, "B": 0.25}
+    assert failures.lost_rows == 1  # one pair lost, however many of its calls failed
+    failed = [j for j in judgments if j["prompt_id"] == "p2"]
+    assert all(j["raw"] is None and len(j["attempts"]) == 2 for j in failed)
+    assert all("HTTP 400" in a["error"] for j in failed for a in j["attempts"])
+
+
+def test_logprob_method_stores_choice_probabilities_and_mass(tmp_path):
+    def top(body):
+        if "質問p2" in fake_openai.prompt_text(body):
+            return {"X": -0.05, "Y": -3.0}  # neither A nor B: a failed choice
+        return {"A": -0.2, "B": -1.8, "X": -3.0}
+
+    rows = [row("p1", x="a", y="b"), row("p2", x="a", y="b")]
+    tasks, _ = tasks_for(rows)
+    failures = Failures("judge")
+    with fake_openai.FakeOpenAIServer(top_logprobs=top) as server:
+        config = openai_judge(server, method="logprob")
+        client = LLMClient(config.judge, cache=ResponseCache(tmp_path / "cache.sqlite"))
+        judgments = judge_pairs(tasks, answers_of(rows), client, config, failures)
+    assert all(r.body["max_tokens"] == 1 and r.body["logprobs"] is True for r in server.requests)
+    p1 = [j for j in judgments if j["prompt_id"] == "p1"]
+    pa, pb = 0.8187307531, 0.1652988882  # exp(-0.2), exp(-1.8)
+    for j in p1:
+        assert j["raw"] == pytest.approx({"A": pa / (pa + pb), "B": pb / (pa + pb)})
+        assert j["mass"] == pytest.approx(pa + pb)
+    p2 = [j for j in judgments if j["prompt_id"] == "p2"]
+    assert all(j["raw"] is None and "none of" in j["attempts"][0]["error"] for j in p2)
+    assert failures.lost_rows == 1
 
 
 def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
@@ -148,55 +212,24 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
             num_labels=2,
         )
     ).save_pretrained(tmp_path)
-    config = JudgeConfig(judge=CONFIG.judge, method="reward", reward_model=str(tmp_path), tie_margin=0.0)
+    config = repo_config(
+        JudgeConfig, "judge", judge=CONFIG.judge, method="reward", reward_model=str(tmp_path), tie_margin=0.0
+    )
     rows = [row("p1", x="短い", y="ずっと長い回答です")]
     tasks, _ = tasks_for(rows)
-    answers = {"p1": {"x": "短い", "y": "ずっと長い回答です"}}
-    judgments = judge_pairs(tasks, answers, None, config, Failures("judge"))
+    judgments = judge_pairs(tasks, answers_of(rows), None, config, Failures("judge"))
     assert [j["method"] for j in judgments] == ["reward", "reward"]
-    # Order-independent by construction: both orders name the same winner.
-    assert judgments[0]["winner"] == judgments[1]["winner"] in ("x", "y")
+    assert {j["judge"] for j in judgments} == {str(tmp_path)}
+    # Order-independent by construction: the same two rewards, swapped with the order.
     assert judgments[0]["raw"]["A"] == judgments[1]["raw"]["B"]
+    assert judgments[0]["raw"]["B"] == judgments[1]["raw"]["A"]
+    assert judgments[0]["raw"]["A"] != judgments[0]["raw"]["B"]
+    decided, pairs, stats = decide(judgments, {"p1": rows[0]}, config)
+    assert decided[0]["winner"] == decided[1]["winner"] in ("x", "y")  # both orders name one winner
+    assert [p["chosen_responder"] for p in pairs] == [decided[0]["winner"]]
+    assert stats["agreement_rate"] == 1.0
 
 
 def test_reward_method_needs_a_model():
     with pytest.raises(ValueError, match="reward_model"):
-        JudgeConfig(judge=CONFIG.judge, method="reward")
-
-
-def test_text_method_keeps_raw_answers_and_counts_unparseable_ones_invalid(tmp_path):
-    """Free-text judging over a real OpenAI-compatible HTTP server: the raw text sits next to the verdict."""
-    import fake_openai
-
-    from jalign.llm import LLMClient, ResponseCache
-
-    def reply(body):
-        text = fake_openai.prompt_text(body)
-        if "質問p2" in text:
-            return "どちらも良いが、Aの方が丁寧です。"  # no verdict token: invalid, never a win
-        return "Bの方が具体的で正確です。\n最終判定: [[B]]"
-
-    with fake_openai.FakeOpenAIServer(responder=reply) as server:
-        llm = LLMConfig(
-            model="judge",
-            backend="openai",
-            base_url=server.url,
-            prompt_format="chat",
-            retry_base_delay_s=0.01,
-        )
-        config = JudgeConfig(judge=llm, method="text")
-        client = LLMClient(llm, cache=ResponseCache(tmp_path / "cache.sqlite"))
-        rows = [row("p1", x="a", y="b"), row("p2", x="a", y="b")]
-        tasks, _ = tasks_for(rows)
-        answers = {r["prompt_id"]: {n: v["text"] for n, v in r["responses"].items()} for r in rows}
-        judgments = judge_pairs(tasks, answers, client, config, Failures("judge"))
-    assert len(server.calls()) == 4
-    by_prompt = {(j["prompt_id"], j["first"]): j for j in judgments}
-    assert by_prompt[("p1", "x")]["winner"] == "y" and by_prompt[("p1", "y")]["winner"] == "x"  # always "B"
-    assert by_prompt[("p1", "x")]["raw"].endswith("[[B]]")
-    assert (
-        by_prompt[("p2", "x")]["verdict"] is None and by_prompt[("p2", "x")]["invalid_reason"] == "no_verdict"
-    )
-    pairs, stats = score_judgments(judgments, {r["prompt_id"]: r for r in rows})
-    assert pairs == [] and stats["dropped"] == {"disagreement": 1, "invalid": 1}
-    assert stats["position_bias_rate"] == 0.0 and stats["invalid_rate"] == 0.5
+        repo_config(JudgeConfig, "judge", method="reward", reward_model=None)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from commands import main as cli
-from jalign.config import ConfigError, from_dict
+from jalign.config import ConfigError, from_dict, read_params
 from jalign.hub import LicenseTally, lock_inputs, row_licenses, write_parquet
 from jalign.records import RecordError
 from stages.publish import HubConfig
@@ -33,6 +33,8 @@ USER = "alice"
 BASE_HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"
 DATASETS = {"instructions": f"{USER}/jalign-ja-instructions", "preferences": f"{USER}/jalign-ja-preferences"}
 MODELS = {"dpo": f"{USER}/jalign-ja-dpo-adapter", "classifier/e5-small": f"{USER}/jalign-ja-reward-e5-small"}
+# HubConfig has no defaults: the repository's own hub section is the complete base of every test's.
+REPO_HUB: dict[str, Any] = read_params(Path(__file__).resolve().parents[2] / "params.yaml")["hub"]
 
 
 # -- fixture project -----------------------------------------------------------------------------------
@@ -156,8 +158,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "classifier": {"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "epochs": 3}}},
         "train": {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
                   "lora": {"r": 4, "alpha": 8}, "start_from_sft": False},
-        "hub": {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
-                "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}},
+        "hub": REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
+                           "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}},
     }  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     monkeypatch.chdir(root)
@@ -224,18 +226,29 @@ def test_row_licenses_accept_strings_and_lists_and_name_bad_rows():
 
 
 def test_hub_config_validation_names_the_field():
-    with pytest.raises(ConfigError, match=r"hub\.privat: unknown key"):
-        from_dict(HubConfig, {"privat": True}, "hub")
-    with pytest.raises(ConfigError, match=r"hub: namespace: 'a b' is not a valid"):
-        from_dict(HubConfig, {"namespace": "a b"}, "hub")
+    assert from_dict(HubConfig, REPO_HUB, "hub").namespace == "jalign"
+    with pytest.raises(ConfigError, match=r"^hub\.privat: unknown key"):
+        from_dict(HubConfig, REPO_HUB | {"privat": True}, "hub")
+    with pytest.raises(ConfigError, match=r"^hub\.endpoint: required key is missing$"):
+        from_dict(HubConfig, {k: v for k, v in REPO_HUB.items() if k != "endpoint"}, "hub")
+    with pytest.raises(ConfigError, match=r"^hub: namespace: 'a b' is not a valid"):
+        from_dict(HubConfig, REPO_HUB | {"namespace": "a b"}, "hub")
+    with pytest.raises(ConfigError, match=r"^hub: dpo_repo: 'x/y' is not a valid Hub repo name"):
+        from_dict(HubConfig, REPO_HUB | {"dpo_repo": "x/y"}, "hub")
     with pytest.raises(ConfigError, match=r"allowed_licenses: 'unknown' is never allowed"):
-        from_dict(HubConfig, {"allowed_licenses": ["mit", "unknown"]}, "hub")
+        from_dict(HubConfig, REPO_HUB | {"allowed_licenses": ["mit", "unknown"]}, "hub")
+    with pytest.raises(ConfigError, match=r"allowed_licenses: use lower-case Hub licence ids"):
+        from_dict(HubConfig, REPO_HUB | {"allowed_licenses": ["MIT"]}, "hub")
     with pytest.raises(ConfigError, match=r"endpoint: credentials in the URL"):
-        from_dict(HubConfig, {"endpoint": "https://user:secret@hub.example"}, "hub")
+        from_dict(HubConfig, REPO_HUB | {"endpoint": "https://user:secret@hub.example"}, "hub")
+    with pytest.raises(ConfigError, match=r"endpoint: 'hub\.example' is not an http\(s\) URL"):
+        from_dict(HubConfig, REPO_HUB | {"endpoint": "hub.example"}, "hub")
     with pytest.raises(ConfigError, match=r"classifier_repo: must contain \{name\}"):
-        from_dict(HubConfig, {"classifiers": ["a", "b"], "classifier_repo": "reward"}, "hub")
-    with pytest.raises(ConfigError, match=r"hub\.allowed_licenses: expected a list"):
-        from_dict(HubConfig, {"allowed_licenses": "mit"}, "hub")
+        from_dict(HubConfig, REPO_HUB | {"classifiers": ["a", "b"], "classifier_repo": "reward"}, "hub")
+    with pytest.raises(ConfigError, match=r"repo names collide"):
+        from_dict(HubConfig, REPO_HUB | {"dpo_repo": "jalign-ja-reward-e5-small"}, "hub")
+    with pytest.raises(ConfigError, match=r"^hub\.allowed_licenses: expected a list"):
+        from_dict(HubConfig, REPO_HUB | {"allowed_licenses": "mit"}, "hub")
 
 
 def test_repo_params_hub_section_loads_and_every_field_is_documented():

@@ -6,8 +6,9 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers import PARAMS, llm_config, repo_config
 
-from jalign.llm import LLMConfig
+from jalign.config import ConfigError, from_dict, read_params
 from jalign.records import RecordError
 from stages.self_instruct import (
     SelfInstructConfig,
@@ -19,7 +20,7 @@ from stages.self_instruct import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = SelfInstructConfig(generator=LLMConfig(model="org/model@abc"))
+CONFIG = repo_config(SelfInstructConfig, "self_instruct", generator=llm_config(model="org/model@abc"))
 
 
 def seed(i: int, viewpoint: str = "正確性") -> dict:
@@ -101,5 +102,59 @@ def test_rejection_reason(task, reason):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="rouge_threshold"):
-        SelfInstructConfig(generator=LLMConfig(model="m/m"), rouge_threshold=1.5)
+    raw = read_params(PARAMS)["self_instruct"]
+    with pytest.raises(ConfigError, match=r"^self_instruct\.rouge_threshold: 1\.5 is out of range"):
+        from_dict(SelfInstructConfig, raw | {"rouge_threshold": 1.5}, "self_instruct")
+    with pytest.raises(
+        ConfigError, match=r"^self_instruct: min_instruction_chars must be <= max_instruction_chars"
+    ):
+        from_dict(SelfInstructConfig, raw | {"min_instruction_chars": 400}, "self_instruct")
+    with pytest.raises(ValueError, match="min_output_chars must be <= max_output_chars"):
+        repo_config(SelfInstructConfig, "self_instruct", min_output_chars=10, max_output_chars=5)
+
+
+TASKS = [
+    "指示: 秋の季語を三つ挙げてください。\n入力: なし\n出力: 紅葉、月見、稲刈り",
+    "指示: 次の文を丁寧語に直してください。\n入力: 明日行く\n出力: 明日参ります",
+    "指示: 味噌汁の基本的な作り方を説明してください。\n入力: なし\n出力: だしを取り、具を煮て味噌を溶きます。",
+]
+
+
+def test_generated_rows_carry_the_seed_licence_and_the_generator_terms(tmp_path):
+    """Licence provenance: every generated row holds the seeds' licence and its generator's terms."""
+    import threading
+
+    import fake_openai
+
+    from jalign.llm import LLMClient, ResponseCache
+    from jalign.stage import Failures
+    from stages.self_instruct import self_instruct
+
+    lock, answers = threading.Lock(), iter(TASKS)
+
+    def reply(body: dict) -> str:
+        with lock:
+            return next(answers)
+
+    seeds = [seed(i, viewpoint) for i, viewpoint in enumerate(["正確性", "安全性"] * 4)]
+    with fake_openai.FakeOpenAIServer(responder=reply) as server:
+        generator = llm_config(
+            model="gen-model",
+            backend="openai",
+            base_url=server.url,
+            prompt_format="raw",
+            terms="qwen-research",
+        )
+        config = repo_config(
+            SelfInstructConfig, "self_instruct", generator=generator, rounds=1, prompts_per_round=3
+        )
+        client = LLMClient(generator, cache=ResponseCache(tmp_path / "c.sqlite"))
+        records, drops = self_instruct(seeds, client, config, Failures("self_instruct"))
+    assert server.count == 3 and not drops
+    assert sorted(r["instruction"] for r in records) == sorted(t.split("\n")[0][4:] for t in TASKS)
+    assert config.license == "apache-2.0"  # the repo's seeds: written by this project
+    for record in records:
+        assert record["license"] == ["apache-2.0"]
+        assert record["model_terms"] == ["qwen-research"]
+        assert record["generator"] == "gen-model" and record["source"] == "self_instruct"
+        assert record["viewpoint"] in ("正確性", "安全性")

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import repo_config
+from safetensors.torch import load_file
 
 from jalign.records import write_jsonl
 from jalign.reward import classifier_text
+from jalign.training import LoraSettings
 from stages import dpo, sft
 from stages.classifier import classification_metrics, pairwise_accuracy, roc_auc
 from stages.preferences import to_binary, to_kto, to_pairwise
@@ -19,9 +23,12 @@ PAIRS = [
         "prompt": f"質問{i}に答えてください。",
         "chosen": "丁寧な回答です。" * 2,
         "rejected": "いいえ。",
+        "license": ["cc0-1.0"],
+        "model_terms": ["gemma"],
     }
     for i in range(6)
 ]
+LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules="all-linear")
 
 
 @pytest.fixture
@@ -35,6 +42,7 @@ def preference_dir(tmp_path: Path) -> Path:
 
 
 def config(tiny_lm64_dir: Path, **overrides) -> dpo.TrainConfig:
+    """The repo's train section, shrunk for the tiny model."""
     fields = dict(
         model=str(tiny_lm64_dir),
         per_device_train_batch_size=2,
@@ -44,10 +52,20 @@ def config(tiny_lm64_dir: Path, **overrides) -> dpo.TrainConfig:
         optim="adamw_torch",
         dtype="float32",
         learning_rate=1e-3,
+        warmup_ratio=0.0,
         max_length=64,
-        lora=dpo.LoraSettings(r=4, alpha=8, dropout=0.0),
+        lora=LORA,
     )
-    return dpo.TrainConfig(**fields | overrides)
+    return repo_config(dpo.TrainConfig, "train", **fields | overrides)
+
+
+def test_load_split_keeps_only_the_fields_the_trainer_reads(preference_dir):
+    pairwise = dpo.load_split(preference_dir, "sigmoid", "train", None)
+    assert len(pairwise) == 4 and all(set(r) == {"prompt", "chosen", "rejected"} for r in pairwise)
+    kto = dpo.load_split(preference_dir, "kto", "eval", 3)
+    assert len(kto) == 3 and all(set(r) == {"prompt", "completion", "label"} for r in kto)
+    # the provenance stays in the files
+    assert '"license": ["cc0-1.0"]' in (preference_dir / "pairwise_train.jsonl").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo", "kto"])
@@ -100,29 +118,61 @@ def test_nf4_model_is_really_4bit(tiny_lm64_dir):
     assert linear4 and all(m.weight.quant_type == "nf4" for m in linear4)
 
 
-def test_sft_trains_an_adapter_that_dpo_can_start_from(tiny_lm64_dir, preference_dir, tmp_path):
+def lora_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return {k: v for k, v in weights.items() if ".lora_A." in k or ".lora_B." in k}
+
+
+def test_sft_trains_an_adapter_that_dpo_starts_from(tiny_lm64_dir, preference_dir, tmp_path):
+    """DPO with start_from_sft begins from the SFT LoRA weights, not from a fresh adapter: after one
+    step at a tiny learning rate its adapter is still the SFT adapter, while a fresh adapter's lora_B
+    starts at zero (PEFT's init) and stays near it."""
     records = [{"instruction": f"指示{i}", "input": "", "output": f"出力{i}です。"} for i in range(4)]
-    sft_config = sft.SFTConfig(
+    sft_config = repo_config(
+        sft.SFTConfig,
+        "sft",
         model=str(tiny_lm64_dir),
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         max_steps=1,
+        learning_rate=1e-2,  # one big step: lora_B moves well away from its zero init
         optim="adamw_torch",
         dtype="float32",
         quantization="none",
         max_length=64,
-        lora=sft.LoraSettings(r=4, alpha=8, dropout=0.0),
+        lora=LORA,
     )
     metrics = sft.train(sft_config, records, tmp_path / "sft", str(tmp_path / "live-sft"))
     assert metrics["steps"] == 1 and (tmp_path / "sft" / "adapter" / "adapter_config.json").exists()
-    out = dpo.train(
-        config(tiny_lm64_dir, quantization="none", start_from_sft=True, max_steps=1),
-        preference_dir,
-        tmp_path / "sft" / "adapter",
-        tmp_path / "dpo",
-        str(tmp_path / "live-dpo"),
-    )
-    assert out["steps"] == 1
+    sft_weights = lora_weights(tmp_path / "sft" / "adapter")
+    lora_b = [k for k in sft_weights if ".lora_B." in k]
+    assert lora_b and min(float(sft_weights[k].abs().max()) for k in lora_b) > 1e-3
+
+    def dpo_from_sft(start_from_sft: bool, name: str) -> dict[str, torch.Tensor]:
+        out = dpo.train(
+            config(
+                tiny_lm64_dir,
+                quantization="none",
+                start_from_sft=start_from_sft,
+                max_steps=1,
+                learning_rate=1e-7,  # one tiny step: the adapter stays where it started
+            ),
+            preference_dir,
+            tmp_path / "sft" / "adapter",
+            tmp_path / name,
+            str(tmp_path / f"live-{name}"),
+        )
+        assert out["steps"] == 1
+        return lora_weights(tmp_path / name / "adapter")
+
+    continued = dpo_from_sft(True, "dpo")
+    assert set(continued) == set(sft_weights)  # the same LoRA layers
+    for key, weight in sft_weights.items():
+        assert torch.allclose(continued[key], weight, atol=1e-5), key  # moved one 1e-7 step at most
+    fresh = dpo_from_sft(False, "dpo-fresh")  # the same run with the branch off
+    assert set(fresh) == set(sft_weights)
+    assert max(float(fresh[k].abs().max()) for k in lora_b) < 1e-5  # a fresh lora_B: ~0
+    assert not any(torch.allclose(fresh[k], sft_weights[k], atol=1e-5) for k in lora_b)
 
 
 def test_classifier_metrics_by_hand():

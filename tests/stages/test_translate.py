@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import llm_config, repo_config
 
-from jalign.llm import LLMConfig
 from jalign.records import RecordError
 from jalign.sources import SourceConfig, load_source
 from stages.translate import TranslateConfig, english_specific_kind, first_paragraph, plan
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = next(
+    (p for p in (REPO.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()),
+    REPO.parent / "shared" / "data",
+)
+
+
+def source(**fields: Any) -> SourceConfig:
+    """A complete SourceConfig: prompt/id fields named prompt and id, no limit, a local path."""
+    return SourceConfig(**({"prompt_field": "prompt", "id_field": "id", "limit": None} | fields))
 
 
 @pytest.mark.parametrize(
@@ -42,29 +52,36 @@ def test_english_specific_detection(text, kind):
 
 
 def config(action: str) -> TranslateConfig:
-    llm = LLMConfig(model="org/m@abc")
-    return TranslateConfig(
+    llm = llm_config(model="org/m@abc")
+    return repo_config(
+        TranslateConfig,
+        "translate",
         translator=llm,
         reviewer=llm,
         english_specific=action,
-        sources=(SourceConfig(name="s", license="cc0", path="x.jsonl"),),
+        max_chars=60,
+        sources=(source(name="s", license="cc0-1.0", path="x.jsonl"),),
     )
 
 
 ROWS = [
     {"id": "s:1", "prompt_en": "Sort these words alphabetically: b, a."},
     {"id": "s:2", "prompt_en": "Explain photosynthesis simply."},
+    {"id": "s:3", "prompt_en": "Explain, in detail, how a bill becomes a law in a parliament."},  # 61 chars
 ]
 
 
 def test_plan_localizes_drops_or_keeps_per_param():
+    assert len(ROWS[2]["prompt_en"]) == 61
     todo, drops = plan(ROWS, config("localize"))
     assert [(r["id"], t, k) for r, t, k in todo] == [
         ("s:1", "translate_localize", "alphabetical_order"),
         ("s:2", "translate", None),
     ]
+    assert drops == {"too_long": 1}  # longer than max_chars=60, whatever english_specific says
     todo, drops = plan(ROWS, config("drop"))
-    assert [r["id"] for r, _, _ in todo] == ["s:2"] and drops == {"english_specific:alphabetical_order": 1}
+    assert [r["id"] for r, _, _ in todo] == ["s:2"]
+    assert drops == {"english_specific:alphabetical_order": 1, "too_long": 1}
     todo, _ = plan(ROWS, config("keep"))
     assert [t for _, t, _ in todo] == ["translate", "translate"]
 
@@ -73,18 +90,37 @@ def test_first_paragraph_stops_at_a_blank_line():
     assert first_paragraph("  一行目です。\n続きです。\n\n次の英語: ...") == "一行目です。\n続きです。"
 
 
-def test_source_config_needs_exactly_one_location():
+def test_source_config_needs_exactly_one_location_and_a_pinned_hub_dataset():
     with pytest.raises(ValueError, match="exactly one"):
-        SourceConfig(name="s", license="cc0")
+        source(name="s", license="cc0-1.0")
     with pytest.raises(ValueError, match="exactly one"):
-        SourceConfig(name="s", license="cc0", path="a.jsonl", hf_dataset="org/ds")
+        source(name="s", license="cc0-1.0", path="a.jsonl", hf_dataset="org/ds", split="train", revision="r")
+    with pytest.raises(ValueError, match=r"'s': a Hub dataset needs split and revision"):
+        source(name="s", license="cc0-1.0", hf_dataset="org/ds")
+    with pytest.raises(ValueError, match="needs split and revision"):
+        source(name="s", license="cc0-1.0", hf_dataset="org/ds", split="train")
+    with pytest.raises(ValueError, match="needs split and revision"):
+        source(name="s", license="cc0-1.0", hf_dataset="org/ds", revision="abc123")
+    pinned = source(name="s", license="cc0-1.0", hf_dataset="org/ds", split="train", revision="abc123")
+    assert (pinned.split, pinned.revision) == ("train", "abc123")
+
+
+def test_translate_config_needs_distinct_source_names():
+    with pytest.raises(ValueError, match="distinct names"):
+        repo_config(
+            TranslateConfig,
+            "translate",
+            sources=(source(name="s", license="mit", path="a"), source(name="s", license="mit", path="b")),
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        repo_config(TranslateConfig, "translate", sources=())
 
 
 def test_load_source_maps_fields_filters_and_limits(tmp_path):
     path = tmp_path / "src.jsonl"
     rows = [{"mid": i, "text": f"prompt {i}", "lang": "en" if i % 2 else "de"} for i in range(10)]
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    source = SourceConfig(
+    oa = source(
         name="oa",
         license="apache-2.0",
         path=str(path),
@@ -93,7 +129,7 @@ def test_load_source_maps_fields_filters_and_limits(tmp_path):
         where={"lang": "en"},
         limit=3,
     )
-    out = load_source(source)
+    out = load_source(oa)
     assert [r["id"] for r in out] == ["oa:1", "oa:3", "oa:5"]
     assert all(r["license"] == "apache-2.0" and r["source"] == "oa" for r in out)
 
@@ -102,13 +138,13 @@ def test_load_source_names_file_line_and_field(tmp_path):
     path = tmp_path / "src.jsonl"
     path.write_text('{"id": 1, "prompt": "ok"}\n{"id": 2, "prompt": ""}\n', encoding="utf-8")
     with pytest.raises(RecordError, match=r"src.jsonl:2: field 'prompt'"):
-        load_source(SourceConfig(name="s", license="cc0", path=str(path)))
+        load_source(source(name="s", license="cc0-1.0", path=str(path)))
 
 
 def test_repo_source_prompts_include_english_specific_tasks():
-    rows = load_source(
-        SourceConfig(name="jalign-en", license="CC0-1.0", path=str(REPO / "data/sources/en_prompts.jsonl"))
-    )
+    [repo_source] = repo_config(TranslateConfig, "translate").sources
+    rows = load_source(dataclasses.replace(repo_source, path=str(REPO / repo_source.path), limit=None))
+    assert {r["license"] for r in rows} == {repo_source.license}
     kinds = [english_specific_kind(r["prompt_en"]) for r in rows]
     assert len(rows) == 40 and sum(k is not None for k in kinds) >= 6
 
@@ -116,13 +152,13 @@ def test_repo_source_prompts_include_english_specific_tasks():
 @pytest.mark.skipif(not (SHARED / "hh_rlhf").exists(), reason="../shared/data is not present")
 def test_loads_a_public_preference_file_as_a_source():
     """hh-rlhf rows through the same loader (the prompt is the first human turn; here the whole text)."""
-    source = SourceConfig(
+    hh = SourceConfig(
         name="hh",
-        license="MIT",
+        license="mit",
         path=str(SHARED / "hh_rlhf/harmless-base_test_first300.jsonl"),
         prompt_field="chosen",
         id_field=None,
         limit=5,
     )
-    rows = load_source(source)
+    rows = load_source(hh)
     assert len(rows) == 5 and rows[0]["id"] == "hh:1" and "Human:" in rows[0]["prompt_en"]

@@ -1,0 +1,66 @@
+"""Complete test configurations: config dataclasses have no defaults (params.yaml is the one source of
+values), so tests build them here instead of spelling out every field.
+
+- `sampling(**overrides)` and `llm_config(**overrides)`: complete test values (a mild sampler, the
+  transformers backend with a chat prompt), each field overridable;
+- `repo_config(cls, section, **overrides)`: a stage config from the repository's own params.yaml (the
+  default profile), with some fields replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jalign.config import load_section
+from jalign.llm.types import LLMConfig, Sampling
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params.yaml"
+
+T = TypeVar("T")
+
+SAMPLING: dict[str, Any] = {
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "max_tokens": 256,
+    "seed": 0,
+    "stop": (),
+    "repetition_penalty": 1.0,
+}
+
+LLM: dict[str, Any] = {
+    "model": "test-model",
+    "backend": "transformers",
+    "prompt_format": "chat",
+    "terms": "apache-2.0",
+    "api_key_env": "OPENAI_API_KEY",
+    "free": False,
+    "batch_size": 8,
+    "max_concurrency": 8,
+    "timeout_s": 120.0,
+    "max_retries": 5,
+    "retry_base_delay_s": 1.0,
+    "dtype": "bfloat16",
+    "device": "auto",
+}
+
+
+def sampling(**overrides: Any) -> Sampling:
+    """A complete Sampling: temperature 0.7, top_p 0.95, max_tokens 256, seed 0, no stop, no penalty."""
+    return Sampling(**(SAMPLING | overrides))
+
+
+def llm_config(**overrides: Any) -> LLMConfig:
+    """A complete LLMConfig (transformers, chat, bfloat16, device auto, sampling()); `sampling` may be
+    given as a Sampling or as a dict of overrides of sampling()."""
+    fields = LLM | overrides
+    given = fields.get("sampling")
+    fields["sampling"] = sampling(**given) if isinstance(given, dict) else given or sampling()
+    return LLMConfig(**fields)
+
+
+def repo_config(cls: type[T], section: str, **overrides: Any) -> T:
+    """`section` of the repository's params.yaml as `cls`, with `overrides` replaced."""
+    return dataclasses.replace(load_section(cls, section, PARAMS), **overrides)  # type: ignore[type-var]

@@ -1,0 +1,129 @@
+"""jalign.llm_stage: the price guard (no uncapped spending), the shared budget and the metrics every LLM
+stage writes."""
+
+from __future__ import annotations
+
+import fake_openai  # tests/ is on sys.path (conftest.py)
+import pytest
+import yaml
+from helpers import llm_config, sampling
+
+from jalign.config import ConfigError
+from jalign.llm import BudgetExceeded, Price, Request
+from jalign.llm_stage import StageRun, is_local_url, price_for, usage_metrics
+from jalign.stage import FailureRateExceeded
+
+KEY_ENV = "JALIGN_TEST_STAGE_KEY"
+
+
+def params(tmp_path, prices: dict | None = None):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"prices": prices} if prices is not None else {}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://localhost:8000/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://127.5.6.7/v1", True),
+        ("http://gpu-box:8000/v1", False),
+        ("https://api.openai.com/v1", False),
+        ("http://10.0.0.3:8000/v1", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_is_local_url(url, local):
+    assert is_local_url(url) is local
+
+
+def test_a_remote_model_without_a_price_is_refused_before_any_request(tmp_path):
+    remote = llm_config(model="gpt-4o", backend="openai", base_url="http://gpu-box:8000/v1")
+    with pytest.raises(ConfigError) as info:
+        price_for("judge.judge", remote, params(tmp_path))
+    message = str(info.value)
+    assert message.startswith("judge.judge: model 'gpt-4o' has no entry in prices")
+    assert "judge.judge.free: true" in message
+    # on the OpenAI API itself too
+    with pytest.raises(ConfigError, match="no entry in prices"):
+        price_for("r", llm_config(model="gpt-4o", backend="openai"), params(tmp_path))
+
+
+def test_prices_local_hardware_and_free_endpoints(tmp_path):
+    path = params(tmp_path, {"gpt-4o": {"input": 2.5, "output": 10}})
+    priced = llm_config(model="gpt-4o", backend="openai")
+    assert price_for("r", priced, path) == Price(input=2.5, output=10.0)
+    assert price_for("r", llm_config(backend="transformers"), path) == Price(input=0.0, output=0.0)
+    loopback = llm_config(model="served", backend="openai", base_url="http://127.0.0.1:8000/v1")
+    assert price_for("r", loopback, path) == Price(input=0.0, output=0.0)
+    own = llm_config(model="served", backend="openai", base_url="http://gpu-box:8000/v1", free=True)
+    assert price_for("r", own, path) == Price(input=0.0, output=0.0)
+    bad = params(tmp_path, {"gpt-4o": {"input": -1, "output": 10}})
+    with pytest.raises(ConfigError, match=r"^prices\.gpt-4o\.input: -1\.0 is out of range"):
+        price_for("r", priced, bad)
+
+
+def test_stage_run_shares_one_budget_cleans_stale_temps_and_reports_usage(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test-stage-run-key-000")
+    out = tmp_path / "out.jsonl"
+    stale = tmp_path / ".out.jsonl.a1b2c3.tmp"
+    stale.write_text("half a file")
+    path = params(
+        tmp_path, {"gen": {"input": 1000.0, "output": 1000.0}, "judge": {"input": 1000, "output": 0}}
+    )
+    with fake_openai.FakeOpenAIServer() as server:
+        run = StageRun("demo", {"k": 1}, path, outputs=(out,), budget_usd=0.05)
+        assert not stale.exists()
+        common = {"backend": "openai", "base_url": server.url, "api_key_env": KEY_ENV}
+        gen = run.client("demo.generator", llm_config(model="gen", **common))
+        judge = run.client("demo.judge", llm_config(model="judge", **common))
+        assert gen.budget is judge.budget is run.budget
+        ask = [Request(({"role": "user", "content": "abc"},), sampling(max_tokens=4))]
+        gen.generate(ask)  # reserves (3 + 16) * 0.001 + 4 * 0.001 = 0.023; spends 4 + 2 tokens: 0.006
+        judge.generate(ask)  # reserves 0.019; spends 4 input tokens: 0.004
+        assert run.budget.spent_usd == pytest.approx(0.010)
+        # (22 + 16) * 0.001 + 4 * 0.001 = 0.042: fits what the generator alone spent (0.048 <= 0.05),
+        # not what the two roles spent together (0.052)
+        with pytest.raises(BudgetExceeded):
+            gen.generate([Request(({"role": "user", "content": "x" * 22},), sampling(max_tokens=4))])
+    assert server.count == 2
+    run.failures.add("row-1", "generate", "boom")
+    run.finish(input_rows=4, failures_path=tmp_path / "failures.jsonl", max_failure_rate=0.25)
+    metrics = run.metrics()
+    assert metrics["failures"] == {
+        "input_rows": 4,
+        "lost_rows": 1,
+        "failure_rate": 0.25,
+        "reasons": {"boom": 1},
+    }
+    usage = metrics["usage"]
+    assert set(usage) == {"total", "demo.generator", "demo.judge"}
+    assert usage["demo.generator"]["model"]["model"] == "gen"
+    assert usage["demo.judge"]["model"]["base_url"] == server.url
+    assert (
+        usage["total"]["new_calls"]
+        == 2
+        == usage["demo.generator"]["new_calls"] + usage["demo.judge"]["new_calls"]
+    )
+    assert (
+        usage["total"]["usd"] == pytest.approx(run.budget.spent_usd, abs=1e-6) and usage["total"]["usd"] > 0
+    )
+    assert metrics["provenance"]["python"]
+    assert usage_metrics({}) == {"total": usage_metrics({})["total"]}
+    with pytest.raises(FailureRateExceeded):
+        run.finish(input_rows=3, failures_path=tmp_path / "failures.jsonl", max_failure_rate=0.25)
+    assert (tmp_path / "failures.jsonl").read_text(encoding="utf-8").count("\n") == 1  # written first
+
+
+def test_stage_run_refuses_an_unpriced_role_before_any_request(tmp_path):
+    with fake_openai.FakeOpenAIServer() as server:
+        run = StageRun("demo", {}, params(tmp_path), budget_usd=None)
+        remote = llm_config(
+            model="unpriced", backend="openai", base_url=server.url.replace("127.0.0.1", "gpu-box")
+        )
+        with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no entry in prices"):
+            run.client("demo.judge", remote)
+        assert server.count == 0 and run.clients == {}

@@ -1,0 +1,82 @@
+"""jalign.stage: failures counted per input row, deduplicated, redacted; the failure-rate check; the
+error base class every user-facing error shares."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jalign.config import ConfigError
+from jalign.errors import JalignError
+from jalign.llm import BudgetExceeded
+from jalign.models import ModelSourceError
+from jalign.records import RecordError
+from jalign.stage import FailureRateExceeded, Failures, mean, provenance
+
+
+def test_failures_count_lost_rows_not_failed_calls(tmp_path):
+    failures = Failures("judge")
+    failures.add("p1|x|y", "judge", "HTTP 500", order="forward")
+    failures.add("p1|x|y", "judge", "HTTP 500", order="swapped")  # the same row's other call
+    failures.add("p1|x|y", "judge", "HTTP 500 again", order="forward")  # a repeat: recorded once
+    failures.add("p2|x|y", "judge", "timeout", order="forward")
+    assert [(r["id"], r["order"]) for r in failures.rows] == [
+        ("p1|x|y", "forward"),
+        ("p1|x|y", "swapped"),
+        ("p2|x|y", "forward"),
+    ]
+    assert failures.lost_rows == 2
+    failures.check(input_rows=10, max_failure_rate=0.2)  # 2 of 10 rows: allowed
+    with pytest.raises(FailureRateExceeded) as info:
+        failures.check(input_rows=9, max_failure_rate=0.2)  # 2 of 9 = 22.2%
+    message = str(info.value)
+    assert message.startswith("judge: 2 of 9 input rows lost to failures (22.2% > max_failure_rate 20.0%)")
+    assert "HTTP 500" in message
+    assert failures.summary(9) == {
+        "input_rows": 9,
+        "lost_rows": 2,
+        "failure_rate": 0.2222,
+        "reasons": {"HTTP 500": 2, "timeout": 1},
+    }
+    path = tmp_path / "failures.jsonl"
+    failures.write(path)
+    assert [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()] == [
+        "p1|x|y",
+        "p1|x|y",
+        "p2|x|y",
+    ]
+
+
+def test_no_input_rows_is_no_failure_rate():
+    failures = Failures("s")
+    failures.check(input_rows=0, max_failure_rate=0.0)
+    assert failures.summary(0)["failure_rate"] == 0.0
+
+
+def test_failure_reasons_are_redacted(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-0123456789abcdef")
+    failures = Failures("s")
+    failures.add("r1", "generate", "401: bad key sk-secret-0123456789abcdef at https://u:pw@host/v1")
+    assert failures.rows[0]["reason"] == "401: bad key *** at https://***@host/v1"
+
+
+def test_mean_and_provenance():
+    assert mean([1.0, 2.0, 2.0]) == 1.6667 and mean([]) == 0.0
+    info = provenance()
+    assert set(info) == {"git_commit", "python", "packages"}
+    assert "torch" in info["packages"] and "transformers" in info["packages"]
+
+
+@pytest.mark.parametrize(
+    ("error", "builtin"),
+    [
+        (ConfigError, ValueError),
+        (RecordError, ValueError),
+        (ModelSourceError, ValueError),
+        (BudgetExceeded, RuntimeError),
+        (FailureRateExceeded, RuntimeError),
+    ],
+)
+def test_user_facing_errors_share_one_base_and_keep_their_builtin(error, builtin):
+    assert issubclass(error, JalignError) and issubclass(error, builtin)
