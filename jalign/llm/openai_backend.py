@@ -109,9 +109,13 @@ def parse_generation(config: LLMConfig, resp: Any) -> Generation:
         raise RetryableError("malformed response: no choices")
     choice = resp.choices[0]
     text = choice.text if config.prompt_format == "raw" else choice.message.content
-    if not isinstance(text, str) or not text.strip():
-        raise RetryableError(f"empty answer (finish_reason={choice.finish_reason})")
     usage = resp.usage
+    if not isinstance(text, str) or not text.strip():
+        raise RetryableError(
+            f"empty answer (finish_reason={choice.finish_reason})",
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+        )
     return Generation(
         text=text,
         input_tokens=usage.prompt_tokens if usage else 0,
@@ -192,12 +196,22 @@ class OpenAIBackend:
                     except Exception as exc:  # e.g. BudgetExceeded: send nothing more
                         stopped.append(exc)
                         return
+                paid = [0, 0]  # tokens billed for attempts that failed after an answer (empty ones)
+
+                async def attempt(i: int = i, paid: list[int] = paid) -> Any:
+                    try:
+                        return await self._call(one, client, requests[i])
+                    except RetryableError as exc:
+                        paid[0], paid[1] = paid[0] + exc.input_tokens, paid[1] + exc.output_tokens
+                        raise
+
                 try:
-                    result = await with_retries(
-                        lambda i=i: self._call(one, client, requests[i]), self.policy, desc
-                    )
+                    result = await with_retries(attempt, self.policy, desc)
                 except (RetryableError, FatalError) as exc:
                     result = result_type(error=str(exc))
+                result.input_tokens += paid[0]
+                if isinstance(result, Generation):
+                    result.output_tokens += paid[1]
                 results[i] = result
                 bar.update(1)
                 on_result(i, result)

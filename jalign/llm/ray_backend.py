@@ -225,6 +225,14 @@ class RayBackend:
         return build_processor(config, postprocess=_http_output)
 
     def _http_answer(self, row: dict[str, Any], request: Request, choices: tuple[str, ...] | None):
+        answer = self._http_answer_alone(row, choices)
+        paid_in, paid_out = row["paid"]  # attempts the server billed before the last one
+        answer.input_tokens += paid_in
+        if isinstance(answer, Generation):
+            answer.output_tokens += paid_out
+        return answer
+
+    def _http_answer_alone(self, row: dict[str, Any], choices: tuple[str, ...] | None):
         failed = Generation if choices is None else Choice
         if row["error"]:
             return failed(error=self._redact(row["error"]))
@@ -330,7 +338,12 @@ def _vllm_output(row: dict[str, Any]) -> dict[str, Any]:
 
 def _http_output(row: dict[str, Any]) -> dict[str, Any]:
     reply = row["http_response"]
-    return {"index": int(row["index"]), "error": reply["error"], "text": reply["text"]}
+    return {
+        "index": int(row["index"]),
+        "error": reply["error"],
+        "text": reply["text"],
+        "paid": [int(reply["paid_input_tokens"]), int(reply["paid_output_tokens"])],
+    }
 
 
 def parse_http(text: str, *, config: LLMConfig, choices: tuple[str, ...] | None) -> Generation | Choice:
@@ -364,8 +377,13 @@ class _Reply:
     status = 200
     reason = "OK"
 
-    def __init__(self, text: str, error: str) -> None:
-        self._json = {"text": text, "error": error}
+    def __init__(self, text: str, error: str, paid: list[int]) -> None:
+        self._json = {
+            "text": text,
+            "error": error,
+            "paid_input_tokens": paid[0],
+            "paid_output_tokens": paid[1],
+        }
 
     async def __aenter__(self) -> _Reply:
         return self
@@ -373,7 +391,7 @@ class _Reply:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def json(self) -> dict[str, str]:
+    async def json(self) -> dict[str, Any]:
         return self._json
 
 
@@ -420,11 +438,20 @@ class HttpSession:
         return asyncio.ensure_future(self._post(url, body))
 
     async def _post(self, url: str, body: str) -> _Reply:
+        paid = [0, 0]  # tokens billed for attempts that failed after an answer (empty ones)
+
+        async def attempt() -> str:
+            try:
+                return await self._once(url, body)
+            except RetryableError as exc:
+                paid[0], paid[1] = paid[0] + exc.input_tokens, paid[1] + exc.output_tokens
+                raise
+
         try:
-            text = await with_retries(lambda: self._once(url, body), self._policy, "ray http")
+            text = await with_retries(attempt, self._policy, "ray http")
         except (RetryableError, FatalError) as exc:
-            return _Reply("", str(exc))
-        return _Reply(text, "")
+            return _Reply("", str(exc), paid)
+        return _Reply(text, "", paid)
 
     async def _once(self, url: str, body: str) -> str:
         aiohttp = self._aiohttp
@@ -441,6 +468,8 @@ class HttpSession:
             raise FatalError(reason)
         try:
             self._check(text)
+        except RetryableError:
+            raise  # an empty answer (its billed tokens ride on the error)
         except (ValueError, LookupError, TypeError, AttributeError) as exc:
             raise RetryableError(f"malformed response: {type(exc).__name__}: {exc}") from exc
         return text

@@ -14,11 +14,18 @@ T = TypeVar("T")
 
 
 class RetryableError(Exception):
-    """A failure worth another try (429, 5xx, timeout, connection reset, garbage body)."""
+    """A failure worth another try (429, 5xx, timeout, connection reset, garbage or empty answer).
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `input_tokens` / `output_tokens`: what the server billed for this attempt (an empty answer is still
+    paid for), so the tokens and cost of failed attempts are never lost from the usage ledger."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, input_tokens: int = 0, output_tokens: int = 0
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
 
 
 class FatalError(Exception):

@@ -17,9 +17,12 @@ from pathlib import Path
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import openai
 import pytest
+from helpers import llm_config
+from helpers import sampling as test_sampling
 
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling
 from jalign.llm.openai_batch_backend import BatchState, OpenAIBatchBackend
+from jalign.llm.types import BatchSettings
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 BatchPlan = fake_openai.BatchPlan
@@ -37,7 +40,11 @@ def env(monkeypatch, tmp_path):
     monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "llm" / "cache.sqlite"))
 
 
-def config(server, **overrides) -> LLMConfig:
+BATCH = {"poll_interval_s": 0.01, "max_requests": 50000, "completion_window": "24h", "price_factor": 0.5}
+
+
+def config(server, batch_max_requests: int | None = None, **overrides) -> LLMConfig:
+    batch = BatchSettings(**(BATCH | ({"max_requests": batch_max_requests} if batch_max_requests else {})))
     fields = {
         "model": "fake-model",
         "backend": "openai_batch",
@@ -46,9 +53,9 @@ def config(server, **overrides) -> LLMConfig:
         "timeout_s": 5.0,
         "max_retries": 2,
         "retry_base_delay_s": 0.001,
-        "batch_poll_interval_s": 0.01,
+        "batch": batch,
     } | overrides
-    return LLMConfig(**fields)
+    return llm_config(**fields)
 
 
 def make_client(server, **overrides) -> LLMClient:
@@ -56,7 +63,7 @@ def make_client(server, **overrides) -> LLMClient:
 
 
 def user(text: str, sampling: Sampling | None = None) -> Request:
-    return Request(({"role": "user", "content": text},), sampling or Sampling())
+    return Request(({"role": "user", "content": text},), sampling or test_sampling())
 
 
 def state_rows(tmp_path) -> list[dict]:
@@ -82,7 +89,7 @@ def reply(prompt: str) -> str:
 
 @pytest.mark.parametrize("prompt_format", ["chat", "raw"])
 def test_generate_round_trip_sends_the_online_bodies(tmp_path, prompt_format):
-    sampling = Sampling(
+    sampling = test_sampling(
         temperature=0.3, top_p=0.9, max_tokens=32, seed=7, stop=("\n\n",), repetition_penalty=1.1
     )
     requests = [user(f"質問 {i}", sampling) for i in range(4)]
@@ -137,7 +144,7 @@ def test_choose_round_trip(tmp_path, prompt_format):
     with FakeOpenAIServer(top_logprobs=top) as server:
         client = make_client(server, prompt_format=prompt_format)
         out = client.choose(
-            [user("A or B?", Sampling(stop=("\n",), temperature=0.9)), user("again?")], ["A", "B"]
+            [user("A or B?", test_sampling(stop=("\n",), temperature=0.9)), user("again?")], ["A", "B"]
         )
     pa, pb = math.exp(-0.5) + math.exp(-2.0), math.exp(-1.0)
     for choice in out:
@@ -211,7 +218,7 @@ def test_partly_failed_batch_fails_rows_caches_successes_and_resends_only_failur
         assert "HTTP 500" in out[1].error and "injected fault 500" in out[1].error
         assert "line_error" in out[2].error
         assert "malformed response" in out[3].error
-        assert "no text" in out[4].error  # whitespace-only is a failure, never an answer
+        assert "empty answer" in out[4].error  # whitespace-only is a failure, never an answer
         assert all(g.text is None for g in out if not g.ok)
         assert client.usage.failed == 4
         assert len(ResponseCache()) == 2
@@ -349,10 +356,14 @@ def test_online_and_batch_share_the_cache(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys
-    from jalign.llm import LLMClient, LLMConfig, Request, Sampling
-    config = LLMConfig(model="fake-model", backend="openai_batch", base_url=sys.argv[1],
-                       api_key_env=sys.argv[2], batch_poll_interval_s=0.01)
-    requests = [Request(({"role": "user", "content": f"k{i}"},), Sampling()) for i in range(5)]
+    sys.path.insert(0, sys.argv[3])
+    from helpers import llm_config, sampling
+    from jalign.llm import LLMClient, Request
+    from jalign.llm.types import BatchSettings
+    config = llm_config(model="fake-model", backend="openai_batch", base_url=sys.argv[1], api_key_env=sys.argv[2],
+                        batch=BatchSettings(poll_interval_s=0.01, max_requests=50000, completion_window="24h",
+                                            price_factor=0.5))
+    requests = [Request(({"role": "user", "content": f"k{i}"},), sampling()) for i in range(5)]
     LLMClient(config).generate(requests)
     print("finished")
     """
@@ -366,7 +377,10 @@ def test_resume_after_sigkill_while_polling_creates_and_uploads_once(tmp_path):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(tmp_path / "child.log", "wb") as log:
             child = subprocess.Popen(
-                [sys.executable, "-c", CHILD, server.url, KEY_ENV], env=env, stdout=log, stderr=log
+                [sys.executable, "-c", CHILD, server.url, KEY_ENV, str(REPO / "tests")],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
             try:
                 deadline = time.monotonic() + 60
@@ -532,15 +546,21 @@ def test_echoed_api_key_never_reaches_state_cache_or_results(tmp_path, caplog):
 def test_missing_api_key_without_base_url_names_the_variable(monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(RuntimeError, match=KEY_ENV):
-        OpenAIBatchBackend(LLMConfig(model="gpt-test", backend="openai_batch", api_key_env=KEY_ENV))
+        OpenAIBatchBackend(
+            llm_config(
+                model="gpt-test", backend="openai_batch", api_key_env=KEY_ENV, batch=BatchSettings(**BATCH)
+            )
+        )
 
 
 def test_batch_price_factor_halves_the_listed_price(tmp_path):
-    from jalign.stage import price_for
+    from jalign.llm_stage import price_for
 
     params = tmp_path / "params.yaml"
     params.write_text("prices:\n  gpt-x: {input: 0.2, output: 0.8}\n")
-    batch = price_for(LLMConfig(model="gpt-x", backend="openai_batch"), params)
-    online = price_for(LLMConfig(model="gpt-x", backend="openai"), params)
+    batch = price_for(
+        "r", llm_config(model="gpt-x", backend="openai_batch", batch=BatchSettings(**BATCH)), params
+    )
+    online = price_for("r", llm_config(model="gpt-x", backend="openai"), params)
     assert (online.input, online.output) == (0.2, 0.8)
     assert (batch.input, batch.output) == pytest.approx((0.1, 0.4))

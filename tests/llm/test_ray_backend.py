@@ -16,11 +16,14 @@ import pytest
 ray = pytest.importorskip("ray", reason="backend: ray needs the optional extra: pip install -e '.[ray]'")
 pytest.importorskip("ray.data.llm")
 
+from helpers import llm_config  # noqa: E402
+from helpers import sampling as test_sampling  # noqa: E402
+
 from jalign.config import ConfigError, from_dict  # noqa: E402
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling  # noqa: E402
 from jalign.llm.client import identity  # noqa: E402
 from jalign.llm.ray_backend import RayBackend, _vllm_output  # noqa: E402
-from jalign.llm.types import RaySettings  # noqa: E402
+from jalign.llm.types import RaySettings, VLLMSettings  # noqa: E402
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 KEY_ENV = "JALIGN_TEST_RAY_KEY"
@@ -42,9 +45,15 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
 
 
+def ray_settings(**fields) -> RaySettings:
+    return RaySettings(
+        **({"engine": "vllm", "concurrency": 1, "batch_size": 64, "engine_kwargs": {}} | fields)
+    )
+
+
 def http_config(server, **ray_fields) -> LLMConfig:
-    settings = RaySettings(**({"engine": "http", "batch_size": BATCH, "concurrency": REPLICAS} | ray_fields))
-    return LLMConfig(
+    settings = ray_settings(**({"engine": "http", "batch_size": BATCH, "concurrency": REPLICAS} | ray_fields))
+    return llm_config(
         model="fake-model",
         backend="ray",
         base_url=server.url,
@@ -57,7 +66,7 @@ def http_config(server, **ray_fields) -> LLMConfig:
 
 
 def user(text: str, sampling: Sampling | None = None) -> Request:
-    return Request(({"role": "user", "content": text},), sampling or Sampling())
+    return Request(({"role": "user", "content": text},), sampling or test_sampling())
 
 
 def sent(server) -> list[tuple[str, str]]:
@@ -77,9 +86,9 @@ def no_key_in_ray_logs() -> None:
 # -- engine: http ------------------------------------------------------------------------------------
 
 SAMPLINGS = [
-    Sampling(),
-    Sampling(stop=("\n\n",), temperature=0.2, max_tokens=40, seed=3),
-    Sampling(repetition_penalty=1.1, top_p=0.8),
+    test_sampling(),
+    test_sampling(stop=("\n\n",), temperature=0.2, max_tokens=40, seed=3),
+    test_sampling(repetition_penalty=1.1, top_p=0.8),
 ]
 FAILING = {"bad", "blank", "broken", "echo"}
 
@@ -128,9 +137,9 @@ def test_http_generate_round_trip_failures_and_rerun(local_ray, tmp_path, caplog
         for prompt in FAILING:
             assert not failed[prompt].ok and failed[prompt].text is None
 
-        # 400s are not retried; malformed answers are, max_retries times; nothing else is sent twice
+        # 400s are not retried; malformed and empty answers are, max_retries times; nothing else twice
         tries = [fake_openai.prompt_text(r.body) for r in first_calls]
-        assert sorted(tries) == sorted([*prompts, "broken"])
+        assert sorted(tries) == sorted([*prompts, "broken", "blank"])
         assert server.max_in_flight <= BATCH * REPLICAS
         assert client.usage.new_calls == len(prompts)
         assert client.usage.failed == len(FAILING)
@@ -147,7 +156,7 @@ def test_http_generate_round_trip_failures_and_rerun(local_ray, tmp_path, caplog
         again = LLMClient(http_config(server), cache=cache)
         out2 = again.generate(requests)
         resent = [fake_openai.prompt_text(r.body) for r in server.calls()[len(first_calls) :]]
-    assert sorted(resent) == sorted([*FAILING, "broken"])
+    assert sorted(resent) == sorted([*FAILING, "broken", "blank"])
     assert again.usage.cached == len(prompts) - len(FAILING)
     for first, second in zip(out, out2, strict=True):
         assert (first.text, first.ok) == (second.text, second.ok)
@@ -186,7 +195,7 @@ def tops(body):
 
 @pytest.mark.parametrize("prompt_format", ["chat", "raw"])
 def test_http_choose(local_ray, tmp_path, prompt_format):
-    requests = [user(p, Sampling(stop=("\n",))) for p in ("q0", "q1", "none")]
+    requests = [user(p, test_sampling(stop=("\n",))) for p in ("q0", "q1", "none")]
     bodies, answers = {}, {}
     for backend in ("ray", "openai"):
         with FakeOpenAIServer(top_logprobs=tops) as server:
@@ -239,14 +248,14 @@ def test_unreachable_endpoint_fails_rows_with_the_reason(local_ray):
 
 def test_vllm_processor_wiring(local_ray, tiny_lm_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # Ray creates a kernels dir there
-    settings = RaySettings(
+    settings = ray_settings(
         concurrency=3,
         batch_size=16,
         accelerator_type="H100",
         engine_kwargs={"tensor_parallel_size": 2, "max_model_len": 512},
         max_tasks_in_flight_per_actor=8,
     )
-    config = LLMConfig(model=str(tiny_lm_dir), backend="ray", ray=settings)
+    config = llm_config(model=str(tiny_lm_dir), backend="ray", ray=settings)
     backend = RayBackend(config)
     processor = backend._vllm_processor()
     assert processor.list_stage_names() == [
@@ -269,13 +278,13 @@ def test_vllm_processor_wiring(local_ray, tiny_lm_dir, monkeypatch, tmp_path):
     assert (pool.min_size, pool.max_size) == (1, 3)
     assert pool.max_tasks_in_flight_per_actor == 8
 
-    row = backend._vllm_row(7, user("こんにちは", Sampling(stop=("。",))), None)
+    row = backend._vllm_row(7, user("こんにちは", test_sampling(stop=("。",))), None)
     first = processor.get_stage_by_name("ChatTemplateStage")
     assert set(first.get_required_input_keys()) <= set(row)
     assert set(engine.get_required_input_keys()) <= set(row)
     assert row["sampling_params"]["stop"] == ["。"]
 
-    raw = dataclasses.replace(config, prompt_format="raw", ray=RaySettings())
+    raw = dataclasses.replace(config, prompt_format="raw", ray=ray_settings())
     raw_processor = RayBackend(raw)._vllm_processor()
     assert raw_processor.list_stage_names()[0] == "TokenizeStage"  # the prompt is used as is
     assert RayBackend(raw)._vllm_row(0, user("続き"), None)["prompt"] == "続き"
@@ -313,8 +322,8 @@ def test_vllm_outputs_cross_ray_and_parse(local_ray, tiny_lm_dir):
     out = {
         r["index"]: r for r in ray.data.from_items(rows, override_num_blocks=1).map(_vllm_output).iter_rows()
     }
-    backend = RayBackend(LLMConfig(model=str(tiny_lm_dir), backend="ray"))
-    gen = [backend._vllm_answer(out[i], user("q", Sampling(max_tokens=16)), None) for i in range(3)]
+    backend = RayBackend(llm_config(model=str(tiny_lm_dir), backend="ray", ray=ray_settings()))
+    gen = [backend._vllm_answer(out[i], user("q", test_sampling(max_tokens=16)), None) for i in range(3)]
     assert (gen[0].text, gen[0].finish_reason, gen[0].input_tokens, gen[0].output_tokens) == (
         "答え",
         "stop",
@@ -337,56 +346,63 @@ def test_vllm_outputs_cross_ray_and_parse(local_ray, tiny_lm_dir):
 
 
 def test_ray_section_from_params():
-    data = {
-        "model": "org/model@abc123",
-        "backend": "ray",
-        "ray": {
+    data = llm_fields(
+        model="org/model@abc123",
+        backend="ray",
+        ray={
+            "engine": "vllm",
             "address": "ray://head:10001",
             "concurrency": 4,
+            "batch_size": 64,
             "accelerator_type": "A100",
             "engine_kwargs": {"tensor_parallel_size": 2, "max_model_len": 8192},
         },
-    }
+    )
     config = from_dict(LLMConfig, data, "judge.llm")
-    assert config.ray == RaySettings(
+    assert config.ray == ray_settings(
         address="ray://head:10001",
         concurrency=4,
         accelerator_type="A100",
         engine_kwargs={"tensor_parallel_size": 2, "max_model_len": 8192},
     )
-    hash(config)  # still usable as a key
     with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.engine"):
-        from_dict(LLMConfig, data | {"ray": {"engine": "sglang"}}, "judge.llm")
+        from_dict(LLMConfig, data | {"ray": data["ray"] | {"engine": "sglang"}}, "judge.llm")
     with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.replicas: unknown key"):
-        from_dict(LLMConfig, data | {"ray": {"replicas": 2}}, "judge.llm")
-    with pytest.raises(ConfigError, match="concurrency"):
-        from_dict(LLMConfig, data | {"ray": {"concurrency": 0}}, "judge.llm")
+        from_dict(LLMConfig, data | {"ray": data["ray"] | {"replicas": 2}}, "judge.llm")
+    with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.concurrency: 0 is out of range"):
+        from_dict(LLMConfig, data | {"ray": data["ray"] | {"concurrency": 0}}, "judge.llm")
+    with pytest.raises(ConfigError, match="backend ray needs its settings"):
+        from_dict(LLMConfig, data | {"ray": None}, "judge.llm")
     for field in dataclasses.fields(RaySettings):
         assert field.metadata["help"], field.name
 
 
+def llm_fields(**overrides) -> dict:
+    """A complete LLMConfig as a params mapping."""
+    return {**dataclasses.asdict(llm_config()), "sampling": dataclasses.asdict(test_sampling())} | overrides
+
+
 def test_identity_shares_the_cache_of_the_backend_it_stands_in_for(tiny_lm_dir, tmp_path):
-    http = LLMConfig(model="m", backend="ray", base_url="http://h:8000/v1", ray=RaySettings(engine="http"))
+    http = llm_config(model="m", backend="ray", base_url="http://h:8000/v1", ray=ray_settings(engine="http"))
     assert identity(http) == identity(dataclasses.replace(http, backend="openai", ray=None))
-    own_url = dataclasses.replace(http, ray=RaySettings(engine="http", http_base_url="http://other/v1"))
+    own_url = dataclasses.replace(http, ray=ray_settings(engine="http", http_base_url="http://other/v1"))
     assert identity(own_url)["base_url"] == "http://other/v1"
 
-    vllm = LLMConfig(model=str(tiny_lm_dir), backend="vllm")
+    vllm_settings = VLLMSettings(1, 1, None, 0.9, True, None, None, 16, {})
+    vllm = llm_config(model=str(tiny_lm_dir), backend="vllm", vllm=vllm_settings)
     on_ray = dataclasses.replace(
-        vllm, backend="ray", ray=RaySettings(engine_kwargs={"tensor_parallel_size": 4})
+        vllm, backend="ray", vllm=None, ray=ray_settings(engine_kwargs={"tensor_parallel_size": 4})
     )
     assert identity(on_ray) == identity(vllm)  # parallelism does not change answers
-    quantized = dataclasses.replace(on_ray, ray=RaySettings(engine_kwargs={"quantization": "fp8"}))
+    quantized = dataclasses.replace(on_ray, ray=ray_settings(engine_kwargs={"quantization": "fp8"}))
     assert identity(quantized)["engine_kwargs"] == {"quantization": "fp8"}
-    pinned = dataclasses.replace(on_ray, ray=RaySettings(engine_kwargs={"revision": "v2"}))
-    assert identity(pinned)["engine_kwargs"] == {"revision": "v2"}
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 8}')
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
-    lora = dataclasses.replace(on_ray, ray=RaySettings(lora=str(adapter)))
-    before = identity(lora)
-    assert before["lora"].startswith(str(adapter)) and before != identity(vllm)
+    with_adapter = dataclasses.replace(on_ray, adapter=str(adapter))
+    before = identity(with_adapter)
+    assert before["adapter"] == str(adapter) and before != identity(vllm)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained in place
-    assert identity(lora) != before
+    assert identity(with_adapter) != before
