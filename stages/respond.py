@@ -59,16 +59,22 @@ def load_prompt_rows(
     translated_path: str, instructions_path: str | None, config: RespondConfig
 ) -> list[Record]:
     """Prompt rows from both halves, checked before any request is paid for: required fields (the
-    licence included) named by file, line and field, and prompt ids unique across both files."""
+    licence included) and ids unique within and across both files, each error naming file, line, field."""
     translated = read_jsonl(translated_path, required=("id", "prompt"))
     instructions = read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
     for path, records in ((translated_path, translated), (instructions_path, instructions)):
         for lineno, record in enumerate(records, start=1):
             if "license" not in record:
                 raise RecordError(f"{path}:{lineno}: missing field 'license'")
-    rows = prompt_rows(translated, instructions, config)
-    check_unique_ids(rows, f"{translated_path} + {instructions_path}", field="prompt_id")
-    return rows
+        check_unique_ids(records, str(path))
+    translated_ids = {r["id"] for r in translated}
+    for lineno, record in enumerate(instructions, start=1):
+        if record["id"] in translated_ids:
+            raise RecordError(
+                f"{instructions_path}:{lineno}: field 'id': {record['id']!r} is also a prompt id "
+                f"in {translated_path}"
+            )
+    return prompt_rows(translated, instructions, config)
 
 
 def prompt_rows(translated: list[Record], instructions: list[Record], config: RespondConfig) -> list[Record]:

@@ -247,7 +247,7 @@ def test_max_prompts_below_one_and_duplicate_yaml_keys_are_refused(tmp_path):
     (tmp_path / "p2.yaml").write_text(text, encoding="utf-8")
     code, out = cli("preferences", "--pairs", str(REPO / "data/eval/ja_eval.jsonl"), "--out-dir", "sets",
                     "--metrics", "m", "--params", str(tmp_path / "p2.yaml"))  # fmt: skip
-    assert code == 1 and "duplicate key 'seed'" in out and "p2.yaml:" in out
+    assert code == 1 and "preferences.seed: duplicate key" in out and "p2.yaml:" in out
 
 
 # 5. Every input error names file, line and field, in one line ------------------------------------------
@@ -281,7 +281,7 @@ def no_instructions(p: dict) -> None:
         ),
         (
             b'{"id": "a", "prompt": "q", "license": ["mit"]}\n{"id": "a", "prompt": "q2", "license": ["mit"]}\n',
-            "field 'prompt_id': duplicate id 'a'",
+            "field 'id': duplicate id 'a'",
         ),
     ],
 )

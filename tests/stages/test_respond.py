@@ -66,7 +66,7 @@ def test_a_row_without_a_licence_fails_naming_file_and_line(tmp_path):
 
 def test_a_prompt_id_repeated_across_the_halves_fails_before_any_request(tmp_path):
     instructions = write(tmp_path / "i.jsonl", [{**INSTRUCTIONS[0], "id": "t:2"}])
-    with pytest.raises(RecordError, match=r"field 'prompt_id': duplicate id 't:2' \(first at record 2\)"):
+    with pytest.raises(RecordError, match=r"i.jsonl:1: field 'id': 't:2' is also a prompt id in .*t.jsonl"):
         load_prompt_rows(write(tmp_path / "t.jsonl", TRANSLATED), instructions, CONFIG)
 
 
