@@ -2,13 +2,20 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
+# The pipeline's dependencies (what `make repro` needs) ...
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the 2.13.0 CPU wheel; see pyproject.toml before changing any pin.
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# ... and what the tests need on top (ray, moto's S3 server, dvc-s3, the plot renderer, scikit-learn).
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 .PHONY: install repro test lint bench
 install: $(STAMP)
@@ -20,10 +27,10 @@ repro: $(STAMP)
 # `make test` runs the fast suite (about two minutes); `make test TESTS=` runs everything, as CI does
 # (the end-to-end `dvc repro` / `dvc exp run` tests are marked slow).
 TESTS ?= -m "not slow"
-test: $(STAMP)
+test: $(TEST_STAMP)
 	. $(VENV)/bin/activate && OMP_NUM_THREADS=1 python -m pytest -q $(TESTS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)

@@ -340,7 +340,12 @@ def check_rev(rev: str, root: Path) -> None:
 
 
 def render_png(spec: dict[str, Any], path: Path) -> None:
-    import vl_convert  # only this command needs it
+    try:
+        import vl_convert  # only this command needs it
+    except ImportError as exc:
+        raise click.ClickException(
+            "rendering plots needs the review extra: pip install -e '.[review]'"
+        ) from exc
 
     # The data is inline; allowing no base URL keeps rendering offline whatever the spec says.
     png = vl_convert.vegalite_to_png(spec, scale=1.0, allowed_base_urls=[])

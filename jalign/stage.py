@@ -106,3 +106,8 @@ class Failures:
 
 def mean(values: list[float]) -> float:
     return round(sum(values) / len(values), 4) if values else 0.0
+
+
+def rate(num: float, den: float) -> float | None:
+    """num / den to four places; None (not 0) when there is nothing to divide by."""
+    return round(num / den, 4) if den else None

@@ -15,7 +15,7 @@ import click
 
 from jalign.config import load_section
 from jalign.records import Record, provenance_of, read_jsonl, write_json, write_jsonl
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.stage import log, log_params, provenance, rate, setup_logging
 from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
 
@@ -120,17 +120,17 @@ def decide(
         "judgments": len(main),
         "kept_pairs": len(pairs),
         "dropped": dict(sorted(drops.items())),
-        "agreement_rate": _rate(agree, both_valid),
-        "position_bias_rate": _rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
-        "position_bias_rate_uncalibrated": _rate(
+        "agreement_rate": rate(agree, both_valid),
+        "position_bias_rate": rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
+        "position_bias_rate_uncalibrated": rate(
             sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive)
         ),
         "position_prior": prior or None,
-        "tie_rate": _rate(len(valid) - len(decisive), len(valid)),
-        "invalid_rate": _rate(len(main) - len(valid), len(main)),
+        "tie_rate": rate(len(valid) - len(decisive), len(valid)),
+        "invalid_rate": rate(len(main) - len(valid), len(main)),
         "invalid_reasons": dict(Counter(j["invalid_reason"] for j in main if j["verdict"] is None)),
-        "length_bias": _rate(sum(len(p["chosen"]) > len(p["rejected"]) for p in pairs), len(pairs)),
-        "win_share": {n: _rate(wins[n], len(pairs)) for n in names},
+        "length_bias": rate(sum(len(p["chosen"]) > len(p["rejected"]) for p in pairs), len(pairs)),
+        "win_share": {n: rate(wins[n], len(pairs)) for n in names},
         "injection": injection_report(decided),
     }
     return decided, pairs, stats
@@ -179,10 +179,6 @@ def injection_report(decided: list[Record]) -> dict:
         "changed_outcome": len(changed),
         "changed_to_injected_answer": len(to_target),
     }
-
-
-def _rate(num: float, den: float) -> float | None:
-    return round(num / den, 4) if den else None
 
 
 @click.command("decide")

@@ -24,7 +24,7 @@ import numpy as np
 from jalign.config import load_section
 from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
-from jalign.stage import log, log_params, mean, provenance, setup_logging
+from jalign.stage import log, log_params, mean, provenance, rate, setup_logging
 from jalign.text import japanese_ratio
 from jalign.verdicts import parse_arena, parse_rating, swap_label
 from stages.evaluate import EvaluateConfig, transcript
@@ -147,7 +147,7 @@ def game_counts(games: list[Record]) -> dict[str, Any]:
         "ties": outcomes["tie"],
         "losses": outcomes["loss"],
         "invalid": invalid,
-        "invalid_rate": _rate(invalid, len(games)),
+        "invalid_rate": rate(invalid, len(games)),
         "language_penalties": sum(g["decided_by"] == "language_penalty" for g in games),
         "invalid_reasons": dict(Counter(g["invalid_reason"] for g in games if g["invalid_reason"])),
     }
@@ -170,10 +170,10 @@ def reliability(games: list[Record]) -> dict[str, Any]:
     )
     unequal = sum(g["candidate_chars"] != g["baseline_chars"] for g in decisive)
     return {
-        "swap_agreement": _rate(agree, len(both)),
-        "position_bias": _rate(position_a, len(decisive)),
-        "invalid_rate": _rate(sum(g["judge_label"] is None for g in games), len(games)),
-        "length_bias": _rate(longer_won, unequal),
+        "swap_agreement": rate(agree, len(both)),
+        "position_bias": rate(position_a, len(decisive)),
+        "invalid_rate": rate(sum(g["judge_label"] is None for g in games), len(games)),
+        "length_bias": rate(longer_won, unequal),
     }
 
 
@@ -234,7 +234,7 @@ def grade_report(grades: list[Record], config: EvaluateConfig) -> dict[str, dict
         out[model][set_name] = {
             **mean_ci([r["value"] for r in valid], config.bootstrap, config.seed),
             "invalid": len(rows) - len(valid),
-            "invalid_rate": _rate(len(rows) - len(valid), len(rows)),
+            "invalid_rate": rate(len(rows) - len(valid), len(rows)),
             "categories": {c: mean(v) for c, v in sorted(categories.items())},
             "turns": {str(t): mean(v) for t, v in sorted(turns.items())} if len(turns) > 1 else None,
         }
@@ -438,10 +438,6 @@ def _excerpt(text: str, n: int = 120) -> str:
 
 def _fmt(value: Any) -> str:
     return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def _rate(num: float, den: float) -> float | None:
-    return round(num / den, 4) if den else None
 
 
 @click.command("score-eval")
