@@ -12,6 +12,7 @@ models, judge reliability, hyper-parameters, eval metrics with CIs, git commit, 
 artifact whose licence set holds an id outside `hub.allowed_licenses` is refused unless the id is in
 `hub.override_licenses`. With `hub.push: false` (the DVC stage's default) or `--dry-run` nothing is
 sent: the plan (repos, files, sizes, licences) is written or printed. The token comes from HF_TOKEN only.
+This stage reads the project and decides; jalign.hub_cards renders the cards, jalign.hub uploads.
 """
 
 from __future__ import annotations
@@ -238,6 +239,11 @@ def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseMode
     return BaseModel(ref, licence, hub_id, origin)
 
 
+def models_of(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
+    """The models behind an artifact, from its stages' usage metrics."""
+    return usage_models({rel: project.json(rel) for rel in metrics_files})
+
+
 def card_facts(
     project: Project,
     tally: LicenseTally,
@@ -257,9 +263,11 @@ def card_facts(
     )
 
 
-def models_of(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
-    """The models behind an artifact, from its stages' usage metrics."""
-    return usage_models({rel: project.json(rel) for rel in metrics_files})
+def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
+
+
+# -- licence decisions --------------------------------------------------------------------------------
 
 
 def decide(artifact: str, tally: LicenseTally, config: HubConfig) -> tuple[list[str], str | None]:
@@ -268,10 +276,6 @@ def decide(artifact: str, tally: LicenseTally, config: HubConfig) -> tuple[list[
         return check_licenses(artifact, tally, config.allowed_licenses, config.override_licenses), None
     except LicenseError as exc:
         return [], str(exc)
-
-
-def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
 
 
 # -- dataset repos -----------------------------------------------------------------------------------
