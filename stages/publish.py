@@ -12,6 +12,7 @@ models, judge reliability, hyper-parameters, eval metrics with CIs, git commit, 
 artifact whose licence set holds an id outside `hub.allowed_licenses` is refused unless the id is in
 `hub.override_licenses`. With `hub.push: false` (the DVC stage's default) or `--dry-run` nothing is
 sent: the plan (repos, files, sizes, licences) is written or printed. The token comes from HF_TOKEN only.
+This stage reads the project and decides; jalign.hub_cards renders the cards, jalign.hub uploads.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ from jalign.hub import (
     with_normalized_licenses,
     write_parquet,
 )
+from jalign.hub_cards import (
+    CardFacts,
+    card_license,
+    classifier_results,
+    dataset_card,
+    eval_results,
+    funnel_section,
+    git_commit,
+    judge_section,
+    model_card,
+    usage_models,
+)
 from jalign.models import MANIFEST, PACKAGED
 from jalign.records import RecordError, read_jsonl, write_json
 from jalign.stage import log, log_params, provenance, setup_logging
@@ -62,18 +75,12 @@ UPSTREAM_IDS = {
     "multilingual-e5-small": "intfloat/multilingual-e5-small",
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
-# Licence ids the Hub's `license` field accepts (a subset of its list); anything else is "other".
-HUB_LICENSES = frozenset(
-    """apache-2.0 mit bsd-2-clause bsd-3-clause cc0-1.0 cc-by-2.0 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0
-    cc-by-sa-4.0 cc-by-nc-4.0 cc-by-nc-sa-4.0 cc-by-nd-4.0 cc-by-nc-nd-4.0 odc-by odbl pddl
-    cdla-permissive-2.0 cdla-sharing-1.0 gpl-3.0 lgpl-3.0 agpl-3.0 mpl-2.0 unlicense openrail llama2
-    llama3 llama3.1 llama3.2 llama3.3 llama4 gemma""".split()  # noqa: SIM905 (a word list reads best)
-)
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 
 # Metrics files whose `usage.<role>.model` name the models behind each kind of artifact.
 INSTRUCTION_METRICS = ("metrics/self_instruct.json", "metrics/evolve.json", "metrics/instructions.json")
 PREFERENCE_METRICS = ("metrics/translate.json", "metrics/respond.json", "metrics/judge.json")
+CURATE_METRICS = "metrics/instructions.json"
 JUDGE_METRICS = "metrics/judge.json"
 EVAL_METRICS = "metrics/eval.json"
 
@@ -232,21 +239,32 @@ def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseMode
     return BaseModel(ref, licence, hub_id, origin)
 
 
-def usage_models(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
-    """Every `usage.<role>.model` in the given metrics: which model generated, judged or tagged what."""
-    rows = []
-    for rel in metrics_files:
-        usage = (project.json(rel) or {}).get("usage") or {}
-        for role, entry in sorted(usage.items()):
-            model = entry.get("model") if isinstance(entry, dict) else None
-            if isinstance(model, dict) and model.get("model"):
-                rows.append({"metrics": rel, "role": role, **{k: str(v) for k, v in sorted(model.items())}})
-    return rows
+def models_of(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
+    """The models behind an artifact, from its stages' usage metrics."""
+    return usage_models({rel: project.json(rel) for rel in metrics_files})
 
 
-def git_commit(project: Project, rel: str) -> str:
-    """The commit the artifact was made at (its metrics' provenance): stable across re-publishes."""
-    return str(((project.json(rel) or {}).get("provenance") or {}).get("git_commit") or "unknown")
+def card_facts(
+    project: Project,
+    tally: LicenseTally,
+    overridden: list[str],
+    models: list[dict[str, str]],
+    metrics_rel: str,
+    artifact_path: str,
+) -> CardFacts:
+    """What every card states; the commit from the artifact's metrics, its inputs from dvc.lock."""
+    return CardFacts(
+        tally=tally,
+        license=card_license(tally.licenses),
+        overridden=overridden,
+        models=models,
+        commit=git_commit(project.json(metrics_rel)),
+        lock_entry=lock_inputs(project.lock(), artifact_path),
+    )
+
+
+def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
 
 
 # -- licence decisions --------------------------------------------------------------------------------
@@ -258,118 +276,6 @@ def decide(artifact: str, tally: LicenseTally, config: HubConfig) -> tuple[list[
         return check_licenses(artifact, tally, config.allowed_licenses, config.override_licenses), None
     except LicenseError as exc:
         return [], str(exc)
-
-
-def card_license(licenses: list[str]) -> dict[str, str]:
-    """One Hub licence id when there is exactly one known id; otherwise `other` + a license_name."""
-    if len(licenses) == 1 and licenses[0] in HUB_LICENSES:
-        return {"license": licenses[0]}
-    return {"license": "other", "license_name": re.sub(r"[^a-z0-9-]+", "-", "-and-".join(licenses))}
-
-
-# -- Markdown ----------------------------------------------------------------------------------------
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "n/a" if value is None else str(value)
-
-
-def flatten(params: dict[str, Any], prefix: str = "") -> list[list[Any]]:
-    rows = []
-    for key, value in params.items():
-        if isinstance(value, dict):
-            rows += flatten(value, f"{prefix}{key}.")
-        else:
-            rows.append([f"`{prefix}{key}`", fmt(value)])
-    return rows
-
-
-def licence_section(plan_tally: LicenseTally, lic: dict[str, str], overridden: list[str]) -> str:
-    rows = [
-        [f"`{name}`", plan_tally.rows[name], plan_tally.describe(name).split(": ", 1)[-1]]
-        for name in plan_tally.licenses
-    ]
-    parts = ["## Licence", ""]
-    if lic["license"] == "other":
-        parts.append(
-            "The metadata says `license: other` because this repo holds more than one licence or terms "
-            "that are not a Hub licence id. Every row listed below is bound by the terms named next to it; "
-            "rows carry their own `license` and `model_terms` columns. Using this repo means complying "
-            "with all of them."
-        )
-    else:
-        parts.append(f"Every row is under `{lic['license']}`.")
-    parts += ["", table(["licence / terms", "rows", "carried by"], rows)]
-    if overridden:
-        parts += [
-            "",
-            f"**Licence override**: {', '.join(f'`{o}`' for o in overridden)} "
-            f"{'is' if len(overridden) == 1 else 'are'} outside the publisher's allowed licences and "
-            "were accepted explicitly (`hub.override_licenses`) after review of their terms.",
-        ]
-    return "\n".join(parts)
-
-
-def models_section(models: list[dict[str, str]]) -> str:
-    if not models:
-        return "## Models that generated and judged the data\n\nNo usage metrics were found."
-    rows = [
-        [m["metrics"], m["role"], f"`{m['model']}`", m.get("backend", ""), m.get("revision", "")]
-        for m in models
-    ]
-    return "## Models that generated and judged the data\n\n" + table(
-        ["stage metrics", "role", "model", "backend", "revision"], rows
-    )
-
-
-def judge_section(project: Project) -> str:
-    judge = project.json(JUDGE_METRICS)
-    if judge is None:
-        return "## Judge reliability\n\n`metrics/judge.json` was not found."
-    keys = (
-        "pairs_judged",
-        "kept_pairs",
-        "agreement_rate",
-        "position_bias_rate",
-        "invalid_rate",
-        "length_bias",
-    )
-    return (
-        "## Judge reliability\n\nEvery pair was judged twice with the answers swapped; a pair is kept only "
-        f"when both orders agree (judge method: `{judge.get('method', 'n/a')}`).\n\n"
-        + table(["metric", "value"], [[k, fmt(judge.get(k))] for k in keys])
-    )
-
-
-def provenance_section(project: Project, artifact_path: str, metrics_rel: str) -> str:
-    lines = ["## Provenance", "", f"- git commit: `{git_commit(project, metrics_rel)}`"]
-    entry = lock_inputs(project.lock(), artifact_path)
-    if entry is None:
-        lines.append("- dvc.lock: no entry for this artifact")
-        return "\n".join(lines)
-    lines.append(
-        f"- dvc.lock stage `{entry['stage']}`, output `{entry['out']['path']}` md5 `{entry['out']['md5']}`"
-    )
-    lines += ["", table(["input", "md5"], [[f"`{d['path']}`", f"`{d['md5']}`"] for d in entry["deps"]])]
-    return "\n".join(lines)
-
-
-def render_card(card_cls: Any, data: Any, body: str) -> str:
-    """Card text from card data + body; parsed back by the card class so a broken card fails here."""
-    content = f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n"
-    return str(card_cls(content).content)
-
-
-def size_category(n: int) -> str:
-    return "n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
 
 
 # -- dataset repos -----------------------------------------------------------------------------------
@@ -384,8 +290,6 @@ def dataset_plan(
     card: dict[str, Any],
     work: Path,
 ) -> RepoPlan:
-    from huggingface_hub import DatasetCard, DatasetCardData
-
     repo_id = config.repo_id(repo_name)
     out = work / repo_name
     tally = LicenseTally()
@@ -402,47 +306,12 @@ def dataset_plan(
         files.append(UploadFile.of(path_in_repo, out / path_in_repo))
         configs.setdefault(config_name, []).append({"split": split, "path": path_in_repo})
     overridden, refusal = decide(f"{artifact} (dataset {repo_id})", tally, config)
-    lic = card_license(tally.licenses)
-    data = DatasetCardData(
-        language="ja",
-        **lic,
-        pretty_name=card["pretty_name"],
-        size_categories=size_category(max(rows.values(), default=0)),
-        source_datasets=card["source_datasets"],
-        task_categories=card["task_categories"],
-        annotations_creators="machine-generated",
-        language_creators="machine-generated",
-        tags=card["tags"],
-        configs=[{"config_name": name, "data_files": parts} for name, parts in configs.items()],
-    )
-    split_rows = [[c.split("/")[0], c.split("/")[1], n] for c, n in rows.items()]
-    body = "\n\n".join(
-        [
-            f"# {card['pretty_name']}",
-            card["summary"],
-            "## Configs and splits\n\n" + table(["config", "split", "rows"], split_rows),
-            licence_section(tally, lic, overridden),
-            models_section(usage_models(project, card["usage_metrics"])),
-            *card.get("extra", []),
-            provenance_section(project, card["artifact_path"], card["metrics"]),
-        ]
-    )
+    models = models_of(project, card["usage_metrics"])
+    facts = card_facts(project, tally, overridden, models, card["metrics"], card["artifact_path"])
     readme = out / "README.md"
-    readme.write_text(render_card(DatasetCard, data, body), encoding="utf-8")
+    readme.write_text(dataset_card(card, facts, rows, configs), encoding="utf-8")
     files.append(UploadFile.of("README.md", readme))
-    return RepoPlan(artifact, repo_id, "dataset", files, tally, rows, lic, overridden, refusal)
-
-
-def funnel_section(project: Project) -> str:
-    metrics = project.json("metrics/instructions.json")
-    if metrics is None:
-        return "## Curation funnel\n\n`metrics/instructions.json` was not found."
-    rows = [
-        [k, fmt(metrics.get(k))]
-        for k in ("inputs", "curated", "dedup_rate", "mean_quality", "mean_difficulty")
-    ]
-    rows += [[f"dropped: {k}", v] for k, v in sorted((metrics.get("dropped") or {}).items())]
-    return "## Curation funnel\n\n" + table(["metric", "value"], rows)
+    return RepoPlan(artifact, repo_id, "dataset", files, tally, rows, facts.license, overridden, refusal)
 
 
 def source_datasets(project: Project) -> list[str]:
@@ -465,9 +334,9 @@ def plan_instructions(project: Project, config: HubConfig, work: Path) -> RepoPl
         "task_categories": ["text-generation"],
         "tags": ["jalign", "japanese", "synthetic", "instruction-tuning", "self-instruct", "evol-instruct"],
         "usage_metrics": INSTRUCTION_METRICS,
-        "extra": [funnel_section(project)],
+        "extra": [funnel_section(project.json(CURATE_METRICS), CURATE_METRICS)],
         "artifact_path": INSTRUCTIONS,
-        "metrics": "metrics/instructions.json",
+        "metrics": CURATE_METRICS,
     }
     return dataset_plan(
         project,
@@ -499,7 +368,7 @@ def plan_preferences(project: Project, config: HubConfig, work: Path) -> RepoPla
         "task_categories": ["text-generation", "text-classification"],
         "tags": ["jalign", "japanese", "preference", "dpo", "kto", "reward-modeling", "synthetic"],
         "usage_metrics": PREFERENCE_METRICS,
-        "extra": [judge_section(project)],
+        "extra": [judge_section(project.json(JUDGE_METRICS), JUDGE_METRICS)],
         "artifact_path": PREFERENCE_SETS,
         "metrics": "metrics/preferences.json",
     }
@@ -524,67 +393,6 @@ def model_files(directory: Path) -> list[UploadFile]:
     return files
 
 
-def eval_results(project: Project, candidate: str, model_name: str) -> tuple[list[Any], str]:
-    """model-index entries and a Markdown section from metrics/eval.json (absent: none)."""
-    from huggingface_hub import EvalResult
-
-    metrics = project.json(EVAL_METRICS)
-    results = (metrics or {}).get("candidates", {}).get(candidate)
-    if not results:
-        why = "was not found" if metrics is None else f"has no candidate `{candidate}`"
-        return [], f"## Evaluation\n\n`{EVAL_METRICS}` {why}; no evaluation results are reported."
-    baseline = metrics.get("baseline", "the baseline")
-    judge = metrics.get("judge") or {}
-    judge_name = judge.get("model") if isinstance(judge, dict) else judge
-    entries, rows = [], []
-    for set_name, r in sorted(results.items()):
-        common = {
-            "task_type": "text-generation",
-            "dataset_type": set_name,
-            "dataset_name": set_name,
-            "dataset_split": "test",
-        }
-        style = (r.get("style_controlled") or {}).get("score")
-        metric_types = [
-            ("win_rate", "win rate", r.get("score")),
-            ("style_controlled_win_rate", "style-controlled win rate", style),
-        ]
-        for metric_type, label, value in metric_types:
-            if value is not None:
-                entries.append(
-                    EvalResult(
-                        **common,
-                        metric_type=metric_type,
-                        metric_name=f"{label} vs {baseline}",
-                        metric_value=value,
-                    )
-                )
-        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]"
-        record = f"{r.get('wins', 'n/a')}/{r.get('ties', 'n/a')}/{r.get('losses', 'n/a')}"
-        rows.append([set_name, fmt(r.get("score")), ci, fmt(style), record, fmt(r.get("invalid_rate"))])
-    reliability = metrics.get("judge_reliability") or {}
-    rel_rows = [
-        [
-            s,
-            fmt(v.get("swap_agreement")),
-            fmt(v.get("position_bias")),
-            fmt(v.get("invalid_rate")),
-            fmt(v.get("length_bias")),
-        ]
-        for s, v in sorted(reliability.items())
-    ]
-    text = (
-        f"## Evaluation\n\n`{model_name}` against `{baseline}`, judged pairwise by "
-        f"`{judge_name or json.dumps(judge, sort_keys=True)}` (95% CI in brackets).\n\n"
-        + table(["set", "score", "95% CI", "style-controlled", "wins/ties/losses", "invalid rate"], rows)
-    )
-    if rel_rows:
-        text += "\n\nJudge reliability on the evaluation sets:\n\n" + table(
-            ["set", "swap agreement", "position bias", "invalid rate", "length bias"], rel_rows
-        )
-    return entries, text
-
-
 def model_plan(
     project: Project,
     config: HubConfig,
@@ -596,8 +404,6 @@ def model_plan(
     card: dict[str, Any],
     work: Path,
 ) -> RepoPlan:
-    from huggingface_hub import ModelCard, ModelCardData
-
     repo_id = config.repo_id(repo_name)
     tally, rows = LicenseTally(), {}
     for rel in training_files:
@@ -606,49 +412,26 @@ def model_plan(
         rows[rel] = len(records)
     tally.add_model(base.license, f"{base.ref or 'unknown'} ({base.origin})")
     overridden, refusal = decide(f"{artifact} (model {repo_id})", tally, config)
-    lic = card_license(tally.licenses)
     files = model_files(project.path(directory))
-    datasets = [config.repo_id(config.preferences_repo), *card.get("extra_datasets", [])]
-    data = ModelCardData(
-        language="ja",
-        **lic,
-        base_model=base.hub_id,
-        datasets=datasets,
-        library_name=card["library_name"],
-        pipeline_tag=card["pipeline_tag"],
-        tags=card["tags"],
-        model_name=repo_name,
-        eval_results=card["eval_results"] or None,
-    )
-    base_text = f"`{base.hub_id}`" if base.hub_id else f"`{base.ref or 'unknown'}`"
-    body = "\n\n".join(
-        [
-            f"# {repo_name}",
-            card["summary"].format(base=base_text),
-            "## Usage\n\n```python\n" + card["usage"].format(repo_id=repo_id) + "\n```",
-            licence_section(tally, lic, overridden),
-            "## Training data\n\n"
-            + table(["file", "rows"], [[f"`{k}`", v] for k, v in rows.items()])
-            + f"\n\nPublished as the dataset `{datasets[0]}`.",
-            models_section(usage_models(project, card["usage_metrics"])),
-            judge_section(project),
-            "## Training hyper-parameters\n\n"
-            + table(["param", "value"], flatten(card["params"]))
-            + "\n\nTraining metrics:\n\n"
-            + table(["metric", "value"], flatten(card["train_metrics"])),
-            card["eval_text"],
-            provenance_section(project, directory, card["metrics"]),
-        ]
+    # Files are read in card order (models, judge, provenance): a bad one is reported as it always was.
+    models = models_of(project, card["usage_metrics"])
+    judge = judge_section(project.json(JUDGE_METRICS), JUDGE_METRICS)
+    facts = card_facts(project, tally, overridden, models, card["metrics"], directory)
+    text = model_card(
+        card,
+        facts,
+        repo_id=repo_id,
+        rows=rows,
+        datasets=[config.repo_id(config.preferences_repo), *card.get("extra_datasets", [])],
+        base_hub_id=base.hub_id,
+        base_ref=base.ref,
+        judge=judge,
     )
     readme = work / repo_name / "README.md"
     readme.parent.mkdir(parents=True, exist_ok=True)
-    readme.write_text(render_card(ModelCard, data, body), encoding="utf-8")
+    readme.write_text(text, encoding="utf-8")
     files.append(UploadFile.of("README.md", readme))
-    return RepoPlan(artifact, repo_id, "model", files, tally, rows, lic, overridden, refusal)
-
-
-def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
+    return RepoPlan(artifact, repo_id, "model", files, tally, rows, facts.license, overridden, refusal)
 
 
 def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
@@ -668,7 +451,9 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
         )
     base = base_model(project, peft.get("base_model_name_or_path") or train.get("model"), config)
     method = {"sigmoid": "DPO", "ipo": "IPO", "kto": "KTO"}.get(loss, loss)
-    entries, eval_text = eval_results(project, config.eval_candidate, config.dpo_repo)
+    entries, eval_text = eval_results(
+        project.json(EVAL_METRICS), EVAL_METRICS, config.eval_candidate, config.dpo_repo
+    )
     card = {
         "summary": (
             f"A LoRA adapter for {{base}} tuned with {method} (TRL, loss `{loss}`, "
@@ -697,8 +482,6 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
 
 
 def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) -> RepoPlan:
-    from huggingface_hub import EvalResult
-
     directory = f"{CLASSIFIERS}/{name}"
     model_config = project.path(directory) / "config.json"
     if not model_config.exists():
@@ -709,20 +492,7 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
     metrics_rel = f"metrics/classifier/{name}.json"
     metrics = without_provenance(project.json(metrics_rel))
     repo_name = config.classifier_repo.replace("{name}", name)
-    prefs = config.repo_id(config.preferences_repo)
-    entries = [
-        EvalResult(
-            task_type="text-classification",
-            dataset_type=prefs,
-            dataset_name="jalign preference pairs (binary)",
-            dataset_config="binary",
-            dataset_split="test",
-            metric_type=key,
-            metric_value=metrics[key],
-        )
-        for key in ("accuracy", "f1", "roc_auc", "pairwise_accuracy")
-        if isinstance(metrics.get(key), int | float)
-    ]
+    entries, eval_text = classifier_results(metrics, config.repo_id(config.preferences_repo))
     card = {
         "summary": (
             "A Japanese preference classifier (reward model) fine-tuned from {base} on single texts: label 1 "
@@ -741,8 +511,7 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
         "params": {f"classifier.encoders.{name}": encoder},
         "train_metrics": metrics,
         "eval_results": entries,
-        "eval_text": "## Evaluation\n\nHeld-out `binary` test split of the preference dataset:\n\n"
-        + table(["metric", "value"], [[e.metric_type, fmt(e.metric_value)] for e in entries]),
+        "eval_text": eval_text,
         "metrics": metrics_rel,
     }
     training = [f"{PREFERENCE_SETS}/binary_train.jsonl"]
