@@ -63,11 +63,14 @@ def export(out_path: Path) -> None:
     """Write every cached answer to OUT_PATH (JSONL; gzip when it ends in .gz)."""
     cache = ResponseCache()
     n = 0
-    with atomic_path(out_path) as tmp, (
-        gzip.open(tmp, "wt", encoding="utf-8")
-        if out_path.suffix == ".gz"
-        else tmp.open("w", encoding="utf-8")
-    ) as fh:
+    with (
+        atomic_path(out_path) as tmp,
+        (
+            gzip.open(tmp, "wt", encoding="utf-8")
+            if out_path.suffix == ".gz"
+            else tmp.open("w", encoding="utf-8")
+        ) as fh,
+    ):
         for key, value in cache.items():
             fh.write(json.dumps({"key": key, "value": json.loads(value)}, ensure_ascii=False) + "\n")
             n += 1

@@ -202,8 +202,10 @@ class Project:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def json(self, rel: str) -> dict[str, Any] | None:
-        path = self.path(rel)
+    def json(self, rel: str | Path) -> dict[str, Any] | None:
+        """A JSON object file of the project (or an absolute path); None when absent; a bad one names
+        its file and line."""
+        path = Path(rel) if Path(rel).is_absolute() else self.path(str(rel))
         if not path.exists():
             return None
         try:
@@ -216,7 +218,16 @@ class Project:
 
     def lock(self) -> dict[str, Any]:
         path = self.path("dvc.lock")
-        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise RecordError(f"dvc.lock:{mark.line + 1 if mark else '?'}: not valid YAML") from exc
+        if not isinstance(data, dict):
+            raise RecordError("dvc.lock: expected a mapping")
+        return data
 
 
 def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseModel:
@@ -226,7 +237,7 @@ def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseMode
     hub_id, licence, origin = None, UNKNOWN, "licence not recorded"
     manifest = Path(ref) / MANIFEST if Path(ref).is_absolute() else project.path(ref) / MANIFEST
     if manifest.exists():
-        info = json.loads(manifest.read_text(encoding="utf-8"))
+        info = project.json(manifest) or {}
         licence, origin = normalize_license(str(info.get("license") or UNKNOWN)), f"{ref}/{MANIFEST}"
         hub_id = UPSTREAM_IDS.get(info.get("name", ""))
     elif ref.startswith("pkg:") and ref[4:] in PACKAGED:
@@ -438,7 +449,7 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
     adapter_config = project.path(DPO_ADAPTER) / "adapter_config.json"
     if not adapter_config.exists():
         raise RecordError(f"{adapter_config}: file not found (run the dpo stage first)")
-    peft = json.loads(adapter_config.read_text(encoding="utf-8"))
+    peft = project.json(adapter_config) or {}
     train = project.params.get("train") or {}
     loss = train.get("loss", "sigmoid")
     training = [f"{PREFERENCE_SETS}/{'kto' if loss == 'kto' else 'pairwise'}_train.jsonl"]
@@ -487,7 +498,7 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
     if not model_config.exists():
         raise RecordError(f"{model_config}: file not found (run the classifier@{name} stage first)")
     encoder = ((project.params.get("classifier") or {}).get("encoders") or {}).get(name) or {}
-    ref = encoder.get("model") or json.loads(model_config.read_text(encoding="utf-8")).get("_name_or_path")
+    ref = encoder.get("model") or (project.json(model_config) or {}).get("_name_or_path")
     base = base_model(project, ref, config)
     metrics_rel = f"metrics/classifier/{name}.json"
     metrics = without_provenance(project.json(metrics_rel))

@@ -128,7 +128,10 @@ def params_paths(params: dict) -> dict[str, list[str]]:
     """Local files each section's params name (eval sets, translation sources)."""
     evaluate = [s[k] for s in params["evaluate"]["sets"] for k in ("path", "reference_path") if s.get(k)]
     sources = [s["path"] for s in params["translate"]["sources"] if s.get("path")]
-    return {"evaluate": evaluate, "translate": sources, "curate": evaluate, "preferences": evaluate}
+    published = [p for name in params["hub"]["classifiers"] for p in (f"models/classifier/{name}",
+                                                                     f"metrics/classifier/{name}.json")]  # fmt: skip
+    return {"evaluate": evaluate, "translate": sources, "curate": evaluate, "preferences": evaluate,
+            "publish": published}  # fmt: skip
 
 
 def test_every_file_a_stage_reads_from_params_is_a_dependency():

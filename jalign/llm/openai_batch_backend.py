@@ -45,6 +45,7 @@ from jalign.llm.types import (
     Request,
     endpoint_url,
 )
+from jalign.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -509,12 +510,11 @@ class OpenAIBatchBackend:
                 deliver(i, result_type(error=reason))
 
     def _redact(self, result: R) -> R:
-        if self._secret is None:
-            return result
+        """The key (registered by api_key()) and every other known secret masked in text and error."""
         changes = {
-            name: value.replace(self._secret, "[REDACTED]")
+            name: redact(value)
             for name in ("error", "text")
-            if isinstance(value := getattr(result, name, None), str) and self._secret in value
+            if isinstance(value := getattr(result, name, None), str) and redact(value) != value
         }
         return dataclasses.replace(result, **changes) if changes else result
 

@@ -38,6 +38,7 @@ from jalign.llm.types import (
     endpoint_url,
     render_raw,
 )
+from jalign.redact import redact as redact_known
 
 log = logging.getLogger(__name__)
 
@@ -476,8 +477,10 @@ class HttpSession:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """The key only travels in the Authorization header, but a server or proxy may echo it back."""
-    return text.replace(secret, "***") if secret and secret != "EMPTY" else text
+    """The key only travels in the Authorization header, but a server or proxy may echo it back: mask it
+    (workers do not share the driver's registry of secrets) and every secret the environment holds."""
+    text = text.replace(secret, "***") if secret and secret != "EMPTY" else text
+    return redact_known(text)
 
 
 def _error_message(text: str) -> str:

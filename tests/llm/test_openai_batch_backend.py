@@ -526,13 +526,13 @@ def test_echoed_api_key_never_reaches_state_cache_or_results(tmp_path, caplog):
         server.default_plan = BatchPlan(outcome="failed")
         failed = client.generate([user("doomed")])
     assert out[0].ok and out[3].ok
-    assert out[3].text == "echo [REDACTED]"
+    assert out[3].text == "echo ***"
     assert not out[1].ok and not out[2].ok and not failed[0].ok
     assert KEY in server.files[server.batches["batch_fake1"].error_file_id].data.decode()  # it was echoed
     assert KEY in json.dumps(server.batches["batch_fake2"].errors)
     for gen in [*out, *failed]:
         assert KEY not in (gen.text or "") + (gen.error or "")
-    assert "[REDACTED]" in out[1].error and "[REDACTED]" in failed[0].error
+    assert "***" in out[1].error and "***" in failed[0].error
     for path in (tmp_path / "llm").iterdir():  # state, cache and their WAL files
         assert KEY.encode() not in path.read_bytes(), path
     for lines in uploaded_lines(server):
