@@ -418,7 +418,8 @@ def score_battles(
 # ---------------------------------------------------------------------------------------------
 # A run of Latin letters, a run of digits, or any other single non-space character (kana, kanji,
 # punctuation, symbols) is one token: a tokenizer-free count that keeps Japanese and English
-# answers on a comparable scale (GPT-4o's tokenizer gives roughly one token per Japanese character).
+# answers on a comparable scale (subword tokenizers give on the order of one token per Japanese
+# character, and one per English word).
 _TOKEN = re.compile(r"[A-Za-z]+|\d+|\S")
 _CODE_BLOCK = re.compile(r"```([^`]*)```")
 _MARKDOWN = {
@@ -449,7 +450,14 @@ def markdown_counts(text: str) -> dict[str, dict[str, int]]:
 def style_metadata(
     answer_a: str, answer_b: str, count_tokens: Callable[[str], int] = count_tokens
 ) -> dict[str, Any]:
-    """Chatbot Arena `conv_metadata` style fields for a battle between two answers."""
+    """Chatbot Arena `conv_metadata` style fields for a battle between two answers.
+
+    Markdown counts follow FastChat's add_markdown_info (`#`..`######` + space at a line start,
+    `1. ` and `- `/`* `/`+ ` list items, `**x**` / `__x__` bold; code blocks removed first), kept per
+    subkey as there. Tokens come from `count_tokens` over the whole answer: FastChat and Arena-Hard
+    count tiktoken tokens; the default here is tokenizer-free (pass `lambda s: len(tok.encode(s))`
+    to use a tokenizer). Style control only uses (a - b) / (a + b + 1), so consistency matters more
+    than the unit."""
     meta: dict[str, Any] = {
         "sum_assistant_a_tokens": count_tokens(answer_a),
         "sum_assistant_b_tokens": count_tokens(answer_b),
