@@ -52,6 +52,8 @@ def main(
     model's expected win rate against BASELINE, with a bootstrap 95% CI, best first."""
     try:
         battles = read_battles(battles_path, style_control=style_control)
+        if not battles:
+            raise ScoringError(f"{battles_path}: no battles to score")
         result = score_battles(battles, baseline, bootstrap=bootstrap, seed=seed, style_control=style_control)
     except (RecordError, ScoringError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -318,9 +318,11 @@ def _resample(problem: _Problem, rng: np.random.Generator, rounds: int) -> np.nd
     n, n_cells = len(problem.row_cell), len(problem.counts)
     if 5 * n_cells < n:
         return rng.multinomial(n, problem.counts / n, size=rounds).astype(np.float64)
-    cells = problem.row_cell[rng.integers(0, n, size=(rounds, n))]
-    cells += (np.arange(rounds) * n_cells)[:, None]
-    return np.bincount(cells.ravel(), minlength=rounds * n_cells).reshape(rounds, n_cells).astype(np.float64)
+    drawn = rng.integers(0, n, size=(rounds, n))
+    counts = np.empty((rounds, n_cells))
+    for r in range(rounds):  # one small bincount per round: faster than one over all rounds
+        counts[r] = np.bincount(problem.row_cell[drawn[r]], minlength=n_cells)
+    return counts
 
 
 def _bootstrap(problem: _Problem, theta_hat: np.ndarray, rounds: int, seed: int) -> np.ndarray:
@@ -416,7 +418,8 @@ def score_battles(
 # ---------------------------------------------------------------------------------------------
 # A run of Latin letters, a run of digits, or any other single non-space character (kana, kanji,
 # punctuation, symbols) is one token: a tokenizer-free count that keeps Japanese and English
-# answers on a comparable scale (GPT-4o's tokenizer gives roughly one token per Japanese character).
+# answers on a comparable scale (subword tokenizers give on the order of one token per Japanese
+# character, and one per English word).
 _TOKEN = re.compile(r"[A-Za-z]+|\d+|\S")
 _CODE_BLOCK = re.compile(r"```([^`]*)```")
 _MARKDOWN = {
@@ -447,7 +450,14 @@ def markdown_counts(text: str) -> dict[str, dict[str, int]]:
 def style_metadata(
     answer_a: str, answer_b: str, count_tokens: Callable[[str], int] = count_tokens
 ) -> dict[str, Any]:
-    """Chatbot Arena `conv_metadata` style fields for a battle between two answers."""
+    """Chatbot Arena `conv_metadata` style fields for a battle between two answers.
+
+    Markdown counts follow FastChat's add_markdown_info (`#`..`######` + space at a line start,
+    `1. ` and `- `/`* `/`+ ` list items, `**x**` / `__x__` bold; code blocks removed first), kept per
+    subkey as there. Tokens come from `count_tokens` over the whole answer: FastChat and Arena-Hard
+    count tiktoken tokens; the default here is tokenizer-free (pass `lambda s: len(tok.encode(s))`
+    to use a tokenizer). Style control only uses (a - b) / (a + b + 1), so consistency matters more
+    than the unit."""
     meta: dict[str, Any] = {
         "sum_assistant_a_tokens": count_tokens(answer_a),
         "sum_assistant_b_tokens": count_tokens(answer_b),

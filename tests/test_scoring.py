@@ -186,9 +186,8 @@ def test_one_sided_models_get_finite_extreme_scores():
     assert result["winner"]["score"] == result["winner"]["ci_low"] == 100.0
     assert result["loser"]["score"] == result["loser"]["ci_high"] == 0.0
     # every row won by model_a: one label only (scikit-learn refuses to fit); ours still scores it
-    assert score_battles([battle("m", "base", "model_a", i) for i in range(3)], "base", bootstrap=10)["m"][
-        "score"
-    ] == pytest.approx(100.0)
+    all_a = [battle("m", "base", "model_a", i) for i in range(3)]
+    assert score_battles(all_a, "base", bootstrap=10)["m"]["score"] == 100.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,3 +466,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert result.output.startswith(f"Error: {no_style}:1: style control needs field 'conv_metadata'")
     missing = CliRunner().invoke(cli, ["score", "--battles", str(path), "--baseline", "gpt"])
     assert missing.exit_code == 1 and missing.output.startswith("Error: baseline 'gpt' is in no battle")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = CliRunner().invoke(cli, ["score", "--battles", str(empty), "--baseline", "base"])
+    assert result.exit_code == 1 and result.output.strip() == f"Error: {empty}: no battles to score"
