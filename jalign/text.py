@@ -37,3 +37,8 @@ def contains_any(text: str, keywords: tuple[str, ...]) -> str | None:
 
 def is_punctuation_only(text: str) -> bool:
     return not any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
+def first_paragraph(text: str) -> str:
+    """The text up to its first blank line (a small model's answer often runs on into more)."""
+    return text.strip().split("\n\n")[0].strip()

@@ -22,7 +22,7 @@ from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
 from jalign.stage import Failures, log, mean
-from jalign.text import is_punctuation_only, japanese_ratio
+from jalign.text import first_paragraph, is_punctuation_only, japanese_ratio
 
 INPUT_FIELDS = ("id", "instruction", "output")
 
@@ -81,7 +81,7 @@ def mutation_prompt(instruction: str, operation: str) -> str:
 
 def clean_rewrite(text: str) -> str:
     """First paragraph of the generated rewrite, without a leading label or quotes."""
-    text = text.strip().split("\n\n")[0].strip()
+    text = first_paragraph(text)
     return re.sub(r"^(#?書き換えた指示#?\s*[:：]?)", "", text).strip().strip('「」"')
 
 

@@ -22,7 +22,7 @@ from jalign.llm_stage import StageRun
 from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
 from jalign.sources import SourceConfig, load_source
 from jalign.stage import Failures, log, mean
-from jalign.text import japanese_ratio
+from jalign.text import first_paragraph, japanese_ratio
 
 # Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would
 # catch "write a letter to my landlord").
@@ -74,10 +74,6 @@ class TranslateConfig:
         names = [s.name for s in self.sources]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"sources: need at least one, with distinct names, got {names}")
-
-
-def first_paragraph(text: str) -> str:
-    return text.strip().split("\n\n")[0].strip()
 
 
 def plan(rows: list[Record], config: TranslateConfig) -> tuple[list[tuple[Record, str, str | None]], Counter]:

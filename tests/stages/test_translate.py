@@ -12,7 +12,8 @@ from helpers import llm_config, repo_config
 
 from jalign.records import RecordError
 from jalign.sources import SourceConfig, load_source
-from stages.translate import TranslateConfig, english_specific_kind, first_paragraph, plan
+from jalign.text import first_paragraph
+from stages.translate import TranslateConfig, english_specific_kind, plan
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = next(
