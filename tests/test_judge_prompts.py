@@ -96,7 +96,12 @@ def test_pairwise_prompt_tells_the_judge_the_nonce_and_that_fenced_text_is_data(
 def test_pairwise_logprob_prompt_ends_at_the_letter():
     prompt = pairwise_prompt("q", "a", "b", reference="r", logprob=True)
     assert prompt.endswith("最終判定: [[")
-    assert [label for label, _ in fenced_regions(prompt)] == ["質問", "参考回答", "回答A", "回答B"]
+    regions = fenced_regions(prompt)
+    # Two worked examples (one won by each side) come first, each closed by its own letter, so that a
+    # base-model judge continues with a letter; the case to judge is the last four fences.
+    assert [label for label, _ in regions[:6]] == ["質問", "回答A", "回答B"] * 2
+    assert regions[6:] == [("質問", "q"), ("参考回答", "r"), ("回答A", "a"), ("回答B", "b")]
+    assert prompt.count("最終判定: [[A]]") == 1 and prompt.count("最終判定: [[B]]") == 1
 
 
 def test_elyza_prompt_carries_notes_and_reference():

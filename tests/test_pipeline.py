@@ -279,10 +279,10 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
         assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in held}
         assert {lic for r in train for lic in r["license"]} <= {"cc0-1.0", "apache-2.0"}
 
-        # Evaluation: 20 items, both orders, the longer (candidate) answer always wins.
+        # Evaluation: 16 items (the set's limit), both orders, the longer (candidate) answer always wins.
         evaluation = read_json(project / "metrics/eval.json")
         score = evaluation["candidates"]["dpo"]["jalign-ja-eval"]
-        assert score["wins"] == 40 and score["losses"] == 0 and score["invalid"] == 0
+        assert score["wins"] == 32 and score["losses"] == 0 and score["invalid"] == 0
         assert score["score"] > 90 and score["ci_low"] <= score["score"] <= score["ci_high"]
         assert evaluation["judge_reliability"]["jalign-ja-eval"]["length_bias"] == 1.0
         assert evaluation["grades"]["dpo"]["jalign-ja-eval"]["mean"] is not None
@@ -388,7 +388,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         changed = read_json(project / "metrics/dpo.json")
         assert changed["beta"] == 0.1 and changed["eval_loss"] != baseline["eval_loss"]
         usage = read_json(project / "metrics/evaluate.json")["usage"]
-        items = 20
+        items = 16  # evaluate.sets[0].limit
         assert usage["evaluate.candidates[0].llm"]["new_calls"] == items  # the new adapter answered afresh
         assert usage["evaluate.candidates[0].llm"]["cached"] == 0
         assert usage["evaluate.baseline.llm"]["cached"] == items  # the base did not change

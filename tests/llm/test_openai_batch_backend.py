@@ -18,7 +18,7 @@ import fake_openai  # tests/ is on sys.path (conftest.py)
 import openai
 import pytest
 from helpers import llm_config
-from helpers import sampling as test_sampling
+from helpers import sampling as make_sampling
 
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling
 from jalign.llm.openai_batch_backend import BatchState, OpenAIBatchBackend
@@ -63,7 +63,7 @@ def make_client(server, **overrides) -> LLMClient:
 
 
 def user(text: str, sampling: Sampling | None = None) -> Request:
-    return Request(({"role": "user", "content": text},), sampling or test_sampling())
+    return Request(({"role": "user", "content": text},), sampling or make_sampling())
 
 
 def state_rows(tmp_path) -> list[dict]:
@@ -89,7 +89,7 @@ def reply(prompt: str) -> str:
 
 @pytest.mark.parametrize("prompt_format", ["chat", "raw"])
 def test_generate_round_trip_sends_the_online_bodies(tmp_path, prompt_format):
-    sampling = test_sampling(
+    sampling = make_sampling(
         temperature=0.3, top_p=0.9, max_tokens=32, seed=7, stop=("\n\n",), repetition_penalty=1.1
     )
     requests = [user(f"質問 {i}", sampling) for i in range(4)]
@@ -144,7 +144,7 @@ def test_choose_round_trip(tmp_path, prompt_format):
     with FakeOpenAIServer(top_logprobs=top) as server:
         client = make_client(server, prompt_format=prompt_format)
         out = client.choose(
-            [user("A or B?", test_sampling(stop=("\n",), temperature=0.9)), user("again?")], ["A", "B"]
+            [user("A or B?", make_sampling(stop=("\n",), temperature=0.9)), user("again?")], ["A", "B"]
         )
     pa, pb = math.exp(-0.5) + math.exp(-2.0), math.exp(-1.0)
     for choice in out:

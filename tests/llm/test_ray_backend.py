@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason="backend: ray needs the optional extra: 
 pytest.importorskip("ray.data.llm")
 
 from helpers import llm_config  # noqa: E402
-from helpers import sampling as test_sampling  # noqa: E402
+from helpers import sampling as make_sampling  # noqa: E402
 
 from jalign.config import ConfigError, from_dict  # noqa: E402
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling  # noqa: E402
@@ -66,7 +66,7 @@ def http_config(server, **ray_fields) -> LLMConfig:
 
 
 def user(text: str, sampling: Sampling | None = None) -> Request:
-    return Request(({"role": "user", "content": text},), sampling or test_sampling())
+    return Request(({"role": "user", "content": text},), sampling or make_sampling())
 
 
 def sent(server) -> list[tuple[str, str]]:
@@ -86,9 +86,9 @@ def no_key_in_ray_logs() -> None:
 # -- engine: http ------------------------------------------------------------------------------------
 
 SAMPLINGS = [
-    test_sampling(),
-    test_sampling(stop=("\n\n",), temperature=0.2, max_tokens=40, seed=3),
-    test_sampling(repetition_penalty=1.1, top_p=0.8),
+    make_sampling(),
+    make_sampling(stop=("\n\n",), temperature=0.2, max_tokens=40, seed=3),
+    make_sampling(repetition_penalty=1.1, top_p=0.8),
 ]
 FAILING = {"bad", "blank", "broken", "echo"}
 
@@ -195,7 +195,7 @@ def tops(body):
 
 @pytest.mark.parametrize("prompt_format", ["chat", "raw"])
 def test_http_choose(local_ray, tmp_path, prompt_format):
-    requests = [user(p, test_sampling(stop=("\n",))) for p in ("q0", "q1", "none")]
+    requests = [user(p, make_sampling(stop=("\n",))) for p in ("q0", "q1", "none")]
     bodies, answers = {}, {}
     for backend in ("ray", "openai"):
         with FakeOpenAIServer(top_logprobs=tops) as server:
@@ -278,7 +278,7 @@ def test_vllm_processor_wiring(local_ray, tiny_lm_dir, monkeypatch, tmp_path):
     assert (pool.min_size, pool.max_size) == (1, 3)
     assert pool.max_tasks_in_flight_per_actor == 8
 
-    row = backend._vllm_row(7, user("こんにちは", test_sampling(stop=("。",))), None)
+    row = backend._vllm_row(7, user("こんにちは", make_sampling(stop=("。",))), None)
     first = processor.get_stage_by_name("ChatTemplateStage")
     assert set(first.get_required_input_keys()) <= set(row)
     assert set(engine.get_required_input_keys()) <= set(row)
@@ -323,7 +323,7 @@ def test_vllm_outputs_cross_ray_and_parse(local_ray, tiny_lm_dir):
         r["index"]: r for r in ray.data.from_items(rows, override_num_blocks=1).map(_vllm_output).iter_rows()
     }
     backend = RayBackend(llm_config(model=str(tiny_lm_dir), backend="ray", ray=ray_settings()))
-    gen = [backend._vllm_answer(out[i], user("q", test_sampling(max_tokens=16)), None) for i in range(3)]
+    gen = [backend._vllm_answer(out[i], user("q", make_sampling(max_tokens=16)), None) for i in range(3)]
     assert (gen[0].text, gen[0].finish_reason, gen[0].input_tokens, gen[0].output_tokens) == (
         "答え",
         "stop",
@@ -379,7 +379,7 @@ def test_ray_section_from_params():
 
 def llm_fields(**overrides) -> dict:
     """A complete LLMConfig as a params mapping."""
-    return {**dataclasses.asdict(llm_config()), "sampling": dataclasses.asdict(test_sampling())} | overrides
+    return {**dataclasses.asdict(llm_config()), "sampling": dataclasses.asdict(make_sampling())} | overrides
 
 
 def test_identity_shares_the_cache_of_the_backend_it_stands_in_for(tiny_lm_dir, tmp_path):
