@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import click
 
@@ -25,31 +26,75 @@ from jalign.records import RecordError, atomic_path
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _open(path: Path, mode: str) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
-    return path.open(mode, encoding="utf-8")
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) of PATH, gunzipped when it ends in .gz; a broken gzip stream is a
+    RecordError naming the file."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
+            yield from enumerate(fh, start=1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise RecordError(f"{path}: not a readable gzip file ({exc})") from None
+
+
+def _count(value: dict, field: str, where: str) -> None:
+    n = value.get(field)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise RecordError(f"{where}: field 'value.{field}' must be a non-negative integer, got {n!r:.80}")
+
+
+def _check_value(value: object, where: str) -> None:
+    """The shape LLMClient reads back (generate: text + token counts; choose: probs + mass + input
+    tokens), so an imported entry can never break a later stage."""
+    if not isinstance(value, dict) or not ({"text", "probs"} & set(value)):
+        raise RecordError(f"{where}: field 'value' must be a cached answer (with text or probs)")
+    if "text" in value:
+        if not isinstance(value["text"], str):
+            raise RecordError(f"{where}: field 'value.text' must be a string, got {value['text']!r:.80}")
+        if not value["text"].strip():
+            raise RecordError(f"{where}: field 'value.text' is empty: an empty answer is never cached")
+        _count(value, "input_tokens", where)
+        _count(value, "output_tokens", where)
+        reason = value.get("finish_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise RecordError(
+                f"{where}: field 'value.finish_reason' must be a string or null, got {reason!r:.80}"
+            )
+        return
+    probs, mass = value["probs"], value.get("mass")
+    if not isinstance(probs, dict) or not probs or not all(_probability(p) for p in probs.values()):
+        raise RecordError(
+            f"{where}: field 'value.probs' must map choices to probabilities, got {probs!r:.80}"
+        )
+    if isinstance(mass, bool) or not isinstance(mass, int | float) or not math.isfinite(mass) or mass < 0:
+        raise RecordError(f"{where}: field 'value.mass' must be a non-negative number, got {mass!r:.80}")
+    _count(value, "input_tokens", where)
+
+
+def _probability(p: object) -> bool:
+    return not isinstance(p, bool) and isinstance(p, int | float) and 0.0 <= p <= 1.0
 
 
 def read_entries(path: Path) -> Iterator[tuple[str, dict]]:
     """(key, answer) per line; a bad line names file, line and field."""
-    with _open(path, "r") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not _KEY.match(str(row.get("key", ""))):
-                raise RecordError(f"{where}: field 'key' must be a 64-digit hex cache key")
-            value = row.get("value")
-            if not isinstance(value, dict) or not ({"text", "probs"} & set(value)):
-                raise RecordError(f"{where}: field 'value' must be a cached answer (with text or probs)")
-            if "text" in value and not (isinstance(value["text"], str) and value["text"].strip()):
-                raise RecordError(f"{where}: field 'value.text' is empty: an empty answer is never cached")
-            yield row["key"], value
+    for lineno, raw in _lines(path):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(
+                f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not _KEY.match(str(row.get("key", ""))):
+            raise RecordError(f"{where}: field 'key' must be a 64-digit hex cache key")
+        value = row.get("value")
+        _check_value(value, where)
+        yield row["key"], value
 
 
 @click.group("cache")

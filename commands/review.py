@@ -299,6 +299,18 @@ def changed_plots(plots_json: dict[str, Any], base: str, head: str) -> list[tupl
     return found
 
 
+def plot_error_note(error: Any) -> str:
+    """One readable line for an entry of `dvc plots diff --json`'s `errors`: a plot file that one
+    revision lacks (a plot added or removed by the change) is said so, not shown as a Python dict."""
+    if not isinstance(error, dict):
+        return f"plots: {error}"
+    source, rev = error.get("source") or error.get("name") or "?", error.get("rev") or "?"
+    if error.get("type") == "FileNotFoundError":
+        return f"plot data `{source}` does not exist at `{rev}` (added or removed by this change)"
+    detail = f"{error.get('type') or 'error'}: {error.get('msg') or ''}".rstrip(": ")
+    return f"plot data `{source}` at `{rev}` could not be read ({detail})"
+
+
 def escape_title(text: str) -> str:
     return re.sub(r"([\[\]])", r"\\\1", text)
 
@@ -374,7 +386,7 @@ def main(base: str, head: str | None, out: str | None, out_dir: str) -> None:
     metrics = run_dvc(["metrics", "diff", *revs, "--all"], root)
     plots_json = run_dvc(["plots", "diff", *revs], root)
 
-    notes = [f"plots: {error}" for error in plots_json.get("errors", []) or []]
+    notes = [plot_error_note(error) for error in plots_json.get("errors", []) or []]
     link_base = Path(out).resolve().parent if out else Path.cwd()
     plots, taken = [], set()
     for plot_id, spec in changed_plots(plots_json, base, head_label):

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from jalign.records import RecordError
+from jalign.records import RecordError, read_jsonl_lines
 from jalign.verdicts import parse_arena, parse_rating, parse_verdict
 
 
@@ -45,23 +45,10 @@ def main(kind: str, low: float, high: float, path: Path) -> None:
 
 def _read(path: Path) -> list[tuple[str, list[str]]]:
     """Check every line before printing anything, so a bad file gives an error, not half an output."""
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise click.ClickException(
-                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from exc
-            try:
-                rows.append(_row(record, where))
-            except RecordError as exc:
-                raise click.ClickException(str(exc)) from exc
-    return rows
+    try:
+        return [_row(record, f"{path}:{lineno}") for lineno, record in read_jsonl_lines(path)]
+    except RecordError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _row(record: Any, where: str) -> tuple[str, list[str]]:

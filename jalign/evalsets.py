@@ -8,13 +8,12 @@ notes). Bad rows fail with `file:line: field ...` (for Hub sets the line is the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from jalign.config import ConfigError, from_dict, param, read_params
-from jalign.records import RecordError
+from jalign.records import RecordError, read_jsonl_lines
 
 EvalFormat = Literal["jalign", "elyza", "mt_bench", "arena_hard"]
 
@@ -244,21 +243,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; the line numbers are the file's."""
     if not path.is_file():
         raise RecordError(f"{path}: file not found")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from exc
-            if not isinstance(row, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
-    return rows
+    return read_jsonl_lines(path)
 
 
 def _hub_rows(

@@ -29,6 +29,12 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
     Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
     surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
     """
+    return [record for _, record in read_jsonl_lines(path, required)]
+
+
+def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:
+    """`read_jsonl` with each record's line number in the file (lines split at b"\\n" only, as
+    read here: a text-mode reader also splits at a bare "\\r", which JSON allows as whitespace)."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
@@ -57,7 +63,7 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
                 )
             for field in required:
                 check_text_field(record, field, where)
-            records.append(record)
+            records.append((lineno, record))
     return records
 
 

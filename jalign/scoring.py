@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from jalign.records import Record, RecordError, check_text_field, read_jsonl
+from jalign.records import Record, RecordError, check_text_field, read_jsonl_lines
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 # outcome for model_a: win 1, tie 1/2, loss 0
@@ -143,13 +143,10 @@ def style_row(record: Record, where: str) -> list[tuple[float, float]]:
 
 def read_battles(path: str | Path, *, style_control: bool = False) -> list[dict]:
     """Read and validate a battles JSONL; errors name file:line and the field."""
-    records = read_jsonl(path)
-    with Path(path).open(encoding="utf-8") as fh:
-        # read_jsonl skips blank lines; recover each record's line number for the message
-        line_numbers = [i for i, line in enumerate(fh, start=1) if line.strip()]
-    for lineno, record in zip(line_numbers, records, strict=True):
+    numbered = read_jsonl_lines(path)
+    for lineno, record in numbered:
         check_battle(record, f"{path}:{lineno}", style_control)
-    return records
+    return [record for _, record in numbered]
 
 
 # ---------------------------------------------------------------------------------------------

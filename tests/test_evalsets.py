@@ -288,6 +288,13 @@ def test_bad_rows_name_file_line_and_field(tmp_path, fmt, lines, message):
         load_eval_items(EvalSet("bad", format=fmt, path=str(path)))
 
 
+def test_bad_bytes_name_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"id": "a", "prompt": "x"}\n\xff\n')
+    with pytest.raises(RecordError, match="^" + re.escape(str(path)) + ":2: not valid UTF-8"):
+        load_eval_items(EvalSet("bad", format="jalign", path=str(path)))
+
+
 def test_empty_and_missing_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
     with pytest.raises(RecordError, match="no evaluation items"):

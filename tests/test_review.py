@@ -25,6 +25,7 @@ from commands.review import (
     delta,
     eval_section,
     fmt,
+    plot_error_note,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,6 +171,19 @@ def test_build_review_sections():
     assert "| `metrics/eval.json` | `candidates.dpo.ja_eval.wins` | 10 → 14 | +4 |" in details
     assert "git_commit" not in md and "`f1`" not in md and "tie_rate" not in md
     assert md.rstrip().endswith("![DPO loss](review/dpo-loss.png)")
+
+
+def test_plot_errors_read_as_sentences_not_python_dicts():
+    missing = {"name": "Eval score", "rev": "abc123", "source": "data/eval/plots/scores.json",
+               "type": "FileNotFoundError", "msg": "[Errno 2] No such file or directory"}  # fmt: skip
+    note = plot_error_note(missing)
+    assert (
+        note
+        == "plot data `data/eval/plots/scores.json` does not exist at `abc123` (added or removed by this change)"
+    )
+    other = plot_error_note({"source": "p.json", "rev": "r", "type": "JSONDecodeError", "msg": "bad"})
+    assert other == "plot data `p.json` at `r` could not be read (JSONDecodeError: bad)"
+    assert "{" not in plot_error_note({"rev": "r"}) and plot_error_note("x") == "plots: x"
 
 
 def test_build_review_without_changes_or_files():

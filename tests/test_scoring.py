@@ -396,6 +396,20 @@ def test_bad_battle_names_file_line_and_field(tmp_path, bad, style, field):
     assert field in str(info.value)
 
 
+def test_line_numbers_survive_a_bare_carriage_return_and_bad_bytes(tmp_path):
+    # JSON allows "\r" as whitespace; a text-mode line count split there and crashed on a zip mismatch
+    path = tmp_path / "battles.jsonl"
+    good = json.dumps(GOOD)
+    path.write_bytes(f"{good[:1]}\r{good[1:]}\n\n{good}\n".encode())
+    assert read_battles(path) == [GOOD, GOOD]
+    path.write_bytes(f"{good[:1]}\r{good[1:]}\n\n{json.dumps({**GOOD, 'winner': 'x'})}\n".encode())
+    with pytest.raises(RecordError, match=r"battles\.jsonl:3: field 'winner'"):
+        read_battles(path)
+    path.write_bytes(good.encode() + b"\n\xff\n")
+    with pytest.raises(RecordError, match=r"battles\.jsonl:2: not valid UTF-8"):
+        read_battles(path)
+
+
 def test_missing_style_fields_are_fine_without_style_control(tmp_path):
     path = write_battles(tmp_path, battle("m", "base", "tie"), battle("base", "m", "model_b", 2))
     assert len(read_battles(path)) == 2

@@ -65,6 +65,23 @@ def test_exported_answers_are_served_on_another_machine_without_a_request(tmp_pa
             json.dumps({"key": "a" * 64, "value": "x"}),
             "answers.jsonl:2: field 'value' must be a cached answer",
         ),
+        # entries LLMClient could not read back: a later stage would fail on a KeyError
+        (
+            json.dumps({"key": "a" * 64, "value": {"text": "答え"}}),
+            "answers.jsonl:2: field 'value.input_tokens' must be a non-negative integer",
+        ),
+        (
+            json.dumps({"key": "a" * 64, "value": {"text": 5, "input_tokens": 1, "output_tokens": 1}}),
+            "answers.jsonl:2: field 'value.text' must be a string",
+        ),
+        (
+            json.dumps({"key": "a" * 64, "value": {"probs": {"A": 0.5, "B": 0.5}, "input_tokens": 3}}),
+            "answers.jsonl:2: field 'value.mass' must be a non-negative number",
+        ),
+        (
+            json.dumps({"key": "a" * 64, "value": {"probs": "A", "mass": 1.0, "input_tokens": 3}}),
+            "answers.jsonl:2: field 'value.probs' must map choices to probabilities",
+        ),
     ],
 )
 def test_a_bad_line_names_file_line_and_field_and_nothing_is_imported(tmp_path, monkeypatch, line, message):
@@ -73,4 +90,17 @@ def test_a_bad_line_names_file_line_and_field_and_nothing_is_imported(tmp_path, 
     (tmp_path / "answers.jsonl").write_text(good + "\n" + line + "\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / "answers.jsonl")])
     assert result.exit_code == 1 and message in result.output
+    assert len(ResponseCache()) == 0
+
+
+def test_bad_bytes_and_a_broken_gzip_fail_in_one_line_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "c.sqlite"))
+    good = json.dumps({"key": "b" * 64, "value": {"text": "答え", "input_tokens": 1, "output_tokens": 1}})
+    (tmp_path / "answers.jsonl").write_bytes(good.encode() + b"\n\xff\n")
+    result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / "answers.jsonl")])
+    assert result.exit_code == 1 and "answers.jsonl:2: not valid UTF-8 (byte 0xff" in result.output
+    (tmp_path / "answers.jsonl.gz").write_bytes(b"not gzip")
+    result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / "answers.jsonl.gz")])
+    assert result.exit_code == 1 and "answers.jsonl.gz: not a readable gzip file" in result.output
+    assert not isinstance(result.exception, UnicodeDecodeError | OSError)
     assert len(ResponseCache()) == 0

@@ -123,6 +123,14 @@ def test_bad_line_names_file_and_line_and_prints_nothing(tmp_path, bad, message)
     assert '"verdict"' not in result.output
 
 
+def test_bad_bytes_name_file_and_line(tmp_path):
+    path = tmp_path / "judgments.jsonl"
+    path.write_bytes(rows({"judgment": "[[A]]"})[0].encode() + b"\n\xff\n")
+    result = CliRunner().invoke(main, ["verdicts", "--kind", "pair", str(path)])
+    assert result.exit_code == 1 and f"{path}:2: not valid UTF-8" in result.output
+    assert result.stdout.count("verdict") == 0
+
+
 def test_usage_errors(tmp_path):
     result, _ = run(tmp_path, rows({"judgment": "[[5]]"}), "--kind", "rating", "--low", "5", "--high", "1")
     assert result.exit_code == 2 and "--low" in result.output
