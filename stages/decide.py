@@ -140,7 +140,9 @@ def make_pair(forward: Record, swapped: Record, winner: str, rows: dict[str, Rec
     row = rows[forward["prompt_id"]]
     loser = forward["second"] if forward["first"] == winner else forward["first"]
     chosen, rejected = row["responses"][winner], row["responses"][loser]
-    terms = [t for t in (chosen.get("model_terms"), rejected.get("model_terms")) if t]
+    # the loser's text is trained on too, and the label is the judge's output (both orders)
+    produced = (chosen.get("model_terms"), rejected.get("model_terms"))
+    terms = [t for t in (*produced, forward.get("judge_terms"), swapped.get("judge_terms")) if t]
     return {
         "pair_id": forward["pair_id"],
         "prompt_id": row["prompt_id"],

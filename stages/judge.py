@@ -224,6 +224,9 @@ def judgment(task: Task, config: JudgeConfig, raw, mass: float | None = None, at
         "canary": {"target": task.target, "text": task.canary} if task.canary else None,
         "method": config.method,
         "judge": config.reward_model if config.method == "reward" else config.judge.model,
+        # The label is the judge's output: an API judge's terms (e.g. no training of competing models on
+        # its outputs) bind the pairs it decides. A reward classifier is ours: its data carries its terms.
+        "judge_terms": None if config.method == "reward" else config.judge.terms,
         "raw": raw,
         "mass": mass,
         "attempts": attempts,

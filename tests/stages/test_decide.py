@@ -185,7 +185,7 @@ def test_calibration_removes_a_constant_position_prior():
     assert [j["verdict"] for j in raw_decided] == ["A", "A", "A", "A"]
 
 
-def test_pairs_carry_the_rows_licence_and_both_answers_model_terms():
+def test_pairs_carry_the_rows_licence_both_answers_and_the_judges_model_terms():
     rows = {
         "p1": {
             **row("p1", x="短い", y="ずっと長い回答です"),
@@ -196,20 +196,26 @@ def test_pairs_carry_the_rows_licence_and_both_answers_model_terms():
     }
     rows["p1"]["responses"]["x"]["model_terms"] = "gemma"
     rows["p1"]["responses"]["y"]["model_terms"] = "openai-terms"
-    _, [pair], _ = decide(JUDGMENTS[:2], rows, TEXT)
+    judge = repo_config(
+        JudgeConfig, "judge", judge=llm_config(model="gpt-4o-mini", terms="judge-api-terms"), method="text"
+    )
+    task = Task("p1", "質問p1", "x", "y")
+    judgments = [
+        judgment(task, judge, raw=VERDICT_TEXT["B"]),
+        judgment(Task("p1", "質問p1", "y", "x"), judge, raw=VERDICT_TEXT["A"]),
+    ]
+    assert {j["judge_terms"] for j in judgments} == {"judge-api-terms"}
+    _, [pair], _ = decide(judgments, rows, TEXT)
     assert pair["license"] == ["cc0-1.0"]
-    assert pair["model_terms"] == [
-        "apache-2.0",
-        "gemma",
-        "openai-terms",
-    ]  # the loser's text is trained on too
+    # the loser's text is trained on too, and the label is the judge's output
+    assert pair["model_terms"] == ["apache-2.0", "gemma", "judge-api-terms", "openai-terms"]
     assert (pair["pair_id"], pair["origin"], pair["chosen_model"], pair["rejected_model"]) == (
         "p1|x|y",
         "self_instruct",
         "m-y",
         "m-x",
     )
-    assert (pair["judge"], pair["method"], pair["strength"]) == ("org/judge@abc", "text", 1)
+    assert (pair["judge"], pair["method"], pair["strength"]) == ("gpt-4o-mini", "text", 1)
 
 
 def test_injection_report_counts_outcomes_a_plea_changed():
