@@ -333,6 +333,29 @@ def test_stale_temp_files_of_a_stages_outputs_are_removed_at_its_start(tmp_path)
     assert not stale.exists() and other.exists()
 
 
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ({"model": "gpt-4o-mini", "base_url": None}, "environment variable OPENAI_API_KEY is not set"),
+        (
+            {"base_url": None, "base_url_env": "JALIGN_TEST_UNSET_ENDPOINT"},
+            "environment variable JALIGN_TEST_UNSET_ENDPOINT (base_url_env) is not set",
+        ),
+    ],
+)
+def test_an_unset_key_or_endpoint_variable_is_one_line_not_a_traceback(tmp_path, monkeypatch, role, message):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("JALIGN_TEST_UNSET_ENDPOINT", raising=False)
+
+    def remote(p: dict) -> None:
+        for name in ("translator", "reviewer"):
+            p["translate"][name].update(role)
+
+    code, out = translate(tmp_path, write_params(tmp_path, "http://127.0.0.1:9/v1", remote))
+    assert code == 1 and message in out, out
+    assert "Traceback" not in out and not (tmp_path / "translated.jsonl").exists()
+
+
 # 8. Secrets never reach a written file, metric or log -----------------------------------------------------
 
 
