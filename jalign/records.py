@@ -23,7 +23,22 @@ class RecordError(JalignError, ValueError):
     """Bad input record: the message names file, line and field."""
 
 
-def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
+class Records(list):
+    """What `read_jsonl` returns: the records, plus each one's line number in its file (`lines`), so
+    a check made after reading still names the right line when the file has blank lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+
+def line_of(records: Sequence[Record], index: int) -> int:
+    """The file line of records[index] when `records` came from `read_jsonl`, else its 1-based index."""
+    lines = getattr(records, "lines", None)
+    return lines[index] if lines is not None and len(lines) == len(records) else index + 1
+
+
+def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
     """Read a JSONL file; every non-blank line must be an object holding the `required` fields.
 
     Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
@@ -32,7 +47,7 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
-    records = []
+    records = Records()
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
@@ -58,6 +73,7 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
             for field in required:
                 check_text_field(record, field, where)
             records.append(record)
+            records.lines.append(lineno)
     return records
 
 
@@ -103,11 +119,12 @@ def check_text_field(record: Record, field: str, where: str) -> str:
 def check_unique_ids(records: Sequence[Record], path: str | Path, field: str = "id") -> None:
     """Reject a repeated id before any work is paid for (later stages key their results by id)."""
     seen: dict[str, int] = {}
-    for lineno, record in enumerate(records, start=1):
-        rid = record.get(field)
+    unit = "line" if isinstance(records, Records) else "record"
+    for i, record in enumerate(records):
+        rid, lineno = record.get(field), line_of(records, i)
         if rid in seen:
             raise RecordError(
-                f"{path}:{lineno}: field '{field}': duplicate id {rid!r} (first at record {seen[rid]})"
+                f"{path}:{lineno}: field '{field}': duplicate id {rid!r} (first at {unit} {seen[rid]})"
             )
         seen[rid] = lineno
 

@@ -299,6 +299,26 @@ def test_bad_respond_input_fails_before_any_request_naming_file_line_and_field(t
     assert isinstance(debug.exception, RecordError) and re.search(message, str(debug.exception))
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b'{"id": "a", "prompt": "q", "license": ["mit"]}\n\n\n{"id": "b", "prompt": "q2"}\n',
+            "prompts.jsonl:4: missing field 'license'",
+        ),
+        (
+            b'\n{"id": "a", "prompt": "q", "license": ["mit"]}\n\n{"id": "a", "prompt": "q2", "license": ["mit"]}\n',
+            "prompts.jsonl:4: field 'id': duplicate id 'a' (first at line 2)",
+        ),
+    ],
+)
+def test_errors_name_the_file_line_even_after_blank_lines(tmp_path, content, message):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(content)
+    code, out = respond(tmp_path, prompts, write_params(tmp_path, "http://127.0.0.1:9/v1", no_instructions))
+    assert code == 1 and message in out, out
+
+
 def test_bad_judge_input_names_file_line_and_field(tmp_path):
     responses = tmp_path / "responses.jsonl"
     responses.write_text(
