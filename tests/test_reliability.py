@@ -376,6 +376,30 @@ def test_an_unset_key_or_endpoint_variable_is_one_line_not_a_traceback(tmp_path,
     assert "Traceback" not in out and not (tmp_path / "translated.jsonl").exists()
 
 
+def test_stale_temp_files_of_the_decide_stages_outputs_are_removed_at_its_start(tmp_path):
+    """Pure stages write files next to other stages' outputs (data/preferences/, metrics/): DVC removes
+    only the declared outputs, so a temp file a killed decide left there would stay forever."""
+    responses, judgments = tmp_path / "r.jsonl", tmp_path / "j.jsonl"
+    responses.write_text(
+        '{"prompt_id": "p1", "prompt": "q", "responses": {"a": {"text": "x"}, "b": {"text": "y"}}}\n',
+        encoding="utf-8",
+    )
+    judgments.touch()
+    (tmp_path / "metrics").mkdir()
+    stale = [
+        tmp_path / ".pairs.jsonl.0a1b2c3d4e5f.tmp",
+        tmp_path / "metrics" / ".judge.json.0a1b2c3d4e5f.tmp",
+    ]
+    for path in stale:
+        path.write_text("half a file", encoding="utf-8")
+    params = write_params(tmp_path, "http://127.0.0.1:9/v1")
+    code, out = cli("decide", "--responses", str(responses), "--judgments", str(judgments), "--decided",
+                    str(tmp_path / "decided.jsonl"), "--out", str(tmp_path / "pairs.jsonl"), "--metrics",
+                    str(tmp_path / "metrics" / "judge.json"), "--params", str(params))  # fmt: skip
+    assert code == 0, out
+    assert not any(path.exists() for path in stale)
+
+
 # 8. Secrets never reach a written file, metric or log -----------------------------------------------------
 
 
