@@ -57,10 +57,21 @@ def compose(root: Path, preset: str | None = None, overrides: tuple[str, ...] = 
 
 
 def compose_to(root: Path, out: Path, preset: str | None = None, overrides: tuple[str, ...] = ()) -> None:
+    """Raises ConfigError (one line) for an unknown preset, an override Hydra cannot apply or parse."""
     from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    if preset is not None and preset not in presets(root):
+        raise ConfigError(
+            f"preset {preset!r} is not in {CONF_DIR}/preset/ (known: {', '.join(presets(root)) or 'none'})"
+        )
     args = [*(([f"preset={preset}"]) if preset else []), *overrides]
-    compose_and_dump(str(out), str((root / CONF_DIR).resolve()), None, "config", "", args)
+    try:
+        compose_and_dump(str(out), str((root / CONF_DIR).resolve()), None, "config", "", args)
+    except (HydraException, OmegaConfBaseException) as exc:
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ConfigError(f"composing {CONF_DIR}/ with {' '.join(args) or 'no overrides'}: {reason}") from exc
 
 
 def validate(params: dict[str, Any], where: str = "params.yaml") -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jalign.errors import JalignError
-from jalign.records import Record, RecordError
+from jalign.records import Record, RecordError, line_of
 from jalign.redact import redact as redact_known
 
 UNKNOWN = "unknown"
@@ -81,9 +81,9 @@ class LicenseTally:
     origins: dict[str, Counter[str]] = field(default_factory=dict)  # licence -> row `source` -> rows
     models: dict[str, list[str]] = field(default_factory=dict)  # licence -> base models carrying it
 
-    def add_rows(self, records: Iterable[Record], file_label: str) -> None:
-        for lineno, record in enumerate(records, start=1):
-            licenses, terms = row_licenses(record, f"{file_label}:{lineno}")
+    def add_rows(self, records: Sequence[Record], file_label: str) -> None:
+        for i, record in enumerate(records):
+            licenses, terms = row_licenses(record, f"{file_label}:{line_of(records, i)}")
             for licence in sorted(set(licenses) | set(terms)):
                 self.rows[licence] += 1
                 self.files.setdefault(licence, Counter())[file_label] += 1

@@ -23,22 +23,31 @@ class RecordError(JalignError, ValueError):
     """Bad input record: the message names file, line and field."""
 
 
-def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> list[Record]:
+class Records(list):
+    """What `read_jsonl` returns: the records, plus each one's line number in its file (`lines`), so
+    a check made after reading still names the right line when the file has blank lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+
+def line_of(records: Sequence[Record], index: int) -> int:
+    """The file line of records[index] when `records` came from `read_jsonl`, else its 1-based index."""
+    lines = getattr(records, "lines", None)
+    return lines[index] if lines is not None and len(lines) == len(records) else index + 1
+
+
+def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
     """Read a JSONL file; every non-blank line must be an object holding the `required` fields.
 
     Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
     surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
     """
-    return [record for _, record in read_jsonl_lines(path, required)]
-
-
-def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:
-    """`read_jsonl` with each record's line number in the file (lines split at b"\\n" only, as
-    read here: a text-mode reader also splits at a bare "\\r", which JSON allows as whitespace)."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
-    records = []
+    records = Records()
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
@@ -63,8 +72,16 @@ def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tup
                 )
             for field in required:
                 check_text_field(record, field, where)
-            records.append((lineno, record))
+            records.append(record)
+            records.lines.append(lineno)
     return records
+
+
+def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:
+    """(line number, record) pairs of `read_jsonl` (lines split at b"\\n" only: a text-mode reader
+    also splits at a bare "\\r", which JSON allows as whitespace)."""
+    records = read_jsonl(path, required)
+    return list(zip(records.lines, records, strict=True))
 
 
 def _unencodable_field(value: Any, path: str = "") -> str | None:
@@ -109,11 +126,12 @@ def check_text_field(record: Record, field: str, where: str) -> str:
 def check_unique_ids(records: Sequence[Record], path: str | Path, field: str = "id") -> None:
     """Reject a repeated id before any work is paid for (later stages key their results by id)."""
     seen: dict[str, int] = {}
-    for lineno, record in enumerate(records, start=1):
-        rid = record.get(field)
+    unit = "line" if isinstance(records, Records) else "record"
+    for i, record in enumerate(records):
+        rid, lineno = record.get(field), line_of(records, i)
         if rid in seen:
             raise RecordError(
-                f"{path}:{lineno}: field '{field}': duplicate id {rid!r} (first at record {seen[rid]})"
+                f"{path}:{lineno}: field '{field}': duplicate id {rid!r} (first at {unit} {seen[rid]})"
             )
         seen[rid] = lineno
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jalign.config import param
-from jalign.records import Record, RecordError, read_jsonl
+from jalign.records import Record, RecordError, line_of, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,9 @@ def load_source(source: SourceConfig) -> list[Record]:
     """Rows -> {id, source, prompt_en, license}, filtered and limited, in source order."""
     where = source.path or source.hf_dataset
     out = []
-    for lineno, row in enumerate(_rows(source), start=1):
+    rows = _rows(source)
+    for i, row in enumerate(rows):
+        lineno = line_of(rows, i)
         if any(str(row.get(k)) != v for k, v in (source.where or {}).items()):
             continue
         prompt = row.get(source.prompt_field)

@@ -14,7 +14,7 @@ from dataclasses import replace
 import click
 
 from jalign.config import load_section
-from jalign.records import Record, provenance_of, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, clean_stale_temp, provenance_of, read_jsonl, write_json, write_jsonl
 from jalign.stage import log, log_params, provenance, rate, setup_logging
 from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
@@ -200,6 +200,8 @@ def main(
 ) -> None:
     """Decide every stored judgment and keep the pairs both orders agree on."""
     setup_logging()
+    for stale in clean_stale_temp([decided_path, out_path, metrics_path]):
+        log.info("removed a temp file left by an interrupted run: %s", stale)
     config = load_section(JudgeConfig, "judge", params_path)
     log_params(
         "decide",

@@ -29,7 +29,15 @@ from jalign.judge_prompts import fence_answers
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
+from jalign.records import (
+    Record,
+    RecordError,
+    check_unique_ids,
+    line_of,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from jalign.stage import Failures, log
 from jalign.verdicts import parse_verdict
 
@@ -104,7 +112,8 @@ class Task:
 def load_responses(path: str) -> list[Record]:
     """Responses with every field judging needs, named by file, line and field when missing."""
     rows = read_jsonl(path, required=("prompt_id", "prompt"))
-    for lineno, row in enumerate(rows, start=1):
+    for i, row in enumerate(rows):
+        lineno = line_of(rows, i)
         responses = row.get("responses")
         if not isinstance(responses, dict):
             raise RecordError(f"{path}:{lineno}: field 'responses' must be a mapping of responder -> answer")

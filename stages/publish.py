@@ -56,7 +56,7 @@ from jalign.hub_cards import (
     usage_models,
 )
 from jalign.models import MANIFEST, PACKAGED
-from jalign.records import RecordError, read_jsonl, write_json
+from jalign.records import RecordError, line_of, read_jsonl, write_json
 from jalign.stage import log, log_params, provenance, setup_logging
 
 INSTRUCTIONS = "data/instructions/curated.jsonl"
@@ -312,7 +312,9 @@ def dataset_plan(
         if not records:  # an empty split gets no file (the loader would fail on it)
             continue
         path_in_repo = f"{'data' if config_name == 'default' else config_name}/{split}-00000-of-00001.parquet"
-        published = [with_normalized_licenses(r, f"{rel}:{i}") for i, r in enumerate(records, start=1)]
+        published = [
+            with_normalized_licenses(r, f"{rel}:{line_of(records, i)}") for i, r in enumerate(records)
+        ]
         write_parquet(published, out / path_in_repo, rel)
         files.append(UploadFile.of(path_in_repo, out / path_in_repo))
         configs.setdefault(config_name, []).append({"split": split, "path": path_in_repo})

@@ -15,6 +15,7 @@ from jalign.records import (
     Record,
     RecordError,
     check_unique_ids,
+    line_of,
     provenance_of,
     read_jsonl,
     user_prompt,
@@ -63,16 +64,16 @@ def load_prompt_rows(
     translated = read_jsonl(translated_path, required=("id", "prompt"))
     instructions = read_jsonl(instructions_path, required=("id", "instruction")) if instructions_path else []
     for path, records in ((translated_path, translated), (instructions_path, instructions)):
-        for lineno, record in enumerate(records, start=1):
+        for i, record in enumerate(records):
             if "license" not in record:
-                raise RecordError(f"{path}:{lineno}: missing field 'license'")
+                raise RecordError(f"{path}:{line_of(records, i)}: missing field 'license'")
         check_unique_ids(records, str(path))
     translated_ids = {r["id"] for r in translated}
-    for lineno, record in enumerate(instructions, start=1):
+    for i, record in enumerate(instructions):
         if record["id"] in translated_ids:
             raise RecordError(
-                f"{instructions_path}:{lineno}: field 'id': {record['id']!r} is also a prompt id "
-                f"in {translated_path}"
+                f"{instructions_path}:{line_of(instructions, i)}: field 'id': {record['id']!r} is also a "
+                f"prompt id in {translated_path}"
             )
     return prompt_rows(translated, instructions, config)
 

@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from jalign.config import load_section
-from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
+from jalign.records import Record, clean_stale_temp, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
 from jalign.stage import log, log_params, mean, provenance, rate, setup_logging
 from jalign.text import japanese_ratio
@@ -465,6 +465,8 @@ def main(
 ) -> None:
     """Score the stored evaluation judgments: battles, scores with CIs, grades, report, plots."""
     setup_logging()
+    for stale in clean_stale_temp([games_path, battles_path, metrics_path, report_path, plots_dir]):
+        log.info("removed a temp file left by an interrupted run: %s", stale)
     config = load_section(EvaluateConfig, "evaluate", params_path)
     log_params("score", metrics_policy(config))
     answers = read_jsonl(answers_path, required=("set", "item_id", "model"))

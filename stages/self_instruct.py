@@ -20,7 +20,15 @@ from jalign.config import load_section, param
 from jalign.dedup import dedup_with_reasons
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, RecordError, check_unique_ids, read_jsonl, write_json, write_jsonl
+from jalign.records import (
+    Record,
+    RecordError,
+    check_unique_ids,
+    line_of,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from jalign.stage import Failures, log, mean
 from jalign.text import contains_any, japanese_ratio
 
@@ -70,9 +78,9 @@ class SelfInstructConfig:
 def load_seeds(path: str) -> list[Record]:
     seeds = read_jsonl(path, required=SEED_FIELDS)
     check_unique_ids(seeds, path)
-    for lineno, seed in enumerate(seeds, start=1):
+    for i, seed in enumerate(seeds):
         if not isinstance(seed.get("input", ""), str):
-            raise RecordError(f"{path}:{lineno}: field 'input' must be a string")
+            raise RecordError(f"{path}:{line_of(seeds, i)}: field 'input' must be a string")
     return seeds
 
 

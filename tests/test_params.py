@@ -92,3 +92,35 @@ def test_light_commands_never_import_torch(tmp_path, code):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["params", "compose", "--preset", "karasuu", "--out", "p.yaml"],
+            "preset 'karasuu' is not in conf/preset/ (known: atheus, cpu, karasu, sweep-001)",
+        ),
+        (["params", "check", "--preset", "karasuu"], "preset 'karasuu' is not in conf/preset/"),
+        (
+            ["params", "compose", "--out", "p.yaml", "train.betta=0.1"],
+            "Could not override 'train.betta'.; To append to your config use +train.betta=0.1",
+        ),
+        (["params", "compose", "--out", "p.yaml", "train.beta=[0.1,"], "train.beta=[0.1,"),
+    ],
+)
+def test_a_preset_or_override_typo_is_one_line_naming_it(tmp_path, monkeypatch, args, message):
+    from click.testing import CliRunner
+
+    from commands import main as jalign
+
+    root = tmp_path / "repo"
+    (root / "conf").mkdir(parents=True)
+    for item in (REPO / "conf").iterdir():
+        (root / "conf" / item.name).symlink_to(item)
+    monkeypatch.chdir(root)
+    result = CliRunner().invoke(jalign, args)
+    output = result.output  # click >= 8.2: stdout and stderr interleaved
+    assert result.exit_code == 1 and message in output, output
+    assert "Traceback" not in output and output.strip().count("\n") == 0, output
+    assert not (root / "p.yaml").exists()

@@ -299,6 +299,26 @@ def test_bad_respond_input_fails_before_any_request_naming_file_line_and_field(t
     assert isinstance(debug.exception, RecordError) and re.search(message, str(debug.exception))
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b'{"id": "a", "prompt": "q", "license": ["mit"]}\n\n\n{"id": "b", "prompt": "q2"}\n',
+            "prompts.jsonl:4: missing field 'license'",
+        ),
+        (
+            b'\n{"id": "a", "prompt": "q", "license": ["mit"]}\n\n{"id": "a", "prompt": "q2", "license": ["mit"]}\n',
+            "prompts.jsonl:4: field 'id': duplicate id 'a' (first at line 2)",
+        ),
+    ],
+)
+def test_errors_name_the_file_line_even_after_blank_lines(tmp_path, content, message):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(content)
+    code, out = respond(tmp_path, prompts, write_params(tmp_path, "http://127.0.0.1:9/v1", no_instructions))
+    assert code == 1 and message in out, out
+
+
 def test_bad_judge_input_names_file_line_and_field(tmp_path):
     responses = tmp_path / "responses.jsonl"
     responses.write_text(
@@ -331,6 +351,53 @@ def test_stale_temp_files_of_a_stages_outputs_are_removed_at_its_start(tmp_path)
         code, out = translate(tmp_path, write_params(tmp_path, server.url))
     assert code == 0, out
     assert not stale.exists() and other.exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ({"model": "gpt-4o-mini", "base_url": None}, "environment variable OPENAI_API_KEY is not set"),
+        (
+            {"base_url": None, "base_url_env": "JALIGN_TEST_UNSET_ENDPOINT"},
+            "environment variable JALIGN_TEST_UNSET_ENDPOINT (base_url_env) is not set",
+        ),
+    ],
+)
+def test_an_unset_key_or_endpoint_variable_is_one_line_not_a_traceback(tmp_path, monkeypatch, role, message):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("JALIGN_TEST_UNSET_ENDPOINT", raising=False)
+
+    def remote(p: dict) -> None:
+        for name in ("translator", "reviewer"):
+            p["translate"][name].update(role)
+
+    code, out = translate(tmp_path, write_params(tmp_path, "http://127.0.0.1:9/v1", remote))
+    assert code == 1 and message in out, out
+    assert "Traceback" not in out and not (tmp_path / "translated.jsonl").exists()
+
+
+def test_stale_temp_files_of_the_decide_stages_outputs_are_removed_at_its_start(tmp_path):
+    """Pure stages write files next to other stages' outputs (data/preferences/, metrics/): DVC removes
+    only the declared outputs, so a temp file a killed decide left there would stay forever."""
+    responses, judgments = tmp_path / "r.jsonl", tmp_path / "j.jsonl"
+    responses.write_text(
+        '{"prompt_id": "p1", "prompt": "q", "responses": {"a": {"text": "x"}, "b": {"text": "y"}}}\n',
+        encoding="utf-8",
+    )
+    judgments.touch()
+    (tmp_path / "metrics").mkdir()
+    stale = [
+        tmp_path / ".pairs.jsonl.0a1b2c3d4e5f.tmp",
+        tmp_path / "metrics" / ".judge.json.0a1b2c3d4e5f.tmp",
+    ]
+    for path in stale:
+        path.write_text("half a file", encoding="utf-8")
+    params = write_params(tmp_path, "http://127.0.0.1:9/v1")
+    code, out = cli("decide", "--responses", str(responses), "--judgments", str(judgments), "--decided",
+                    str(tmp_path / "decided.jsonl"), "--out", str(tmp_path / "pairs.jsonl"), "--metrics",
+                    str(tmp_path / "metrics" / "judge.json"), "--params", str(params))  # fmt: skip
+    assert code == 0, out
+    assert not any(path.exists() for path in stale)
 
 
 # 8. Secrets never reach a written file, metric or log -----------------------------------------------------

@@ -11,7 +11,7 @@ its answer arrives the reservation is replaced by the real cost. A request whose
 take spending past the limit is not sent (BudgetExceeded once the requests in flight are back).
 
 Failed rows come back with `error` set (never None); an empty or whitespace-only answer is a failure,
-never a success, and failures are never cached.
+never a success, and failures are never cached (an empty answer found in an older cache is a miss).
 """
 
 from __future__ import annotations
@@ -255,6 +255,9 @@ class LLMClient:
     ) -> list[R]:
         keys = [self.key(r, mode) for r in requests]
         hits = self.cache.get_many(sorted(set(keys)))
+        # A cache written before empty answers became failures (or merged from one) may hold "": that is
+        # a miss, asked again, never a successful empty answer; the new answer replaces the entry.
+        hits = {k: v for k, v in hits.items() if "text" not in v or (v["text"] or "").strip()}
         results: list[R | None] = [from_cache(hits[k]) if k in hits else None for k in keys]
         self.usage.requests += len(requests)
         self.usage.cached += sum(r is not None for r in results)

@@ -23,6 +23,7 @@ from jalign.llm.types import (
     Choice,
     Generation,
     LLMConfig,
+    MissingAPIKey,
     OnResult,
     Request,
     Sampling,
@@ -65,7 +66,7 @@ def api_key(config: LLMConfig) -> str:
     if key:
         return key
     if endpoint_url(config) is None:
-        raise RuntimeError(
+        raise MissingAPIKey(
             f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
         )
     return "EMPTY"

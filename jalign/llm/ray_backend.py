@@ -32,6 +32,7 @@ from jalign.llm.types import (
     Choice,
     Generation,
     LLMConfig,
+    MissingAPIKey,
     OnResult,
     RaySettings,
     Request,
@@ -115,7 +116,7 @@ class RayBackend:
             self._secret = os.environ.get(config.api_key_env)
             if not self._secret:
                 if http_base_url(config) is None:
-                    raise RuntimeError(
+                    raise MissingAPIKey(
                         f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
                     )
                 self._secret = "EMPTY"  # local servers (vllm serve) accept any key

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from jalign.config import param
+from jalign.config import ConfigError, param
+from jalign.errors import JalignError
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
 
@@ -203,6 +204,10 @@ class LLMConfig:
             raise ValueError("adapter: ray's http engine sends to a served model; serve the adapter instead")
 
 
+class MissingAPIKey(JalignError, RuntimeError):
+    """The environment variable a remote role's `api_key_env` names is not set."""
+
+
 def endpoint_url(config: LLMConfig) -> str | None:
     """The role's endpoint: base_url, or the URL in the environment variable base_url_env (null: OpenAI)."""
     if config.base_url_env:
@@ -210,7 +215,7 @@ def endpoint_url(config: LLMConfig) -> str | None:
 
         url = os.environ.get(config.base_url_env)
         if not url:
-            raise ValueError(f"environment variable {config.base_url_env} (base_url_env) is not set")
+            raise ConfigError(f"environment variable {config.base_url_env} (base_url_env) is not set")
         return url
     return config.base_url
 

@@ -180,6 +180,27 @@ def test_failed_rows_are_not_cached_and_retried_on_rerun(tmp_path):
         assert server.count == 5
 
 
+def test_an_empty_answer_already_in_the_cache_is_asked_again_not_served(server, tmp_path):
+    """A cache written before empty answers became failures (or merged from one) may hold "": such an
+    entry is a miss, never a successful empty answer, and the new answer replaces it."""
+    requests = [user("空の答えが残っている"), user("普通の問題")]
+    client = make_client(server, tmp_path)
+    client.cache.put_many(
+        {
+            client.key(r, {"mode": "generate"}): {
+                "text": text, "input_tokens": 3, "output_tokens": 0, "finish_reason": "stop"
+            }
+            for r, text in zip(requests, (" \n", "前の答え"), strict=True)
+        }
+    )  # fmt: skip
+    out = client.generate(requests)
+    assert server.count == 1 and prompts(server) == ["空の答えが残っている"]
+    assert all(g.ok and g.text.strip() for g in out) and [g.cached for g in out] == [False, True]
+    assert client.usage.cached == 1 and client.usage.new_calls == 1
+    again = make_client(server, tmp_path).generate(requests)
+    assert server.count == 1 and all(g.cached and g.text.strip() for g in again)
+
+
 def test_failed_choose_rows_are_not_cached(tmp_path):
     with FakeOpenAIServer(top_logprobs={"X": -0.1}) as server:
         client = make_client(server, tmp_path)

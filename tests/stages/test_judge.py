@@ -81,7 +81,7 @@ def test_load_responses_names_file_line_and_field(tmp_path: Path):
             r":2: field 'responses.y.text'",
         ),
         ('{"prompt_id": "p2", "responses": {}}', r":2: missing field 'prompt'"),
-        (good, r":2: field 'prompt_id': duplicate id 'p1' \(first at record 1\)"),
+        (good, r":2: field 'prompt_id': duplicate id 'p1' \(first at line 1\)"),
     ]
     for line, message in cases:
         path.write_text(good + "\n" + line + "\n", encoding="utf-8")
