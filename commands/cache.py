@@ -105,9 +105,10 @@ def main() -> None:
 @main.command("export")
 @click.argument("out_path", type=click.Path(dir_okay=False, path_type=Path))
 def export(out_path: Path) -> None:
-    """Write every cached answer to OUT_PATH (JSONL; gzip when it ends in .gz)."""
+    """Write every cached answer to OUT_PATH (JSONL; gzip when it ends in .gz). Entries `import` would
+    refuse (an empty answer an older cache kept) are left out and counted."""
     cache = ResponseCache()
-    n = 0
+    n, left_out = 0, 0
     with (
         atomic_path(out_path) as tmp,
         (
@@ -117,9 +118,16 @@ def export(out_path: Path) -> None:
         ) as fh,
     ):
         for key, value in cache.items():
-            fh.write(json.dumps({"key": key, "value": json.loads(value)}, ensure_ascii=False) + "\n")
+            answer = json.loads(value)
+            try:
+                _check_value(answer, f"{cache.path}: key {key}")
+            except RecordError:
+                left_out += 1
+                continue
+            fh.write(json.dumps({"key": key, "value": answer}, ensure_ascii=False) + "\n")
             n += 1
-    click.echo(f"exported {n} answers from {cache.path} to {out_path}", err=True)
+    skipped = f"; left out {left_out} unusable entries (e.g. empty answers)" if left_out else ""
+    click.echo(f"exported {n} answers from {cache.path} to {out_path}{skipped}", err=True)
 
 
 @main.command("import")

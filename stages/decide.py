@@ -14,7 +14,15 @@ from dataclasses import replace
 import click
 
 from jalign.config import load_section
-from jalign.records import Record, clean_stale_temp, provenance_of, read_jsonl, write_json, write_jsonl
+from jalign.records import (
+    Record,
+    RecordError,
+    clean_stale_temp,
+    provenance_of,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from jalign.stage import log, log_params, provenance, rate, setup_logging
 from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
@@ -78,11 +86,11 @@ def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | No
     groups: dict[str, dict[str, str | None]] = defaultdict(dict)
     for j in decided:
         if j["order"] in groups[j["pair_id"]]:
-            raise ValueError(f"{j['pair_id']}: two judgments in the {j['order']} order")
+            raise RecordError(f"pair {j['pair_id']}: two judgments in the {j['order']} order")
         groups[j["pair_id"]][j["order"]] = j["winner"]
     for pair_id, group in groups.items():
         if set(group) != {"forward", "swapped"}:
-            raise ValueError(f"{pair_id}: expected judgments in both orders, got {sorted(group)}")
+            raise RecordError(f"pair {pair_id}: expected judgments in both orders, got {sorted(group)}")
     return {p: (g["forward"], g["swapped"]) for p, g in groups.items()}
 
 
@@ -215,7 +223,10 @@ def main(
     judgments = read_jsonl(
         judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method")
     )
-    decided, pairs, stats = decide(judgments, rows, config)
+    try:
+        decided, pairs, stats = decide(judgments, rows, config)
+    except RecordError as exc:  # a judgments file not written by the judge stage, or edited by hand
+        raise RecordError(f"{judgments_path}: {exc}") from None
     write_jsonl(decided_path, decided)
     write_jsonl(out_path, pairs)
     log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])

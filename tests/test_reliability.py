@@ -339,6 +339,25 @@ def test_bad_judge_input_names_file_line_and_field(tmp_path):
     assert code == 1 and "responses.jsonl:1: field 'responses' must be a mapping" in out
 
 
+def test_a_judgments_file_missing_an_order_fails_decide_in_one_line_naming_the_file(tmp_path):
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        '{"prompt_id": "p1", "prompt": "q", "responses": {"a": {"text": "x"}, "b": {"text": "y"}}}\n',
+        encoding="utf-8",
+    )
+    judgments = tmp_path / "judgments.jsonl"
+    judgments.write_text(
+        json.dumps({"pair_id": "p1|a|b", "prompt_id": "p1", "first": "a", "second": "b", "order": "forward",
+                    "method": "text", "raw": "[[A]]", "canary": None, "judge": "m"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    code, out = cli("decide", "--responses", str(responses), "--judgments", str(judgments), "--decided",
+                    str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "p.jsonl"), "--metrics",
+                    str(tmp_path / "m.json"), "--params", str(REPO / "params.yaml"))  # fmt: skip
+    assert code == 1 and "Traceback" not in out
+    assert f"{judgments}: pair p1|a|b: expected judgments in both orders, got ['forward']" in out
+
+
 # 7. A killed write leaves no temp file behind for long ----------------------------------------------------
 
 

@@ -104,3 +104,18 @@ def test_bad_bytes_and_a_broken_gzip_fail_in_one_line_naming_the_file(tmp_path, 
     assert result.exit_code == 1 and "answers.jsonl.gz: not a readable gzip file" in result.output
     assert not isinstance(result.exception, UnicodeDecodeError | OSError)
     assert len(ResponseCache()) == 0
+
+
+def test_export_leaves_out_entries_import_would_refuse_and_says_how_many(tmp_path, monkeypatch):
+    """A cache written before empty answers became failures may hold one; the export stays importable."""
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "old.sqlite"))
+    cache = ResponseCache()
+    good = {"text": "はい", "input_tokens": 3, "output_tokens": 1, "finish_reason": "stop"}
+    cache.put_many({"a" * 64: good, "b" * 64: {**good, "text": "  "}})
+    result = CliRunner().invoke(main, ["cache", "export", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "exported 1 answers" in result.output and "left out 1 unusable" in result.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["a" * 64]
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "new.sqlite"))
+    assert CliRunner().invoke(main, ["cache", "import", str(tmp_path / "out.jsonl")]).exit_code == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from helpers import llm_config, repo_config
 
+from jalign.records import RecordError
 from stages.decide import decide, decide_all, injection_report, outcome_from_margin, pair_outcomes
 from stages.judge import JudgeConfig, Task, judgment
 
@@ -132,9 +133,11 @@ def test_a_verdict_copied_from_an_answer_is_not_the_judges():
 
 
 def test_missing_or_repeated_orders_are_errors_not_silent_pairs():
-    with pytest.raises(ValueError, match=r"p1\|x\|y: expected judgments in both orders, got \['forward'\]"):
+    with pytest.raises(
+        RecordError, match=r"pair p1\|x\|y: expected judgments in both orders, got \['forward'\]"
+    ):
         decide([text("p1", "x", "y", "A")], ROWS, TEXT)
-    with pytest.raises(ValueError, match=r"p1\|x\|y: two judgments in the forward order"):
+    with pytest.raises(RecordError, match=r"pair p1\|x\|y: two judgments in the forward order"):
         pair_outcomes([{**j, "winner": "x"} for j in [text("p1", "x", "y", "A")] * 2])
 
 
