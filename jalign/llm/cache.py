@@ -44,9 +44,10 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def cache_path() -> Path:
-    """`JALIGN_LLM_CACHE` (a file path) if set, else `<repository root>/.jalign/llm-cache.sqlite`."""
+    """`JALIGN_LLM_CACHE` (a file path; a relative one is taken from the repository root, so DVC's
+    experiment copies resolve it to the same file) if set, else `<root>/.jalign/llm-cache.sqlite`."""
     configured = os.environ.get("JALIGN_LLM_CACHE")
-    return Path(configured) if configured else project_root() / CACHE_RELATIVE
+    return project_root() / (configured or CACHE_RELATIVE)
 
 
 def cache_key(payload: dict[str, Any]) -> str:

@@ -169,3 +169,5 @@ def test_default_path_is_found_from_the_repository_root(tmp_path, monkeypatch):
     assert cache_path() == repo / CACHE_RELATIVE
     monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "override.sqlite"))
     assert cache_path() == tmp_path / "override.sqlite"  # the environment still wins
+    monkeypatch.setenv("JALIGN_LLM_CACHE", "team/cache.sqlite")
+    assert cache_path() == repo / "team" / "cache.sqlite"  # relative: from the root, also in the copy
