@@ -644,7 +644,8 @@ def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
         try:
             plans = build_plans(project, config, Path(work))
         except RecordError as exc:  # a missing artifact or a bad row: file, line and field
-            raise click.ClickException(str(exc)) from None
+            hint = " (`dvc pull` fetches this commit's outputs; `dvc repro` makes them)"
+            raise click.ClickException(f"{exc}{hint if 'not found' in str(exc) else ''}") from None
         if dry_run:
             click.echo(render_plan(plans, config, endpoint))
             if refusals(plans):

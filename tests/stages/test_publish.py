@@ -308,6 +308,13 @@ def test_dry_run_lists_repos_files_sizes_and_licences_offline(project: Path):
     assert not (project / "metrics/hub.json").exists()
 
 
+def test_dry_run_on_a_clone_without_outputs_says_how_to_get_them(project: Path):
+    (project / "data/instructions/curated.jsonl").unlink()  # a fresh clone before `dvc pull`
+    result = publish("--dry-run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "data/instructions/curated.jsonl: file not found (`dvc pull` fetches" in result.output
+
+
 def test_plan_stage_writes_the_plan_without_pushing(project: Path):
     result = publish()  # hub.push: false, the DVC stage's default
     assert result.exit_code == 0, result.output
