@@ -57,7 +57,7 @@ def _rows(source: SourceConfig) -> list[Record]:
 def load_source(source: SourceConfig) -> list[Record]:
     """Rows -> {id, source, prompt_en, license}, filtered and limited, in source order."""
     where = source.path or source.hf_dataset
-    out = []
+    out, seen = [], {}
     rows = _rows(source)
     for i, row in enumerate(rows):
         lineno = line_of(rows, i)
@@ -69,6 +69,10 @@ def load_source(source: SourceConfig) -> list[Record]:
         rid = row.get(source.id_field) if source.id_field else lineno
         if rid is None:
             raise RecordError(f"{where}:{lineno}: missing id field '{source.id_field}'")
+        if rid in seen:  # checked here, where the source's own line is known
+            first = f"first at line {seen[rid]}"
+            raise RecordError(f"{where}:{lineno}: field '{source.id_field}': duplicate id {rid!r} ({first})")
+        seen[rid] = lineno
         out.append(
             {
                 "id": f"{source.name}:{rid}",

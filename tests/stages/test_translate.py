@@ -140,6 +140,9 @@ def test_load_source_names_file_line_and_field(tmp_path):
     path.write_text('{"id": 1, "prompt": "ok"}\n{"id": 2, "prompt": ""}\n', encoding="utf-8")
     with pytest.raises(RecordError, match=r"src.jsonl:2: field 'prompt'"):
         load_source(source(name="s", license="cc0-1.0", path=str(path)))
+    path.write_text('{"id": 1, "prompt": "a"}\n\n{"id": 2, "prompt": "b"}\n{"id": 1, "prompt": "c"}\n')
+    with pytest.raises(RecordError, match=r"src.jsonl:4: field 'id': duplicate id 1 \(first at line 1\)"):
+        load_source(source(name="s", license="cc0-1.0", path=str(path)))
 
 
 def test_repo_source_prompts_include_english_specific_tasks():
