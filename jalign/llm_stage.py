@@ -20,8 +20,7 @@ from urllib.parse import urlparse
 from jalign.config import ConfigError, from_dict, read_params
 from jalign.llm.client import Budget, LLMClient, Usage
 from jalign.llm.types import LLMConfig, Price, endpoint_url
-from jalign.records import clean_stale_temp
-from jalign.stage import Failures, log, log_params, provenance, setup_logging
+from jalign.stage import Failures, provenance, setup_logging, start_stage
 
 # Backends that run on this machine's (or this job's) own hardware: no per-token price.
 LOCAL_BACKENDS = ("transformers", "vllm")
@@ -79,9 +78,7 @@ class StageRun:
         budget_usd: float | None = None,
     ) -> None:
         setup_logging()
-        log_params(name, config)
-        for stale in clean_stale_temp(outputs):
-            log.info("removed a temp file left by an interrupted run: %s", stale)
+        start_stage(name, config, outputs)
         self.name = name
         self.params_path = params_path
         self.budget = Budget(budget_usd)

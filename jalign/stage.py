@@ -10,12 +10,13 @@ import logging
 import platform
 import subprocess
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from jalign.config import as_dict
 from jalign.errors import JalignError
-from jalign.records import Record, write_jsonl
+from jalign.records import Record, clean_stale_temp, write_jsonl
 from jalign.redact import RedactingFilter, redact
 
 log = logging.getLogger("jalign")
@@ -39,6 +40,14 @@ def setup_logging() -> None:
 
 def log_params(stage: str, config: object) -> None:
     log.info("%s params: %s", stage, json.dumps(as_dict(config), ensure_ascii=False))
+
+
+def start_stage(stage: str, config: object, outputs: Iterable[str | Path]) -> None:
+    """Log the resolved params and remove the temp files a killed run left next to (or inside) this
+    stage's outputs: DVC deletes only declared outputs, so they would otherwise stay forever."""
+    log_params(stage, config)
+    for stale in clean_stale_temp(outputs):
+        log.info("removed a temp file left by an interrupted run: %s", stale)
 
 
 def provenance() -> dict[str, Any]:

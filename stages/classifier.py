@@ -18,7 +18,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.records import Record, read_jsonl, write_json
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.stage import log, provenance, setup_logging, start_stage
 from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
 
 
@@ -142,7 +142,7 @@ def main(name: str, data_dir: str, out_dir: str, live_dir: str, metrics_path: st
 
     setup_logging()
     config = load_section(EncoderConfig, f"classifier.encoders.{name}", params_path)
-    log_params(f"classifier.{name}", config)
+    start_stage(f"classifier.{name}", config, [out_dir, metrics_path])
     train_rows = read_jsonl(Path(data_dir) / "binary_train.jsonl", required=("text",))
     eval_rows = read_jsonl(Path(data_dir) / "binary_eval.jsonl", required=("text",))
     if not train_rows:

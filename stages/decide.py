@@ -17,13 +17,12 @@ from jalign.config import load_section
 from jalign.records import (
     Record,
     RecordError,
-    clean_stale_temp,
     provenance_of,
     read_jsonl,
     write_json,
     write_jsonl,
 )
-from jalign.stage import log, log_params, provenance, rate, setup_logging
+from jalign.stage import log, provenance, rate, setup_logging, start_stage
 from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
 
@@ -208,17 +207,9 @@ def main(
 ) -> None:
     """Decide every stored judgment and keep the pairs both orders agree on."""
     setup_logging()
-    for stale in clean_stale_temp([decided_path, out_path, metrics_path]):
-        log.info("removed a temp file left by an interrupted run: %s", stale)
     config = load_section(JudgeConfig, "judge", params_path)
-    log_params(
-        "decide",
-        {
-            "tie_margin": config.tie_margin,
-            "calibrate_position": config.calibrate_position,
-            "min_choice_mass": config.min_choice_mass,
-        },
-    )
+    deciding = ("tie_margin", "calibrate_position", "min_choice_mass")
+    start_stage("decide", {k: getattr(config, k) for k in deciding}, [decided_path, out_path, metrics_path])
     rows = {r["prompt_id"]: r for r in load_responses(responses_path)}
     judgments = read_jsonl(
         judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method")

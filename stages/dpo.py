@@ -17,7 +17,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.records import read_jsonl, write_json
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.stage import log, provenance, setup_logging, start_stage
 from jalign.training import (
     LoraSettings,
     Stopwatch,
@@ -205,7 +205,7 @@ def main(
     """QLoRA preference tuning (DPO / IPO / KTO) with TRL; adapter to --out, metrics to --metrics."""
     setup_logging()
     config = load_section(TrainConfig, "train", params_path)
-    log_params("train", config)
+    start_stage("train", config, [out_dir, metrics_path])
     check_optimizer_device(config.optim, "train")
     sft_adapter = Path(sft_dir) / "adapter" if sft_dir and (Path(sft_dir) / "adapter").exists() else None
     if config.start_from_sft and sft_adapter is None:

@@ -19,9 +19,9 @@ import click
 
 from jalign.config import load_section, param
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.records import Record, clean_stale_temp, licence_list, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, licence_list, read_jsonl, write_json, write_jsonl
 from jalign.reward import classifier_text
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.stage import log, provenance, setup_logging, start_stage
 
 FORMATS = ("pairwise", "kto", "binary")
 
@@ -126,9 +126,7 @@ def main(pairs_path: str, out_dir: str, metrics_path: str, params_path: str) -> 
     """Write pairwise / KTO / binary preference sets, split by prompt and decontaminated."""
     setup_logging()
     config = load_section(PreferencesConfig, "preferences", params_path)
-    log_params("preferences", config)
-    for stale in clean_stale_temp([out_dir, metrics_path]):
-        log.info("removed a temp file left by an interrupted run: %s", stale)
+    start_stage("preferences", config, [out_dir, metrics_path])
     pairs = read_jsonl(pairs_path, required=("pair_id", "prompt_id", "prompt", "chosen", "rejected"))
     sets, report = build_sets(pairs, load_eval_prompts(load_eval_sets(params_path)), config)
     for (fmt, split), rows in sets.items():

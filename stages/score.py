@@ -22,9 +22,9 @@ import click
 import numpy as np
 
 from jalign.config import load_section
-from jalign.records import Record, clean_stale_temp, read_jsonl, write_json, write_jsonl, write_text
+from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
-from jalign.stage import log, log_params, mean, provenance, rate, setup_logging
+from jalign.stage import log, mean, provenance, rate, setup_logging, start_stage
 from jalign.text import japanese_ratio
 from jalign.verdicts import parse_arena, parse_rating, swap_label
 from stages.evaluate import EvaluateConfig, transcript
@@ -465,10 +465,9 @@ def main(
 ) -> None:
     """Score the stored evaluation judgments: battles, scores with CIs, grades, report, plots."""
     setup_logging()
-    for stale in clean_stale_temp([games_path, battles_path, metrics_path, report_path, plots_dir]):
-        log.info("removed a temp file left by an interrupted run: %s", stale)
     config = load_section(EvaluateConfig, "evaluate", params_path)
-    log_params("score", metrics_policy(config))
+    outputs = [games_path, battles_path, metrics_path, report_path, plots_dir]
+    start_stage("score", metrics_policy(config), outputs)
     answers = read_jsonl(answers_path, required=("set", "item_id", "model"))
     judgments = read_jsonl(judgments_path, required=("kind", "set", "item_id", "method"))
     games, battles, metrics = score(answers, judgments, config)

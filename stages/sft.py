@@ -16,7 +16,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.records import Record, read_jsonl, user_prompt, write_json
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.stage import log, provenance, setup_logging, start_stage
 from jalign.training import (
     LoraSettings,
     Stopwatch,
@@ -121,7 +121,7 @@ def main(data_path: str, out_dir: str, live_dir: str, metrics_path: str, params_
     """LoRA / QLoRA SFT with TRL on the curated instructions."""
     setup_logging()
     config = load_section(SFTConfig, "sft", params_path)
-    log_params("sft", config)
+    start_stage("sft", config, [out_dir, metrics_path])
     check_optimizer_device(config.optim, "sft")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

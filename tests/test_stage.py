@@ -12,7 +12,7 @@ from jalign.errors import JalignError
 from jalign.llm import BudgetExceeded
 from jalign.models import ModelSourceError
 from jalign.records import RecordError
-from jalign.stage import FailureRateExceeded, Failures, mean, provenance
+from jalign.stage import FailureRateExceeded, Failures, mean, provenance, start_stage
 
 
 def test_failures_count_lost_rows_not_failed_calls(tmp_path):
@@ -80,3 +80,19 @@ def test_mean_and_provenance():
 )
 def test_user_facing_errors_share_one_base_and_keep_their_builtin(error, builtin):
     assert issubclass(error, JalignError) and issubclass(error, builtin)
+
+
+def test_start_stage_logs_params_and_removes_only_its_outputs_stale_temps(tmp_path, caplog):
+    """Every stage (training ones too) starts this way: a kill during an atomic write leaves
+    `.<name>.<hex>.tmp` files that DVC, which removes only declared outputs, would never delete."""
+    adapter, metrics = tmp_path / "models" / "dpo", tmp_path / "metrics" / "dpo.json"
+    adapter.mkdir(parents=True)
+    metrics.parent.mkdir()
+    stale = [adapter / ".adapter_config.json.0a1b2c3d.tmp", metrics.parent / ".dpo.json.0a1b2c3d.tmp"]
+    other = metrics.parent / ".sft.json.0a1b2c3d.tmp"  # another stage's: left alone
+    for path in (*stale, other):
+        path.write_text("half", encoding="utf-8")
+    with caplog.at_level("INFO", logger="jalign"):
+        start_stage("train", {"beta": 0.1}, [adapter, metrics])
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert 'train params: {"beta": 0.1}' in caplog.text and "removed a temp file" in caplog.text
