@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jalign.config import ConfigError, param
-from jalign.models import resolve, torch_dtype
+from jalign.models import resolve, torch_dtype, warn_if_bf16_is_emulated
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
 
         # One copy per process under `accelerate launch` (DDP); ZeRO-3 / FSDP shard it afterwards.
         device_map = {"": PartialState().local_process_index}
+    warn_if_bf16_is_emulated(dtype, "cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForCausalLM.from_pretrained(
         **kwargs, dtype=torch_dtype(dtype), quantization_config=quant, device_map=device_map
     )

@@ -196,3 +196,27 @@ def test_packaged_hf_dir_model_materialises_and_loads_offline(tmp_path, monkeypa
     mask = batch["attention_mask"].unsqueeze(-1)
     embeddings = (hidden * mask).sum(1) / mask.sum(1)
     assert float(torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1], dim=0)) < 0.999
+
+
+@pytest.mark.parametrize(
+    ("dtype", "device", "avx512_bf16", "warned"),
+    [
+        ("bfloat16", "cpu", False, True),  # emulated: several times slower than float32
+        ("bfloat16", "cpu", True, False),
+        ("float32", "cpu", False, False),
+        ("bfloat16", "cuda", False, False),
+    ],
+)
+def test_bfloat16_on_a_cpu_without_native_bf16_is_warned_about(
+    monkeypatch, caplog, dtype, device, avx512_bf16, warned
+):
+    import torch
+
+    from jalign.models import warn_if_bf16_is_emulated
+
+    # the hardware probe is what varies between machines; the decision is the code under test
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    with caplog.at_level("WARNING"):
+        warn_if_bf16_is_emulated(dtype, device)
+    assert ("set this role's or stage's dtype to float32" in caplog.text) == warned

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
-from jalign.models import pick_device, resolve, torch_dtype
+from jalign.models import pick_device, resolve, torch_dtype, warn_if_bf16_is_emulated
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
     tokenizer.padding_side = "left"  # decoder-only batches: pad on the left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    warn_if_bf16_is_emulated(dtype, device)
     model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
     if adapter_source is not None:
         from peft import PeftModel
