@@ -1,0 +1,92 @@
+"""bfloat16 against float32 on this CPU: is bf16 native here (AVX512-BF16 / AMX) or emulated?
+
+Usage: python benchmarks/bench_cpu_dtype.py [--model models/base/gemma-3-270m] [--repeats 3]
+
+Times, in one process and side by side, each workload in float32 and in bfloat16 (medians of
+`--repeats`, after one warm-up):
+1. a matmul of the shape a 270M model's MLP sees when decoding a batch of 16 (16x640 @ 640x2048);
+2. a prefill of 4 x 512 tokens through the model (logits of the last position only, as the judge's
+   choice scoring does);
+3. greedy generation of 16 new tokens for a batch of 8 short prompts.
+The default CPU profile picks float32 from these numbers (conf/: every local role and both trainers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_dtype(dtype, model_path: str, prompts, prefill_ids, repeats: int) -> dict[str, float]:
+    """Median seconds of each workload with weights and activations in `dtype`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    x, w = torch.randn(16, 640, dtype=dtype), torch.randn(640, 2048, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
+    with torch.no_grad():
+        return {
+            "matmul 16x640 @ 640x2048 (x100)": median_seconds(lambda: [x @ w for _ in range(100)], repeats),
+            "prefill 4 x 512 tokens": median_seconds(
+                lambda: model(input_ids=prefill_ids, logits_to_keep=1), repeats
+            ),
+            "generate 8 x 16 new tokens": median_seconds(
+                lambda: model.generate(**prompts, max_new_tokens=16, min_new_tokens=16, do_sample=False),
+                repeats,
+            ),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="models/base/gemma-3-270m")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoTokenizer
+
+    native = {
+        probe: bool(getattr(torch.cpu, probe, lambda: False)())
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    }
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        "?",
+    )  # fmt: skip
+    print(
+        f"# CPU {cpu!r}, nproc={os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}; native bf16: {native}"
+    )
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    prompts = tokenizer(["日本の首都はどこですか。答え:"] * 8, return_tensors="pt")
+    prefill_ids = torch.randint(1000, 20000, (4, 512), generator=torch.Generator().manual_seed(0))
+    rows: dict[str, dict[str, float]] = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        rows[name] = time_dtype(dtype, args.model, prompts, prefill_ids, args.repeats)
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in rows[name].items()), flush=True)
+    print("\n| workload | float32 s | bfloat16 s | bfloat16 / float32 |\n|---|---:|---:|---:|")
+    for workload, fp32 in rows["float32"].items():
+        bf16 = rows["bfloat16"][workload]
+        print(f"| {workload} | {fp32:.3f} | {bf16:.3f} | {bf16 / fp32:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
