@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
 from jalign.models import pick_device, resolve, torch_dtype, warn_if_bf16_is_emulated
@@ -116,8 +116,11 @@ class TransformersBackend:
                 top_p=sampling.top_p if do_sample else None,
                 top_k=None,
                 repetition_penalty=sampling.repetition_penalty,
-                stop_strings=list(sampling.stop) or None,
-                tokenizer=self.tokenizer,
+                stopping_criteria=StoppingCriteriaList(
+                    [StopOnText(self.tokenizer, sampling.stop, enc["input_ids"].shape[1])]
+                    if sampling.stop
+                    else []
+                ),
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
@@ -171,6 +174,24 @@ class TransformersBackend:
                 )
                 on_result(i, results[i])
         return results
+
+
+class StopOnText(StoppingCriteria):
+    """Ends a row once its generated text contains a stop sequence (checked in the new tokens only, as
+    the OpenAI API does). transformers' own `stop_strings` builds tables over the whole vocabulary
+    first: about 8 s per process and stop set for Gemma's 262k tokens on two cores, for stops that
+    decoding each row's last few tokens at every step finds in well under a millisecond."""
+
+    def __init__(self, tokenizer, stops: tuple[str, ...], prompt_length: int) -> None:
+        self.tokenizer, self.stops, self.start = tokenizer, tuple(s for s in stops if s), prompt_length
+        # A stop of n characters ends within the last 4n tokens (byte-fallback tokens: 3 per kana).
+        self.window = 4 * max((len(s) for s in self.stops), default=0) + 4
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        new = input_ids[:, self.start :]
+        tails = self.tokenizer.batch_decode(new[:, -self.window :], skip_special_tokens=True)
+        done = [any(stop in tail for stop in self.stops) for tail in tails]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> list[list[int]]:

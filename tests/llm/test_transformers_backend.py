@@ -295,6 +295,26 @@ def test_generate_stops_at_stop_sequence(tiny_llm_config, tmp_path):
     assert result.output_tokens == cut + len(stop)  # generation halted right after the stop sequence
 
 
+def test_a_stop_ends_only_the_row_that_produced_it(tiny_llm_config, tmp_path):
+    """One batch, two prompts: the row whose text holds the stop ends there, the other runs on."""
+    config = tiny_llm_config()
+    long = sampling(temperature=0.0, max_tokens=12)
+    full_a, full_b = make_client(config, tmp_path, "full").generate(
+        [user("これはテストです", long), user("別の質問です", long)]
+    )
+    stop = next(
+        full_a.text[i : i + 2]
+        for i in range(1, len(full_a.text) - 1)
+        if full_a.text[i : i + 2] not in full_b.text and full_a.text[i : i + 2].strip()
+    )
+    stopping = sampling(temperature=0.0, max_tokens=12, stop=(stop,))
+    a, b = make_client(config, tmp_path, "stop").generate(
+        [user("これはテストです", stopping), user("別の質問です", stopping)]
+    )
+    assert a.text == full_a.text[: full_a.text.find(stop)] and a.finish_reason == "stop"
+    assert (b.text, b.output_tokens, b.finish_reason) == (full_b.text, 12, "length")
+
+
 # ---------------------------------------------------------------------------------------------
 # prompt formats
 # ---------------------------------------------------------------------------------------------
