@@ -10,7 +10,15 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TopPLogitsWarper,
+)
 
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
 from jalign.models import pick_device, resolve, torch_dtype, warn_if_bf16_is_emulated
@@ -113,8 +121,11 @@ class TransformersBackend:
                 max_new_tokens=sampling.max_tokens,
                 do_sample=do_sample,
                 temperature=sampling.temperature if do_sample else None,
-                top_p=sampling.top_p if do_sample else None,
+                top_p=None,  # NucleusFromTopK below, appended after the temperature warper
                 top_k=None,
+                logits_processor=LogitsProcessorList(
+                    [NucleusFromTopK(sampling.top_p)] if do_sample and sampling.top_p < 1.0 else []
+                ),
                 repetition_penalty=sampling.repetition_penalty,
                 stopping_criteria=StoppingCriteriaList(
                     [StopOnText(self.tokenizer, sampling.stop, enc["input_ids"].shape[1])]
@@ -174,6 +185,28 @@ class TransformersBackend:
                 )
                 on_result(i, results[i])
         return results
+
+
+class NucleusFromTopK(LogitsProcessor):
+    """Top-p (nucleus) filtering that keeps exactly the tokens transformers' TopPLogitsWarper keeps (a
+    token stays while the probability of the tokens ranked above it is below top_p), without sorting
+    the whole vocabulary at every step: the nucleus is sought among the `k` most probable tokens
+    (torch.topk), and only a row whose nucleus is larger than that is sorted in full. Sorting Gemma's
+    262k-token vocabulary for a batch of 16 took about 0.23 s per decode step on two cores."""
+
+    def __init__(self, top_p: float, k: int = 4096) -> None:
+        self.top_p, self.k = top_p, k
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = scores.float().softmax(dim=-1)
+        top, index = probs.topk(min(self.k, probs.shape[-1]), dim=-1)  # (batch, k), descending
+        above = top.cumsum(dim=-1) - top  # probability of the tokens ranked above each one
+        kept = scores.gather(-1, index).masked_fill(above >= self.top_p, -float("inf"))
+        out = torch.full_like(scores, -float("inf")).scatter_(-1, index, kept)
+        beyond = (top.sum(dim=-1) < self.top_p).nonzero().squeeze(-1)  # nucleus not within the top k
+        if beyond.numel():
+            out[beyond] = TopPLogitsWarper(self.top_p)(input_ids[beyond], scores[beyond])
+        return out
 
 
 class StopOnText(StoppingCriteria):

@@ -11,7 +11,7 @@ from helpers import sampling
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm import LLMClient, Request, ResponseCache, Sampling
-from jalign.llm.transformers_backend import choice_token_ids, cut_at_stop
+from jalign.llm.transformers_backend import NucleusFromTopK, choice_token_ids, cut_at_stop
 
 GREEDY = sampling(temperature=0.0, max_tokens=6)
 
@@ -454,3 +454,20 @@ def test_choice_token_ids_distinct_first_tokens(tokenizer):
 def test_choice_token_ids_rejects_shared_first_token(tokenizer, choices):
     with pytest.raises(ValueError, match="no first token that the other choices"):
         choice_token_ids(tokenizer, choices)
+
+
+@pytest.mark.parametrize("k", [4096, 8])  # the nucleus within the top k; beyond it (full sort)
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])
+def test_nucleus_from_top_k_keeps_what_transformers_top_p_keeps(k, top_p):
+    from transformers import TopPLogitsWarper
+
+    gen = torch.Generator().manual_seed(0)
+    # peaked rows (a few tokens hold the mass) and flat rows (the nucleus spans thousands of tokens)
+    scores = torch.cat(
+        [torch.randn(4, 50_000, generator=gen) * 8, torch.randn(4, 50_000, generator=gen) * 0.3]
+    )
+    ids = torch.zeros(8, 3, dtype=torch.long)
+    ours = NucleusFromTopK(top_p, k=k)(ids, scores.clone())
+    reference = TopPLogitsWarper(top_p)(ids, scores.clone())
+    assert torch.equal(torch.isfinite(ours), torch.isfinite(reference))
+    assert torch.equal(ours[torch.isfinite(ours)], scores[torch.isfinite(reference)])
