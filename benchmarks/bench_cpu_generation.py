@@ -1,14 +1,16 @@
-"""bfloat16 against float32 on this CPU: is bf16 native here (AVX512-BF16 / AMX) or emulated?
+"""Generation on a CPU: bfloat16 against float32, and jalign's top-p against transformers' own.
 
-Usage: python benchmarks/bench_cpu_dtype.py [--model models/base/gemma-3-270m] [--repeats 3]
+Usage: python benchmarks/bench_cpu_generation.py [--model models/base/gemma-3-270m] [--repeats 3]
 
-Times, in one process and side by side, each workload in float32 and in bfloat16 (medians of
-`--repeats`, after one warm-up):
-1. a matmul of the shape a 270M model's MLP sees when decoding a batch of 16 (16x640 @ 640x2048);
-2. a prefill of 4 x 512 tokens through the model (logits of the last position only, as the judge's
-   choice scoring does);
-3. greedy generation of 16 new tokens for a batch of 8 short prompts.
-The default CPU profile picks float32 from these numbers (conf/: every local role and both trainers).
+1. Is bf16 native here (AVX512-BF16 / AMX) or emulated? Times, in one process and side by side, each
+   workload in float32 and in bfloat16 (medians of `--repeats`, after one warm-up):
+   a. a matmul of the shape a 270M model's MLP sees when decoding a batch of 16 (16x640 @ 640x2048);
+   b. a prefill of 4 x 512 tokens (logits of the last position only, as choice scoring does);
+   c. greedy generation of 16 new tokens for a batch of 8 short prompts.
+   The default CPU profile picks float32 from these numbers (conf/: every local role and both trainers).
+2. Sampling 64 new tokens for a batch of 12 (temperature 0.8, top_p 0.95, repetition penalty 1.1) with
+   transformers' TopPLogitsWarper (a full sort of the vocabulary at every step) and with jalign's
+   NucleusFromTopK (the same tokens kept, found among the top 4,096), float32, same seed.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -86,6 +91,34 @@ def main() -> None:
     for workload, fp32 in rows["float32"].items():
         bf16 = rows["bfloat16"][workload]
         print(f"| {workload} | {fp32:.3f} | {bf16:.3f} | {bf16 / fp32:.2f}x |")
+    hf, ours = time_top_p(args.model, tokenizer, args.repeats)
+    print(
+        "\n| sampling 12 x 64 tokens, float32 | transformers top_p s | jalign NucleusFromTopK s | ratio |\n"
+        f"|---|---:|---:|---:|\n| top_p 0.95, temperature 0.8 | {hf:.2f} | {ours:.2f} | {hf / ours:.2f}x |"
+    )
+
+
+def time_top_p(model_path: str, tokenizer, repeats: int) -> tuple[float, float]:
+    """Median seconds of sampled generation with transformers' top-p and with jalign's."""
+    import torch
+    from transformers import AutoModelForCausalLM, LogitsProcessorList
+
+    from jalign.llm.transformers_backend import NucleusFromTopK
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    prompts = tokenizer(["日本の四季について説明してください。"] * 12, return_tensors="pt")
+
+    def sample(ours: bool) -> None:
+        torch.manual_seed(0)
+        with torch.inference_mode():
+            model.generate(
+                **prompts, max_new_tokens=64, min_new_tokens=64, do_sample=True, temperature=0.8,
+                top_k=None, top_p=None if ours else 0.95, repetition_penalty=1.1,
+                pad_token_id=tokenizer.pad_token_id,
+                logits_processor=LogitsProcessorList([NucleusFromTopK(0.95)] if ours else []),
+            )  # fmt: skip
+
+    return median_seconds(lambda: sample(False), repeats), median_seconds(lambda: sample(True), repeats)
 
 
 if __name__ == "__main__":
