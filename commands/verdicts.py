@@ -30,7 +30,9 @@ def main(kind: str, low: float, high: float, path: Path) -> None:
     label (arena) or the number (rating), or {"verdict": null, "reason": "..."}.
 
     PATH is JSONL: the judge's raw text in `judgment` (null reads as empty), optionally the judged
-    answers in `answers` (a list of strings).
+    answers in `answers` (a list of strings). The judgment files the stages write (judge, evaluate) are
+    read as they are: their `raw` field is the text; a logprob or reward judgment holds probabilities,
+    not text, and prints {"verdict": null, "reason": "no_text: ..."}.
 
     Tokens in quoted material, and tokens the judge copied from one of the `answers`, are ignored (the
     prompt-injection defence of jalign.verdicts). Blank lines are skipped; a bad line fails with its
@@ -40,10 +42,14 @@ def main(kind: str, low: float, high: float, path: Path) -> None:
         raise click.BadParameter(f"--low {low} must be below --high {high}")
     rows = _read(path)
     for judgment, answers in rows:
-        click.echo(json.dumps(_verdict(kind, judgment, answers, low, high), ensure_ascii=False))
+        if isinstance(judgment, dict):  # choice probabilities: nothing for a text parser to read
+            out = {"verdict": None, "reason": f"no_text: {sorted(judgment)} probabilities"}
+        else:
+            out = _verdict(kind, judgment, answers, low, high)
+        click.echo(json.dumps(out, ensure_ascii=False))
 
 
-def _read(path: Path) -> list[tuple[str, list[str]]]:
+def _read(path: Path) -> list[tuple[str | dict, list[str]]]:
     """Check every line before printing anything, so a bad file gives an error, not half an output."""
     try:
         return [_row(record, f"{path}:{lineno}") for lineno, record in read_jsonl_lines(path)]
@@ -51,16 +57,19 @@ def _read(path: Path) -> list[tuple[str, list[str]]]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _row(record: Any, where: str) -> tuple[str, list[str]]:
+def _row(record: Any, where: str) -> tuple[str | dict, list[str]]:
     if not isinstance(record, dict):
         raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    if "judgment" not in record:
-        raise RecordError(f"{where}: missing field 'judgment'")
-    judgment = record["judgment"]
+    field = "judgment" if "judgment" in record else "raw"  # `raw`: the stages' own judgment files
+    if field not in record:
+        raise RecordError(f"{where}: missing field 'judgment' (or 'raw', as the stages write it)")
+    judgment = record[field]
     if judgment is None:  # a stored LLM failure: no text, parsed as an empty answer
         judgment = ""
+    if field == "raw" and isinstance(judgment, dict):
+        return judgment, []
     if not isinstance(judgment, str):
-        raise RecordError(f"{where}: field 'judgment' must be a string or null, got {judgment!r:.80}")
+        raise RecordError(f"{where}: field '{field}' must be a string or null, got {judgment!r:.80}")
     answers = record.get("answers", [])
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise RecordError(f"{where}: field 'answers' must be a list of strings")

@@ -100,6 +100,26 @@ def test_rating_first_match_and_scale(tmp_path):
     ]
 
 
+def test_the_stages_own_judgment_files_are_read_as_written(tmp_path):
+    """evaluate / judge store the judge's output in `raw`: text for method text, probabilities for
+    logprob (nothing to re-parse, said so per line), null for a failure."""
+    result, _ = run(
+        tmp_path,
+        rows(
+            {"kind": "pair", "method": "text", "raw": "Bが詳しい。\n最終判定: [[B>A]]", "attempts": None},
+            {"kind": "pair", "method": "logprob", "raw": {"A": 0.3, "B": 0.7}, "mass": 0.9},
+            {"kind": "pair", "method": "text", "raw": None},
+        ),
+        "--kind",
+        "arena",
+    )
+    assert outputs(result) == [
+        {"verdict": "B>A"},
+        {"verdict": None, "reason": "no_text: ['A', 'B'] probabilities"},
+        {"verdict": None, "reason": "empty"},
+    ]
+
+
 def test_blank_lines_are_skipped(tmp_path):
     result, _ = run(tmp_path, ["", rows({"judgment": "[[A>B]]"})[0], "  "], "--kind", "arena")
     assert outputs(result) == [{"verdict": "A>B"}]
@@ -110,7 +130,8 @@ def test_blank_lines_are_skipped(tmp_path):
     [
         ("{oops", ":2: not valid JSON"),
         ('["judgment"]', ":2: expected a JSON object"),
-        ('{"text": "[[A]]"}', ":2: missing field 'judgment'"),
+        ('{"text": "[[A]]"}', ":2: missing field 'judgment' (or 'raw'"),
+        ('{"raw": 3}', ":2: field 'raw' must be a string or null"),
         ('{"judgment": 3}', ":2: field 'judgment' must be a string or null"),
         ('{"judgment": "[[A]]", "answers": "x"}', ":2: field 'answers' must be a list of strings"),
         ('{"judgment": "[[A]]", "answers": [1]}', ":2: field 'answers' must be a list of strings"),
