@@ -23,7 +23,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SECRET = f"sk-test-{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
+SECRET = f"sk-test-{uuid.uuid4().hex}"
+# The repo's own eval set at its CPU-profile limit (the test presets keep `evaluate.sets`).
+EVAL_ITEMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["evaluate"]["sets"][0][
+    "limit"
+]  # made at run time: no file of the repo holds it
 
 pytestmark = pytest.mark.slow
 
@@ -279,10 +283,10 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
         assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in held}
         assert {lic for r in train for lic in r["license"]} <= {"cc0-1.0", "apache-2.0"}
 
-        # Evaluation: 16 items (the set's limit), both orders, the longer (candidate) answer always wins.
+        # Evaluation: the set's limit of items, both orders, the longer (candidate) answer always wins.
         evaluation = read_json(project / "metrics/eval.json")
         score = evaluation["candidates"]["dpo"]["jalign-ja-eval"]
-        assert score["wins"] == 32 and score["losses"] == 0 and score["invalid"] == 0
+        assert score["wins"] == 2 * EVAL_ITEMS and score["losses"] == 0 and score["invalid"] == 0
         assert score["score"] > 90 and score["ci_low"] <= score["score"] <= score["ci_high"]
         assert evaluation["judge_reliability"]["jalign-ja-eval"]["length_bias"] == 1.0
         assert evaluation["grades"]["dpo"]["jalign-ja-eval"]["mean"] is not None
@@ -365,6 +369,9 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
                 {"name": "dpo", "system": "", "llm": fake_llm(adapter="models/dpo/adapter", **tiny)}
             ],
             "bootstrap": 200,
+            # the random tiny model ends a few answers with EOS at once: empty answers, counted as the
+            # failures they are (4 of 36 rows at the CPU profile's 12 tasks)
+            "max_failure_rate": 0.2,
         },
     )
     commit(project, "tiny models")
@@ -388,7 +395,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         changed = read_json(project / "metrics/dpo.json")
         assert changed["beta"] == 0.1 and changed["eval_loss"] != baseline["eval_loss"]
         usage = read_json(project / "metrics/evaluate.json")["usage"]
-        items = 16  # evaluate.sets[0].limit
+        items = EVAL_ITEMS
         assert usage["evaluate.candidates[0].llm"]["new_calls"] == items  # the new adapter answered afresh
         assert usage["evaluate.candidates[0].llm"]["cached"] == 0
         assert usage["evaluate.baseline.llm"]["cached"] == items  # the base did not change
