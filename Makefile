@@ -24,7 +24,7 @@ repro: $(STAMP)
 	. $(VENV)/bin/activate && dvc repro
 
 # One thread per torch process: 2-thread torch beside another busy process ran 30-75x slower here.
-# `make test` runs the fast suite (about two minutes); `make test TESTS=` runs everything, as CI does
+# `make test` runs the fast suite (about three minutes); `make test TESTS=` runs everything, as CI does
 # (the end-to-end `dvc repro` / `dvc exp run` tests are marked slow).
 TESTS ?= -m "not slow"
 test: $(TEST_STAMP)
