@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,8 @@ from jalign.text import first_paragraph
 from stages.translate import TranslateConfig, english_specific_kind, plan
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = next(
-    (p for p in (REPO.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()),
-    REPO.parent / "shared" / "data",
-)
+# ../shared/data beside the checkout (CI lays it there); JALIGN_SHARED_DATA for a checkout elsewhere
+SHARED = Path(os.environ.get("JALIGN_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def source(**fields: Any) -> SourceConfig:
