@@ -129,8 +129,10 @@ def main(data_path: str, out_dir: str, live_dir: str, metrics_path: str, params_
     if not config.enabled or not records:
         reason = "sft.enabled is false" if not config.enabled else f"{data_path} is empty"
         log.info("sft skipped: %s", reason)
-        Path(live_dir).mkdir(parents=True, exist_ok=True)  # declared output, empty when skipped
         metrics = {"enabled": False, "reason": reason}
+        # The declared (cache: false) output holds a file, so that git keeps it and a clone's
+        # `dvc status` does not report an empty folder git never stored as deleted.
+        write_json(Path(live_dir) / "metrics.json", metrics)
     else:
         metrics = train(config, records, out, live_dir)
     log.info("sft: %s", json.dumps(metrics))

@@ -194,3 +194,22 @@ def test_classifier_metrics_by_hand():
 def test_classifier_text_holds_prompt_and_answer():
     text = classifier_text("質問", "回答")
     assert "質問" in text and "回答" in text and text.index("質問") < text.index("回答")
+
+
+def test_skipped_sft_leaves_a_file_in_its_live_folder_for_git(tmp_path):
+    """`sft.enabled: false` (the CPU profile): the declared `cache: false` output must hold a file, or a
+    clone (git stores no empty folder) reports it deleted and reruns sft and everything after it."""
+    from click.testing import CliRunner
+    from helpers import PARAMS
+
+    data = tmp_path / "curated.jsonl"
+    write_jsonl(data, [{"id": "i1", "instruction": "挨拶してください。", "output": "こんにちは。"}])
+    live, metrics = tmp_path / "dvclive" / "sft", tmp_path / "metrics" / "sft.json"
+    result = CliRunner().invoke(sft.main, ["--data", str(data), "--out", str(tmp_path / "models" / "sft"),
+                                           "--live", str(live), "--metrics", str(metrics), "--params", str(PARAMS)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((live / "metrics.json").read_text()) == {
+        "enabled": False,
+        "reason": "sft.enabled is false",
+    }
+    assert json.loads(metrics.read_text())["enabled"] is False
