@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "review": "commands.review:main",
     "cache": "commands.cache:main",
     "score": "commands.score:main",
+    "ifeval": "commands.ifeval:main",
 }
 
 

@@ -58,9 +58,11 @@ def keyword_existence(text: str, kw: Kwargs) -> bool:
 
 def keyword_frequency(text: str, kw: Kwargs) -> bool:
     keyword = kw["keyword"].strip()
-    # tokens equal to the keyword are disjoint, so there are at most text.count(keyword) of them
-    count = japanese.surfaces(text).count(keyword) if keyword in text else 0
-    return _compare(count, kw["relation"], kw["frequency"])
+    # tokens equal to the keyword are disjoint, so there are at most text.count(keyword) of them: below
+    # the threshold, the verdict is known without tokenising
+    if text.count(keyword) < kw["frequency"]:
+        return kw["relation"] == "未満"
+    return _compare(japanese.surfaces(text).count(keyword), kw["relation"], kw["frequency"])
 
 
 def forbidden_words(text: str, kw: Kwargs) -> bool:

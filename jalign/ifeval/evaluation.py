@@ -20,6 +20,7 @@ from jalign.records import read_jsonl_lines
 
 Mode = Literal["strict", "loose"]
 MODES: tuple[str, ...] = ("strict", "loose")
+_BLOCK = 32  # rows per task when evaluate_rows runs in several processes
 INSTRUCTION_IDS: tuple[str, ...] = tuple(sorted(CHECKERS))
 
 
@@ -169,8 +170,7 @@ def read_ifeval_file(path: str | Path) -> list[dict[str, Any]]:
     return [_read_row(record, f"{path}:{line}") for line, record in read_jsonl_lines(path)]
 
 
-def evaluate_rows(rows: Sequence[Mapping[str, Any]], mode: Mode) -> list[dict[str, Any]]:
-    """One result per row, in order: key, follow_instruction_list, follow_all_instructions."""
+def _evaluate_serial(rows: Sequence[Mapping[str, Any]], mode: Mode) -> list[dict[str, Any]]:
     results = []
     for row in rows:
         followed = follows_instructions(
@@ -184,6 +184,27 @@ def evaluate_rows(rows: Sequence[Mapping[str, Any]], mode: Mode) -> list[dict[st
             }
         )
     return results
+
+
+def evaluate_rows(rows: Sequence[Mapping[str, Any]], mode: Mode, jobs: int = 1) -> list[dict[str, Any]]:
+    """One result per row, in order: key, follow_instruction_list, follow_all_instructions.
+
+    jobs > 1 checks blocks of rows in that many worker processes: janome is pure Python and takes
+    nearly all the time, so two cores halve it (benchmarks/RESULTS.md, ifeval). Results are the same.
+    """
+    if jobs <= 1 or len(rows) < 2 * _BLOCK:
+        return _evaluate_serial(rows, mode)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers start with everything already imported (the command has no threads)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    # small blocks balance the load: answer lengths (so janome's work) vary a lot between models
+    blocks = [list(rows[i : i + _BLOCK]) for i in range(0, len(rows), _BLOCK)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        done = pool.map(_evaluate_serial, blocks, [mode] * len(blocks))
+        return [result for block in done for result in block]
 
 
 def _share(correct: int, total: int) -> dict[str, Any]:
