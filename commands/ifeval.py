@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,19 +39,16 @@ def format_table(table: Mapping[str, Any], mode: str) -> str:
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    default=None,
-    help="worker processes (default: the CPUs this process may use, at most 4)",
+    default=1,
+    show_default=True,
+    help="worker processes; 2 helps only on an idle machine (benchmarks/RESULTS.md, ifeval)",
 )
 @click.argument("file", type=click.Path(dir_okay=False))
-def main(mode: str, as_json: bool, jobs: int | None, file: str) -> None:
+def main(mode: str, as_json: bool, jobs: int, file: str) -> None:
     """Check the responses in FILE (JSONL: prompt, response, instruction_id_list, kwargs, optional key)
     against M-IFEval's Japanese instructions. Loose mode also accepts a response once its first/last
     line or its markdown `*` are removed."""
     rows = read_ifeval_file(file)
-    if jobs is None:
-        jobs = min(
-            4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        )
     results = evaluate_rows(rows, mode, jobs=jobs)  # type: ignore[arg-type]  (click.Choice: a valid mode)
     if as_json:
         for result in results:

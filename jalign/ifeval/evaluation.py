@@ -189,8 +189,9 @@ def _evaluate_serial(rows: Sequence[Mapping[str, Any]], mode: Mode) -> list[dict
 def evaluate_rows(rows: Sequence[Mapping[str, Any]], mode: Mode, jobs: int = 1) -> list[dict[str, Any]]:
     """One result per row, in order: key, follow_instruction_list, follow_all_instructions.
 
-    jobs > 1 checks blocks of rows in that many worker processes: janome is pure Python and takes
-    nearly all the time, so two cores halve it (benchmarks/RESULTS.md, ifeval). Results are the same.
+    jobs > 1 checks blocks of rows in that many worker processes (janome, pure Python, takes nearly
+    all the time). Same results; faster only with idle cores: on the shared 2-vCPU VM beside another
+    busy process, 2 jobs were 1.28x slower than 1 (benchmarks/RESULTS.md, ifeval).
     """
     if jobs <= 1 or len(rows) < 2 * _BLOCK:
         return _evaluate_serial(rows, mode)
