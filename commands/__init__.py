@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "respond": "stages.respond:main",
     "judge": "stages.judge:main",
     "decide": "stages.decide:main",
+    "verify": "stages.verify:main",
     "preferences": "stages.preferences:main",
     "classifier": "stages.classifier:main",
     "sft": "stages.sft:main",

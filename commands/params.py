@@ -32,6 +32,7 @@ SECTIONS: dict[str, str] = {
     "translate": "stages.translate:TranslateConfig",
     "respond": "stages.respond:RespondConfig",
     "judge": "stages.judge:JudgeConfig",
+    "verify": "stages.verify:VerifyConfig",
     "preferences": "stages.preferences:PreferencesConfig",
     "classifier.encoders.*": "stages.classifier:EncoderConfig",
     "sft": "stages.sft:SFTConfig",

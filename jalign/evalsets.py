@@ -1,6 +1,7 @@
 """Evaluation sets (params.yaml `evaluate.sets`): loaders for our own JSONL, ELYZA-tasks-100, Japanese
-MT-Bench and Arena-Hard (v0.1, v2.0, m-arena-hard-ja), plus the contamination check that keeps every
-user turn of every evaluation item out of the training data.
+MT-Bench, Arena-Hard (v0.1, v2.0, m-arena-hard-ja) and verifiable-instruction sets (IFEval / M-IFEval
+input format), plus the contamination check that keeps every user turn of every evaluation item out of
+the training data.
 
 A loader turns each row into one `EvalItem` (the user turns, category, per-turn references, grading
 notes). Bad rows fail with `file:line: field ...` (for Hub sets the line is the 1-based row number).
@@ -15,7 +16,7 @@ from typing import Any, Literal
 from jalign.config import ConfigError, from_dict, param, read_params
 from jalign.records import RecordError, read_jsonl_lines
 
-EvalFormat = Literal["jalign", "elyza", "mt_bench", "arena_hard"]
+EvalFormat = Literal["jalign", "elyza", "mt_bench", "arena_hard", "ifeval"]
 
 # FastChat llm_judge: the categories judged against a reference answer (NEED_REF_CATS) and the
 # sampling temperature used to answer each category (temperature_config in gen_model_answer).
@@ -44,6 +45,8 @@ _DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
         "category": ("category",),
         "subcategory": ("subcategory",),
     },
+    # M-IFEval / IFEval input rows: key, prompt, instruction_id_list, kwargs (+ jalign's `question`).
+    "ifeval": {"id": ("key",), "text": ("prompt",), "question": ("question",)},
 }
 
 
@@ -55,7 +58,8 @@ class EvalSet:
     format: EvalFormat = param(
         "Row layout: jalign (id, prompt, category, grading_notes), elyza (ELYZA-tasks-100: input, output, "
         "eval_aspect), mt_bench (Japanese MT-Bench: question_id, category, two turns), arena_hard "
-        "(uid / question_id, prompt or turns, category)."
+        "(uid / question_id, prompt or turns, category), ifeval (IFEval / M-IFEval: key, prompt, "
+        "instruction_id_list, kwargs; scored by program, strict and loose, not by the judge)."
     )
     path: str | None = param("Local JSONL file (exactly one of path / hf_dataset).", default=None)
     hf_dataset: str | None = param(
@@ -135,11 +139,16 @@ class EvalItem:
     references: tuple[str, ...] | None  # one per turn, when known
     grading_notes: str | None  # ELYZA eval_aspect / our grading_notes
     format: EvalFormat = "jalign"
+    # ifeval: the verifiable instructions and their kwargs, and the prompt without them when known
+    instruction_ids: tuple[str, ...] | None = None
+    instruction_kwargs: tuple[dict[str, Any], ...] | None = None
+    question: str | None = None
 
 
 @dataclass(frozen=True)
 class EvalPrompt:
-    """One user turn, as the contamination checks see it."""
+    """One user turn, as the contamination checks see it (a verifiable prompt: its question without the
+    appended instructions, which training prompts share by design)."""
 
     set_name: str
     id: str
@@ -195,7 +204,7 @@ def load_eval_prompts(sets: list[EvalSet]) -> list[EvalPrompt]:
         for item in load_eval_items(eval_set, apply_limit=False):
             for k, turn in enumerate(item.turns, start=1):
                 rid = item.id if k == 1 else f"{item.id}#t{k}"
-                prompts.append(EvalPrompt(eval_set.name, rid, turn))
+                prompts.append(EvalPrompt(eval_set.name, rid, item.question or turn))
     return prompts
 
 
@@ -311,6 +320,9 @@ def _item(
             f"{where}: field 'turns': {len(turns)} turns but {len(item_refs)} reference turns "
             f"(reference {_reference_source(eval_set)})"
         )
+    instruction_ids = instruction_kwargs = None
+    if eval_set.format == "ifeval":
+        instruction_ids, instruction_kwargs = _instructions(row, where)
     return EvalItem(
         set_name=eval_set.name,
         id=rid,
@@ -319,7 +331,23 @@ def _item(
         references=item_refs,
         grading_notes=_optional_text(row, _fields(eval_set, "notes"), where),
         format=eval_set.format,
+        instruction_ids=instruction_ids,
+        instruction_kwargs=instruction_kwargs,
+        question=_optional_text(row, _DEFAULTS[eval_set.format].get("question", ()), where),
     )
+
+
+def _instructions(row: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[dict[str, Any], ...]]:
+    """An ifeval row's instruction ids and kwargs, checked against jalign.ifeval's checkers."""
+    from jalign.ifeval import validate_instructions
+
+    ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise RecordError(f"{where}: field 'instruction_id_list' must be a non-empty list of instruction ids")
+    if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
+        raise RecordError(f"{where}: field 'kwargs' must be a list of objects, one per instruction")
+    validate_instructions(ids, kwargs, where)
+    return tuple(ids), tuple(kwargs)
 
 
 def _id_value(value: Any, where: str, name: str) -> str:

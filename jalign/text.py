@@ -42,3 +42,12 @@ def is_punctuation_only(text: str) -> bool:
 def first_paragraph(text: str) -> str:
     """The text up to its first blank line (a small model's answer often runs on into more)."""
     return text.strip().split("\n\n")[0].strip()
+
+
+def distinct_ngram_ratio(text: str, n: int = 4) -> float:
+    """Distinct character n-grams / all n-grams (whitespace ignored): near 1 for prose, near 0 for a
+    degenerate loop ('学習目標学習目標…'); 0.0 for text shorter than n. A verifier rewards a looping
+    answer for what it lacks (no 、, no forbidden word), so the pair builder refuses it as chosen."""
+    chars = "".join(text.split())
+    grams = [chars[i : i + n] for i in range(len(chars) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0

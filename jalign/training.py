@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jalign.config import ConfigError, param
-from jalign.models import resolve, torch_dtype, warn_if_bf16_is_emulated
+from jalign.models import resolve, resolve_dtype, torch_dtype, warn_if_bf16_is_emulated
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,13 @@ def check_optimizer_device(optim: str, where: str) -> None:
             f"{where}.optim: {optim!r} needs a CUDA GPU (bitsandbytes paged / 8-bit optimizers); "
             "use adamw_torch on CPU"
         )
+
+
+def training_dtype(name: str) -> str:
+    """A training stage's dtype param with `native` resolved for this machine's device."""
+    import torch
+
+    return resolve_dtype(name, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):

@@ -155,6 +155,7 @@ def make_pair(forward: Record, swapped: Record, winner: str, rows: dict[str, Rec
         "prompt_id": row["prompt_id"],
         "prompt": row["prompt"],
         "origin": row.get("origin"),
+        "label_source": "judge",
         **provenance_of([row], terms),
         "chosen": chosen["text"],
         "rejected": rejected["text"],

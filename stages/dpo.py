@@ -27,6 +27,7 @@ from jalign.training import (
     load_policy,
     lora_config,
     peak_memory_mb,
+    training_dtype,
 )
 
 
@@ -57,7 +58,10 @@ class TrainConfig:
         "A transformers optimizer name (Karasu: paged_adamw_8bit, CUDA only; CPU: adamw_torch)."
     )
     seed: int = param("Training seed (Karasu: 42).", ge=0)
-    dtype: Literal["bfloat16", "float16", "float32"] = param("Compute dtype (Karasu: bfloat16).")
+    dtype: Literal["bfloat16", "float16", "float32", "native"] = param(
+        "Compute dtype (Karasu: bfloat16); native: bfloat16 where the device runs it natively (CUDA, "
+        "AVX512-BF16 / AMX CPUs), else float32."
+    )
     quantization: Literal["nf4", "none"] = param(
         "nf4: QLoRA, 4-bit NF4 with double quantisation; none: LoRA."
     )
@@ -104,8 +108,8 @@ def trl_args(config: TrainConfig, output_dir: str):
         "warmup_steps": config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
         "optim": config.optim,
         "seed": config.seed,
-        "bf16": config.dtype == "bfloat16",
-        "fp16": config.dtype == "float16",
+        "bf16": training_dtype(config.dtype) == "bfloat16",
+        "fp16": training_dtype(config.dtype) == "float16",
         "use_cpu": not _cuda(),
         "max_length": config.max_length,
         "precompute_ref_log_probs": config.precompute_ref_log_probs,
@@ -137,7 +141,7 @@ def train(
     eval_rows = load_split(data_dir, config.loss, "eval", config.max_eval_samples)
     if not train_rows:
         raise click.ClickException(f"{data_dir}: no training rows for loss {config.loss!r}")
-    model, tokenizer = load_policy(config.model, config.quantization, config.dtype)
+    model, tokenizer = load_policy(config.model, config.quantization, training_dtype(config.dtype))
     peft_config = lora_config(config.lora)
     if config.start_from_sft and sft_adapter is not None:
         from peft import PeftModel
@@ -175,7 +179,7 @@ def train(
         "tokens_per_second": round(tokens / clock.seconds, 2) if tokens else None,
         "peak_memory_mb": peak_memory_mb(),
         "quantization": config.quantization,
-        "dtype": config.dtype,
+        "dtype": training_dtype(config.dtype),
     }
 
 

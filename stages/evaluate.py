@@ -136,9 +136,21 @@ def answer_all(
             "model": entry.name,
             "turns": answers[(i.set_name, i.id)] if (i.set_name, i.id) not in errors else None,
             "error": errors.get((i.set_name, i.id)),
+            **verifiable_fields(i),
         }
         for i in items
     ]
+
+
+def verifiable_fields(item: EvalItem) -> Record:
+    """What the score stage needs to check an answer to a verifiable prompt by program."""
+    if item.instruction_ids is None:
+        return {}
+    return {
+        "prompt": item.turns[0],
+        "instruction_id_list": list(item.instruction_ids),
+        "kwargs": [dict(k) for k in item.instruction_kwargs or ()],
+    }
 
 
 # -- judging -------------------------------------------------------------------------------------
@@ -184,6 +196,8 @@ def pair_games(
     games = []
     base = config.baseline.name
     for item in items:
+        if item.format == "ifeval":
+            continue  # checked by program in the score stage, not judged
         ref = answers[(item.set_name, item.id, base)]
         for cand in config.candidates:
             mine = answers[(item.set_name, item.id, cand.name)]

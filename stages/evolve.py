@@ -2,9 +2,12 @@
 
 Each round rewrites every surviving instruction with one mutation: in-depth (add constraints, deepen,
 concretise, increase reasoning steps, complicate the input) or in-breadth (a new, rarer task in the
-same domain). Then WizardLM's elimination: the rewrite must gain information over its parent (judged
-by the LLM as a constrained yes/no), must not copy the template's words, and its answer must be
-neither a refusal / short apology nor punctuation only. Every record keeps its lineage.
+same domain). The `verifiable` operation is a rule, not a rewrite: it appends 1-3 verifiable
+instructions (M-IFEval ids and kwargs, recorded on the row) that the verify stage checks by program.
+Then WizardLM's elimination: the rewrite must gain information over its parent (judged by the LLM as
+a constrained yes/no; a rule-made rewrite gains by construction), must not copy the template's words,
+and its answer must be neither a refusal / short apology nor punctuation only. Every record keeps its
+lineage.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import click
 
 from jalign import prompts
 from jalign.config import load_section, param
+from jalign.ifeval.compose import constrain
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
@@ -41,7 +45,7 @@ class EvolveConfig:
     rounds: int = param("Evolution rounds, each on the previous round's survivors (WizardLM ran 4).", ge=0)
     operations: tuple[str, ...] = param(
         "Mutations to sample from: constraints, deepen, concretize, reasoning, complicate_input (in-depth), "
-        "breadth (in-breadth)."
+        "breadth (in-breadth), verifiable (appends 1-3 verifiable instructions by rule; no LLM rewrite)."
     )
     max_instructions: int | None = param(
         "Evolve only the first N inputs (small CPU profiles); null = all.", ge=1
@@ -128,6 +132,8 @@ def evolve_round(
 ) -> list[Record]:
     rng = random.Random(f"{config.seed}-{round_no}")
     ops = [rng.choice(config.operations) for _ in parents]
+    by_rule = [(p, op) for p, op in zip(parents, ops, strict=True) if operations()[op].get("rule")]
+    by_llm = [(p, op) for p, op in zip(parents, ops, strict=True) if not operations()[op].get("rule")]
     gen_cfg = config.generator
     rewrites = clients["generator"].generate(
         [
@@ -135,11 +141,11 @@ def evolve_round(
                 messages=({"role": "user", "content": mutation_prompt(user_prompt(p), op)},),
                 sampling=replace(gen_cfg.sampling, seed=gen_cfg.sampling.seed + round_no),
             )
-            for p, op in zip(parents, ops, strict=True)
+            for p, op in by_llm
         ]
     )
     candidates = []
-    for parent, op, gen in zip(parents, ops, rewrites, strict=True):
+    for (parent, op), gen in zip(by_llm, rewrites, strict=True):
         if not gen.ok:
             failures.add(parent["id"], f"mutate:{op}", gen.error or "")
             continue
@@ -175,6 +181,13 @@ def evolve_round(
             drops["no_information_gain"] += 1
         else:
             gained.append((parent, op, rewrite, gain.probs["はい"]))
+    # A rule-made rewrite gains by construction (its instructions are new and checkable): no gain judge.
+    verifiable: dict[str, dict] = {}
+    for parent, op in by_rule:
+        rule_rng = random.Random(f"{config.seed}-{round_no}-{parent['id']}")
+        row = constrain(user_prompt(parent), rule_rng, rule_rng.randint(1, 3))
+        verifiable[parent["id"]] = row
+        gained.append((parent, op, row["prompt"], 1.0))
 
     answers = clients["responder"].generate(
         [response_request(rewrite, config.responder, round_no) for _, _, rewrite, _ in gained]
@@ -208,6 +221,15 @@ def evolve_round(
                 "generator": config.generator.model,
                 "responder": config.responder.model,
                 **provenance_of([parent], (config.generator.terms, config.responder.terms)),
+                **(
+                    {
+                        "question": verifiable[parent["id"]]["question"],
+                        "instruction_id_list": verifiable[parent["id"]]["instruction_id_list"],
+                        "kwargs": verifiable[parent["id"]]["kwargs"],
+                    }
+                    if op == "verifiable"
+                    else {}
+                ),
             }
         )
     log.info("round %d: %d of %d evolved instructions survive", round_no, len(survivors), len(parents))

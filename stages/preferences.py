@@ -4,8 +4,10 @@
 - unpaired (KTO): `prompt` / `completion` / `label` (True = chosen);
 - binary (GENIAC classifiers): single `text` with `label` 1 = chosen, 0 = rejected.
 
-Train and eval are split by prompt, so no prompt is in both. Pairs whose prompt is too similar to an
-evaluation prompt are dropped first (the dedup core's ROUGE-L).
+Judged pairs (`decide`) and verifier-labelled pairs (`verify`) are merged; each row keeps its
+`label_source`. Train and eval are split by prompt, so no prompt is in both. Pairs whose prompt is too
+similar to an evaluation prompt are dropped first (the dedup core's ROUGE-L; a verifiable prompt is
+compared by its question, since its appended instructions are shared with the evaluation by design).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.records import Record, licence_list, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, RecordError, licence_list, read_jsonl, write_json, write_jsonl
 from jalign.reward import classifier_text
 from jalign.stage import log, provenance, setup_logging, start_stage
 
@@ -53,6 +55,7 @@ def provenance_fields(pair: Record) -> Record:
     """What every row of every set carries besides its training fields (the trainers drop them)."""
     return {
         "pair_id": pair["pair_id"],
+        "label_source": pair.get("label_source", "judge"),
         "license": licence_list(pair.get("license")),
         "model_terms": sorted(pair.get("model_terms") or ()),
     }
@@ -94,7 +97,11 @@ def to_binary(pair: Record) -> list[Record]:
 
 def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfig) -> tuple[dict, dict]:
     clean, contaminated = decontaminate(
-        pairs, [p["prompt"] for p in pairs], eval_prompts, config.contamination_threshold, id_field="pair_id"
+        pairs,
+        [p.get("question") or p["prompt"] for p in pairs],
+        eval_prompts,
+        config.contamination_threshold,
+        id_field="pair_id",
     )
     splits = split_by_prompt(clean, config.eval_size, config.seed)
     sets = {}
@@ -108,6 +115,10 @@ def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfi
         "contamination_examples": contaminated[:20],
         "prompts": {s: len({p["prompt_id"] for p in rows}) for s, rows in splits.items()},
         "rows": {f"{fmt}_{split}": len(rows) for (fmt, split), rows in sets.items()},
+        "label_sources": {
+            split: dict(sorted(Counter(p.get("label_source", "judge") for p in rows).items()))
+            for split, rows in splits.items()
+        },
         "chosen_responders": dict(Counter(p["chosen_responder"] for p in clean)),
         "licenses": dict(
             sorted(Counter(lic for p in clean for lic in licence_list(p.get("license"))).items())
@@ -118,16 +129,32 @@ def build_sets(pairs: list[Record], eval_prompts: list, config: PreferencesConfi
 
 
 @click.command("preferences")
-@click.option("--pairs", "pairs_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--pairs",
+    "pairs_paths",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A pairs JSONL (decide's judged pairs, verify's verifier pairs); repeat to merge.",
+)
 @click.option("--out-dir", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def main(pairs_path: str, out_dir: str, metrics_path: str, params_path: str) -> None:
+def main(pairs_paths: tuple[str, ...], out_dir: str, metrics_path: str, params_path: str) -> None:
     """Write pairwise / KTO / binary preference sets, split by prompt and decontaminated."""
     setup_logging()
     config = load_section(PreferencesConfig, "preferences", params_path)
     start_stage("preferences", config, [out_dir, metrics_path])
-    pairs = read_jsonl(pairs_path, required=("pair_id", "prompt_id", "prompt", "chosen", "rejected"))
+    pairs: list[Record] = []
+    seen: dict[str, str] = {}
+    for path in pairs_paths:
+        for pair in read_jsonl(path, required=("pair_id", "prompt_id", "prompt", "chosen", "rejected")):
+            if pair["pair_id"] in seen:
+                raise RecordError(
+                    f"{path}: pair_id {pair['pair_id']!r} repeated (first in {seen[pair['pair_id']]})"
+                )
+            seen[pair["pair_id"]] = path
+            pairs.append(pair)
     sets, report = build_sets(pairs, load_eval_prompts(load_eval_sets(params_path)), config)
     for (fmt, split), rows in sets.items():
         write_jsonl(Path(out_dir) / f"{fmt}_{split}.jsonl", rows)

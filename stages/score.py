@@ -22,6 +22,8 @@ import click
 import numpy as np
 
 from jalign.config import load_section
+from jalign.ifeval import follows_instructions
+from jalign.ifeval.stats import accuracy, paired_difference, per_instruction
 from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
 from jalign.stage import log, mean, provenance, rate, setup_logging, start_stage
@@ -258,6 +260,66 @@ def answer_report(answers: list[Record], config: EvaluateConfig) -> dict[str, di
     return dict(out)
 
 
+IFEVAL_MODES = ("strict", "loose")
+
+
+def ifeval_outcomes(answer: Record, mode: str) -> list[bool]:
+    """Per-instruction verdicts of one answer to a verifiable prompt; a failed answer follows none."""
+    ids, kwargs = answer["instruction_id_list"], answer["kwargs"]
+    if not answer["turns"]:
+        return [False] * len(ids)
+    return follows_instructions(answer["turns"][0], ids, kwargs, answer["prompt"], mode)
+
+
+def ifeval_report(answers: list[Record], config: EvaluateConfig) -> dict[str, dict[str, Any]]:
+    """Per verifiable set: each model's strict / loose accuracies with CIs and per instruction id, and
+    each candidate's paired difference to the baseline (bootstrap CI, McNemar's exact p) on the prompts
+    the baseline answered (a failed candidate answer follows nothing: never in its favour)."""
+    out: dict[str, dict[str, Any]] = {}
+    rows = [a for a in answers if a.get("instruction_id_list")]
+    base = config.baseline.name
+    for set_name in sorted({a["set"] for a in rows}):
+        by_model: dict[str, dict[str, Record]] = defaultdict(dict)
+        for a in rows:
+            if a["set"] == set_name:
+                by_model[a["model"]][a["item_id"]] = a
+        items = [i for i, a in by_model[base].items() if a["turns"]]
+        outcomes = {
+            (model, mode): {i: ifeval_outcomes(a, mode) for i, a in answered.items()}
+            for model, answered in by_model.items()
+            for mode in IFEVAL_MODES
+        }
+        models = {}
+        for model, answered in sorted(by_model.items()):
+            ids = [answered[i]["instruction_id_list"] for i in answered]
+            models[model] = {
+                **{
+                    mode: accuracy(list(outcomes[(model, mode)].values()), config.bootstrap, config.seed)
+                    for mode in IFEVAL_MODES
+                },
+                "failed_answers": sum(not a["turns"] for a in answered.values()),
+                "per_instruction": {
+                    mode: per_instruction(ids, list(outcomes[(model, mode)].values()))
+                    for mode in IFEVAL_MODES
+                },
+            }
+        paired = {
+            cand: {
+                mode: paired_difference(
+                    [outcomes[(base, mode)][i] for i in items],
+                    [outcomes[(cand, mode)][i] for i in items],
+                    config.bootstrap,
+                    config.seed,
+                )
+                for mode in IFEVAL_MODES
+            }
+            for cand in sorted(by_model)
+            if cand != base
+        }
+        out[set_name] = {"baseline": base, "models": models, "paired": paired}
+    return out
+
+
 def score(
     answers: list[Record], judgments: list[Record], config: EvaluateConfig
 ) -> tuple[list[Record], list[Record], dict]:
@@ -283,6 +345,7 @@ def score(
         "grades": grades,
         "judge_reliability": {s: reliability([g for g in games if g["set"] == s]) for s in sets},
         "answers": answer_report(answers, config),
+        "ifeval": ifeval_report(answers, config),
         "policy": {
             "invalid": config.invalid,
             "language_penalty": config.language_penalty,

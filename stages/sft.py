@@ -26,6 +26,7 @@ from jalign.training import (
     load_policy,
     lora_config,
     peak_memory_mb,
+    training_dtype,
 )
 
 
@@ -43,7 +44,10 @@ class SFTConfig:
     lr_scheduler_type: str = param("A transformers scheduler name.")
     optim: str = param("A transformers optimizer name (paged / 8-bit ones need CUDA).")
     seed: int = param("Training seed.", ge=0)
-    dtype: Literal["bfloat16", "float16", "float32"] = param("Compute dtype.")
+    dtype: Literal["bfloat16", "float16", "float32", "native"] = param(
+        "Compute dtype; native: bfloat16 where the device runs it natively (CUDA, AVX512-BF16 / AMX CPUs), "
+        "else float32."
+    )
     quantization: Literal["nf4", "none"] = param("nf4: QLoRA; none: LoRA on the full-precision base.")
     lora: LoraSettings = param("LoRA adapter settings.")
     max_length: int = param("Tokens per example, truncated beyond.", ge=8)
@@ -68,7 +72,7 @@ def train(config: SFTConfig, records: list[Record], out_dir: Path, live_dir: str
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    model, tokenizer = load_policy(config.model, config.quantization, config.dtype)
+    model, tokenizer = load_policy(config.model, config.quantization, training_dtype(config.dtype))
     args = TRLSFTConfig(
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=config.learning_rate,
@@ -79,8 +83,8 @@ def train(config: SFTConfig, records: list[Record], out_dir: Path, live_dir: str
         lr_scheduler_type=config.lr_scheduler_type,
         optim=config.optim,
         seed=config.seed,
-        bf16=config.dtype == "bfloat16",
-        fp16=config.dtype == "float16",
+        bf16=training_dtype(config.dtype) == "bfloat16",
+        fp16=training_dtype(config.dtype) == "float16",
         use_cpu=not torch.cuda.is_available(),
         max_length=config.max_length,
         assistant_only_loss=False,

@@ -140,7 +140,7 @@ def identity(config: LLMConfig) -> dict[str, Any]:
             "base_url": redact_url(base_url or "https://api.openai.com/v1").rstrip("/"),
             "prompt_format": config.prompt_format,
         }
-    from jalign.models import resolve
+    from jalign.models import pick_device, resolve, resolve_dtype
 
     source = resolve(config.model)
     ident = {
@@ -148,7 +148,8 @@ def identity(config: LLMConfig) -> dict[str, Any]:
         "backend": "vllm" if config.backend == "ray" else config.backend,
         "model": source.location if source.kind == "hub" else source.ref,
         "revision": source.revision,
-        "dtype": config.dtype,
+        # `native` resolves per machine: a bfloat16 answer and a float32 one are different answers
+        "dtype": resolve_dtype(config.dtype, pick_device(config.device)),
         "prompt_format": config.prompt_format,
     }
     if config.adapter:

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
-from jalign.models import pick_device, resolve, torch_dtype, warn_if_bf16_is_emulated
+from jalign.models import pick_device, resolve, resolve_dtype, torch_dtype, warn_if_bf16_is_emulated
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
     tokenizer.padding_side = "left"  # decoder-only batches: pad on the left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    dtype = resolve_dtype(dtype, device)
     warn_if_bf16_is_emulated(dtype, device)
     model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
     if adapter_source is not None:
@@ -114,18 +115,21 @@ class TransformersBackend:
                     admit(i)
             sampling = requests[batch[0]].sampling
             enc = self._encode([self.render(requests[i]) for i in batch])
-            torch.manual_seed(sampling.seed)
-            do_sample = sampling.temperature > 0
+            # Sampling is a processor (GumbelMaxSampler) and generate() then takes the argmax: the same
+            # distribution as transformers' multinomial draw, which alone cost about 0.55 s per decode
+            # step over Gemma's 262k-token vocabulary at batch 64 on two cores.
+            sampler = (
+                [GumbelMaxSampler(sampling.temperature, sampling.top_p, sampling.seed)]
+                if sampling.temperature > 0
+                else []
+            )
             out = self.model.generate(
                 **enc,
                 max_new_tokens=sampling.max_tokens,
-                do_sample=do_sample,
-                temperature=sampling.temperature if do_sample else None,
-                top_p=None,  # NucleusFromTopK below, appended after the temperature warper
+                do_sample=False,
+                top_p=None,
                 top_k=None,
-                logits_processor=LogitsProcessorList(
-                    [NucleusFromTopK(sampling.top_p)] if do_sample and sampling.top_p < 1.0 else []
-                ),
+                logits_processor=LogitsProcessorList(sampler),
                 repetition_penalty=sampling.repetition_penalty,
                 stopping_criteria=StoppingCriteriaList(
                     [StopOnText(self.tokenizer, sampling.stop, enc["input_ids"].shape[1])]
@@ -207,6 +211,38 @@ class NucleusFromTopK(LogitsProcessor):
         if beyond.numel():
             out[beyond] = TopPLogitsWarper(self.top_p)(input_ids[beyond], scores[beyond])
         return out
+
+
+class GumbelMaxSampler(LogitsProcessor):
+    """Temperature, top-p (NucleusFromTopK) and a draw, as one logits processor for greedy decoding:
+    the Gumbel-max trick (argmax of log-probabilities plus Gumbel noise is an exact sample of the
+    softmax) leaves every row's scores -inf except the drawn token, which generate()'s argmax then
+    takes. transformers' own draw is torch.multinomial over the whole vocabulary, about 0.55 s per
+    decode step for 64 rows of Gemma's 262k tokens on two cores; this draws among the nucleus only.
+    Seeded per generate() call by its own torch.Generator: the same seed, the same answers."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int, k: int = 4096) -> None:
+        if temperature <= 0:
+            raise ValueError("GumbelMaxSampler needs temperature > 0 (greedy decoding needs no sampler)")
+        self.temperature, self.top_p, self.k = temperature, top_p, k
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _gumbel(self, shape: torch.Size) -> torch.Tensor:
+        uniform = torch.rand(shape, generator=self.generator).clamp_(min=1e-20, max=1 - 1e-7)
+        return -torch.log(-torch.log(uniform))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.float() / self.temperature
+        probs = logits.softmax(dim=-1)
+        top, index = probs.topk(min(self.k, probs.shape[-1]), dim=-1)  # (batch, k), descending
+        above = top.cumsum(dim=-1) - top  # the nucleus: what TopPLogitsWarper keeps (NucleusFromTopK)
+        kept = logits.gather(-1, index).masked_fill(above >= self.top_p, -float("inf"))
+        choice = index.gather(-1, (kept + self._gumbel(kept.shape)).argmax(dim=-1, keepdim=True))
+        beyond = (top.sum(dim=-1) < self.top_p).nonzero().squeeze(-1)  # nucleus wider than the top k
+        if beyond.numel():
+            full = TopPLogitsWarper(self.top_p)(input_ids[beyond], logits[beyond])
+            choice[beyond] = (full + self._gumbel(full.shape)).argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, -float("inf")).scatter_(-1, choice, 0.0)
 
 
 class StopOnText(StoppingCriteria):

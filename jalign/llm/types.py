@@ -148,7 +148,10 @@ class LLMConfig:
     timeout_s: float = param("openai: seconds before a request is abandoned and retried.", gt=0)
     max_retries: int = param("openai: retries on 429 / 5xx / timeouts / malformed or empty answers.", ge=0)
     retry_base_delay_s: float = param("openai: first backoff step (full jitter, doubling).", ge=0)
-    dtype: Literal["bfloat16", "float16", "float32", "auto"] = param("Weights dtype (local backends).")
+    dtype: Literal["bfloat16", "float16", "float32", "auto", "native"] = param(
+        "Weights dtype (local backends); auto: the checkpoint's; native: bfloat16 where the device runs it "
+        "natively (CUDA, AVX512-BF16 / AMX CPUs), else float32."
+    )
     device: str = param("transformers: auto | cpu | cuda[:N].")
     adapter: str | None = param(
         "A PEFT (LoRA) adapter on top of `model`: a local directory or Hub id. transformers loads it "

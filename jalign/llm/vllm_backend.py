@@ -32,7 +32,7 @@ def engine_kwargs(config: LLMConfig) -> dict[str, Any]:
     source = resolve(config.model)
     kwargs: dict[str, Any] = {
         "model": source.location,
-        "dtype": config.dtype,
+        "dtype": "auto" if config.dtype == "native" else config.dtype,  # vLLM picks the GPU's own
         "tensor_parallel_size": settings.tensor_parallel_size,
         "pipeline_parallel_size": settings.pipeline_parallel_size,
         "gpu_memory_utilization": settings.gpu_memory_utilization,
