@@ -56,9 +56,15 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
         from peft import PeftModel
 
         adapter_kwargs = adapter_source.pretrained_kwargs()
-        model = PeftModel.from_pretrained(
+        merged = PeftModel.from_pretrained(
             model, adapter_kwargs["pretrained_model_name_or_path"], revision=adapter_kwargs.get("revision")
         ).merge_and_unload()
+        # The merged weights go into a freshly loaded model: generate() on the model PEFT merged into
+        # spent about 13 s more per call and 5 GB more memory (Gemma-270M, bfloat16, 16 rows; 23 GB at
+        # 72 rows) than on a fresh model holding the very same weights (1.2 s).
+        model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
+        model.load_state_dict(merged.state_dict())
+        del merged
     model.to(device).eval()
     log.info("loaded %s%s on %s (%s)", ref, f" + {adapter}" if adapter else "", device, model.dtype)
     return tokenizer, model
