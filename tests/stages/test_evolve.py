@@ -10,11 +10,13 @@ import pytest
 from helpers import llm_config, repo_config
 
 from jalign.ifeval import validate_instructions
+from jalign.ifeval.compose import load_specs
 from jalign.llm import LLMClient, LLMConfig, ResponseCache
 from jalign.stage import Failures
 from stages.evolve import (
     EvolveConfig,
     clean_rewrite,
+    evolve,
     evolve_round,
     instruction_reason,
     mutation_prompt,
@@ -173,3 +175,36 @@ def test_llm_operations_carry_no_instruction_fields(tmp_path, monkeypatch):
     assert models == ["generator", "judge", "responder"]
     assert len(survivors) == 1 and survivors[0]["instruction"] == rewrite
     assert not {"question", "instruction_id_list", "kwargs"} & set(survivors[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a second `verifiable` round re-constrains the first round's prompt: its question keeps the "
+    "earlier instructions and instruction_id_list names only the new ones, which may conflict with them",
+)
+def test_a_second_verifiable_round_keeps_the_question_and_every_instruction(tmp_path, monkeypatch):
+    monkeypatch.setenv("JALIGN_TEST_KEY", "k" * 12)
+    records = [
+        {"id": f"p{i}", "instruction": f"日本の祝日を一つ説明してください{i}。", "input": "", "license": [],
+         "model_terms": []}
+        for i in range(5)
+    ]  # fmt: skip
+    answer = "朝は味噌汁とご飯がおすすめです。体が温まり一日を元気に始められます。"
+    with fake_openai.FakeOpenAIServer(responder=lambda body: answer) as server:
+        clients = {
+            role: LLMClient(openai_llm(server, role), cache=ResponseCache(tmp_path / f"{role}.sqlite"))
+            for role in ("generator", "judge", "responder")
+        }
+        config = repo_config(
+            EvolveConfig, "evolve", operations=("verifiable",), rounds=2, generator=clients["generator"].config,
+            judge=clients["judge"].config, responder=clients["responder"].config,
+        )  # fmt: skip
+        out, _ = evolve(records, clients, config, Failures("evolve"))
+    by_id = {r["id"]: r for r in out}
+    specs = load_specs()
+    for record in records:
+        first, second = by_id[f"{record['id']}-e1"], by_id[f"{record['id']}-e1-e2"]
+        assert second["question"] == record["instruction"]
+        assert set(first["instruction_id_list"]) <= set(second["instruction_id_list"])
+        for a in second["instruction_id_list"]:
+            assert not specs[a].conflicts & set(second["instruction_id_list"])
