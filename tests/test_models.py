@@ -219,4 +219,29 @@ def test_bfloat16_on_a_cpu_without_native_bf16_is_warned_about(
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     with caplog.at_level("WARNING"):
         warn_if_bf16_is_emulated(dtype, device)
-    assert ("set this role's or stage's dtype to float32" in caplog.text) == warned
+    assert ("set this role's or stage's dtype to native" in caplog.text) == warned
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx"), [(False, False), (True, False), (False, True)])
+def test_native_dtype_is_bfloat16_only_where_the_device_runs_it_natively(monkeypatch, avx512_bf16, amx):
+    import torch
+
+    from jalign.models import has_native_bf16, resolve_dtype
+
+    # the hardware probe is what varies between machines; the decision is the code under test
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    native = avx512_bf16 or amx
+    assert has_native_bf16("cpu") == native
+    assert resolve_dtype("native", "cpu") == ("bfloat16" if native else "float32")
+    assert resolve_dtype("native", "cuda") == "bfloat16"
+    assert resolve_dtype("native", "cuda:1") == "bfloat16"
+    for name in ("bfloat16", "float16", "float32", "auto"):
+        assert resolve_dtype(name, "cpu") == name
+        assert resolve_dtype(name, "cuda") == name
+
+
+def test_native_dtype_on_this_machine_follows_its_probe():
+    from jalign.models import has_native_bf16, resolve_dtype
+
+    assert resolve_dtype("native", "cpu") == ("bfloat16" if has_native_bf16("cpu") else "float32")

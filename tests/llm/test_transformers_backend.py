@@ -11,7 +11,7 @@ from helpers import sampling
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm import LLMClient, Request, ResponseCache, Sampling
-from jalign.llm.transformers_backend import NucleusFromTopK, choice_token_ids, cut_at_stop
+from jalign.llm.transformers_backend import GumbelMaxSampler, NucleusFromTopK, choice_token_ids, cut_at_stop
 
 GREEDY = sampling(temperature=0.0, max_tokens=6)
 
@@ -471,3 +471,84 @@ def test_nucleus_from_top_k_keeps_what_transformers_top_p_keeps(k, top_p):
     reference = TopPLogitsWarper(top_p)(ids, scores.clone())
     assert torch.equal(torch.isfinite(ours), torch.isfinite(reference))
     assert torch.equal(ours[torch.isfinite(ours)], scores[torch.isfinite(reference)])
+
+
+# -- GumbelMaxSampler: temperature, nucleus and the draw as one processor for greedy decoding ----------
+
+LOGITS = torch.tensor([2.0, 1.6, 1.0, 0.3, -0.5, -1.0, -2.5, -4.0])
+
+
+def nucleus_distribution(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """What transformers samples from: softmax of NucleusFromTopK applied to logits / temperature."""
+    scaled = (logits / temperature).unsqueeze(0)
+    return NucleusFromTopK(top_p)(torch.zeros(1, 1, dtype=torch.long), scaled).softmax(dim=-1)[0]
+
+
+def draws(sampler: GumbelMaxSampler, logits: torch.Tensor, n: int) -> torch.Tensor:
+    """n draws: one row per draw, as a batch of identical rows in one call."""
+    scores = logits.repeat(n, 1)
+    out = sampler(torch.zeros(n, 3, dtype=torch.long), scores)
+    assert out.shape == scores.shape
+    assert torch.equal((out == 0).sum(dim=-1), torch.ones(n, dtype=torch.long))  # one token kept per row
+    assert bool(torch.isneginf(out[out != 0]).all())  # every other token is -inf: argmax takes the draw
+    return out.argmax(dim=-1)
+
+
+def frequencies(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
+    return torch.bincount(tokens, minlength=vocab).double() / len(tokens)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_p", "k"),
+    [
+        (0.7, 0.9, 4096),  # the nucleus within the top k
+        (1.3, 0.95, 4096),
+        (0.7, 0.9, 2),  # k smaller than the nucleus: the full-sort fallback
+        (1.0, 1.0, 3),  # no nucleus filtering, k smaller than the vocabulary
+    ],
+)
+def test_gumbel_max_draws_follow_the_nucleus_distribution(temperature, top_p, k):
+    expected = nucleus_distribution(LOGITS, temperature, top_p).double()
+    nucleus = expected > 0
+    if k < 4096:
+        assert int(nucleus.sum()) > k  # the fallback path is the one exercised
+    got = frequencies(draws(GumbelMaxSampler(temperature, top_p, seed=0, k=k), LOGITS, 40_000), len(LOGITS))
+    assert torch.all(got[~nucleus] == 0)  # never a token outside the nucleus
+    assert torch.allclose(got, expected, atol=0.012), (got, expected)
+    # the tolerance is tight enough to notice a sampler that ignored the temperature
+    untempered = nucleus_distribution(LOGITS, 1.0, top_p).double() if temperature != 1.0 else None
+    if untempered is not None:
+        assert (untempered - expected).abs().max() > 0.05
+
+
+def test_gumbel_max_with_rows_inside_and_beyond_the_top_k_in_one_batch():
+    flat = torch.tensor([0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3, -0.4])  # nucleus of most of the vocabulary
+    peaked = torch.tensor([6.0, 5.5, -3.0, -3.0, -3.0, -3.0, -3.0, -3.0])  # nucleus of two tokens
+    n = 20_000
+    scores = torch.cat([flat.repeat(n, 1), peaked.repeat(n, 1)])
+    sampler = GumbelMaxSampler(1.0, 0.9, seed=3, k=3)
+    tokens = sampler(torch.zeros(2 * n, 2, dtype=torch.long), scores).argmax(dim=-1)
+    for rows, logits in ((tokens[:n], flat), (tokens[n:], peaked)):
+        expected = nucleus_distribution(logits, 1.0, 0.9).double()
+        got = frequencies(rows, len(logits))
+        assert torch.all(got[expected == 0] == 0)
+        assert torch.allclose(got, expected, atol=0.015), (got, expected)
+
+
+def test_gumbel_max_same_seed_same_draws():
+    scores = LOGITS.repeat(64, 1)
+    ids = torch.zeros(64, 1, dtype=torch.long)
+    first = GumbelMaxSampler(0.8, 0.95, seed=5)
+    second = GumbelMaxSampler(0.8, 0.95, seed=5)
+    a = [first(ids, scores).argmax(dim=-1) for _ in range(3)]  # successive decode steps
+    b = [second(ids, scores).argmax(dim=-1) for _ in range(3)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], a[1])  # the generator advances between steps
+    other = GumbelMaxSampler(0.8, 0.95, seed=6)(ids, scores).argmax(dim=-1)
+    assert not torch.equal(a[0], other)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.5])
+def test_gumbel_max_needs_a_positive_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature > 0"):
+        GumbelMaxSampler(temperature, 0.9, seed=0)
