@@ -23,7 +23,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.ifeval import follows_instructions, validate_instructions
-from jalign.ifeval.compose import compose_rows, read_questions
+from jalign.ifeval.compose import SPECS_PATH, compose_rows, load_specs, read_questions
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.records import Record, provenance_of, read_jsonl, write_json, write_jsonl
@@ -43,6 +43,10 @@ class VerifyConfig:
         "Fewest verifiable instructions appended to a training question.", ge=1, le=3
     )
     max_instructions: int = param("Most verifiable instructions appended to a training question.", ge=1, le=3)
+    instruction_ids: tuple[str, ...] | None = param(
+        "Instruction ids to draw for the training questions (keys of "
+        "jalign/prompts/ifeval_constraints.yaml); null = all of them."
+    )
     seed: int = param("Seed of the instructions drawn for each training question.", ge=0)
     max_prompts: int | None = param("Use only the first N prompts (CPU profile); null = all.", ge=1)
     include_instructions: bool = param(
@@ -68,6 +72,11 @@ class VerifyConfig:
             raise ValueError(
                 f"min_instructions ({self.min_instructions}) > max_instructions ({self.max_instructions})"
             )
+        unknown = sorted(set(self.instruction_ids or ()) - set(load_specs()))
+        if unknown:
+            raise ValueError(
+                f"instruction_ids: {unknown} not in {SPECS_PATH.name}; known: {sorted(load_specs())}"
+            )
         if self.policy.sampling.temperature == 0:
             raise ValueError(
                 "policy.sampling.temperature is 0: greedy answers are all alike; sample (e.g. 0.8)"
@@ -84,6 +93,7 @@ def load_prompts(questions_path: str, instructions_path: str | None, config: Ver
             config.min_instructions,
             config.max_instructions,
             key="verify",
+            specs={i: load_specs()[i] for i in config.instruction_ids} if config.instruction_ids else None,
         )
     ]
     if config.include_instructions and instructions_path:

@@ -25,6 +25,7 @@ CHEAP_STAGES = {
     "respond",
     "judge",
     "decide",
+    "verify",
     "preferences",
     "evaluate",
     "score",

@@ -155,7 +155,9 @@ def test_m_arena_hard_ja_is_v01_translated_with_gpt4_answers_as_references():
 
 
 def test_own_eval_set_from_params():
-    (eval_set,) = load_eval_sets(REPO / "params.yaml")
+    sets = {s.name: s for s in load_eval_sets(REPO / "params.yaml")}
+    assert {s.format for s in sets.values()} == {"jalign", "ifeval"}
+    eval_set = sets["jalign-ja-eval"]
     eval_set = dataclasses.replace(eval_set, path=str(REPO / eval_set.path))
     rows = [json.loads(line) for line in Path(eval_set.path).read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 20

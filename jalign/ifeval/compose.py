@@ -114,9 +114,15 @@ def constrain(
 
 
 def compose_rows(
-    questions: Sequence[str], seed: int, min_instructions: int = 1, max_instructions: int = 2, key: str = "q"
+    questions: Sequence[str],
+    seed: int,
+    min_instructions: int = 1,
+    max_instructions: int = 2,
+    key: str = "q",
+    specs: dict[str, ConstraintSpec] | None = None,
 ) -> list[dict[str, Any]]:
-    """One verifiable prompt per question, reproducible from `seed`; keys `<key>-<n>` (1-based)."""
+    """One verifiable prompt per question, reproducible from `seed`; keys `<key>-<n>` (1-based);
+    `specs` limits the ids drawn (default: every id of the constraints file)."""
     if not 1 <= min_instructions <= max_instructions <= 3:
         raise ComposeError(
             f"need 1 <= min_instructions <= max_instructions <= 3, got {min_instructions}, {max_instructions}"
@@ -124,6 +130,6 @@ def compose_rows(
     rng = random.Random(seed)
     rows = []
     for n, question in enumerate(questions, start=1):
-        row = constrain(question, rng, rng.randint(min_instructions, max_instructions))
+        row = constrain(question, rng, rng.randint(min_instructions, max_instructions), specs)
         rows.append({"key": f"{key}-{n:03d}", **row})
     return rows

@@ -152,8 +152,12 @@ def test_sampled_generation_respects_max_tokens(tiny_llm_config, tmp_path):
     client = make_client(tiny_llm_config(), tmp_path)
     results = client.generate([user(p, params) for p in PROMPTS])
     assert len(results) == len(PROMPTS)
+    # A random tiny model may draw its end token first: an empty answer is a failure, never a success.
+    assert any(r.ok for r in results)
     for result in results:
-        assert result.ok
+        if not result.ok:
+            assert "empty" in (result.error or "")
+            continue
         assert 1 <= result.output_tokens <= params.max_tokens
         expected = "length" if result.output_tokens == params.max_tokens else "stop"
         assert result.finish_reason == expected
