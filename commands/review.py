@@ -35,6 +35,12 @@ DPO_KEYS = ("train_loss", "eval_loss", "eval_reward_accuracy", "eval_reward_marg
 EVAL_KEY = re.compile(
     r"^candidates\.(?P<cand>.+?)\.(?P<set>[^.]+)\.(?P<field>(?:style_controlled\.)?(?:score|ci_low|ci_high))$"
 )
+# Verifiable-instruction figures of eval.json: each model's accuracy and each candidate's paired
+# difference (with its CI and McNemar's p), strict and loose, prompt- and instruction-level.
+IFEVAL_KEY = re.compile(
+    r"^ifeval\.[^.]+\.(?:models\..+?\.(?:strict|loose)\.(?:prompt|instruction)\.accuracy"
+    r"|paired\..+?\.(?:strict|loose)\.(?:prompt\.(?:diff|ci_low|ci_high|mcnemar_p)|instruction\.diff))$"
+)
 CLASSIFIER_FILE = re.compile(r"^metrics/classifier/(?P<name>[^/]+)\.json$")
 FUNNEL = {"metrics/instructions.json": "funnel.", "metrics/preferences.json": "rows."}
 # The dvc of jalign's own environment, whether or not that environment's bin/ is on PATH.
@@ -187,12 +193,13 @@ def build_review(
     evals = metrics.get(EVAL_FILE, {})
     eval_rows, eval_keys = eval_section(evals)
     eval_judge = sorted(k for k in evals if k.startswith("judge_reliability."))
+    eval_ifeval = sorted(k for k in evals if IFEVAL_KEY.match(k))
     judge = metrics.get(JUDGE_FILE, {})
     classifiers = {m["name"]: name for name in sorted(metrics) if (m := CLASSIFIER_FILE.match(name))}
     funnel_keys = {
         name: sorted(k for k in metrics.get(name, {}) if k.startswith(p)) for name, p in FUNNEL.items()
     }
-    used.setdefault(EVAL_FILE, set()).update(eval_keys, eval_judge)
+    used.setdefault(EVAL_FILE, set()).update(eval_keys, eval_judge, eval_ifeval)
     used.setdefault(JUDGE_FILE, set()).update(JUDGE_KEYS)
     used.setdefault(DPO_FILE, set()).update(DPO_KEYS)
     for name in classifiers.values():
@@ -217,6 +224,14 @@ def build_review(
             bool(eval_keys),
             "CIs that do not overlap mark a change larger than the evaluation noise; style-controlled: the"
             " score with answer length and markdown controlled for.",
+        ),
+        Group(
+            "Verifiable instructions (IFEval, checked by program)",
+            ["metric", "base → head", "Δ"],
+            metric_rows(evals, eval_ifeval),
+            bool(eval_ifeval),
+            "paired.<candidate>: the candidate minus the baseline on the same prompts, in points, with its "
+            "paired bootstrap CI; a ci_low above 0 is a gain beyond the noise.",
         ),
         Group(
             "Judge reliability",

@@ -438,6 +438,7 @@ def report(
                     f"| {model} | {set_name} | {_fmt(v['mean'])} | "
                     f"{_fmt(v['ci_low'])} – {_fmt(v['ci_high'])} | {v['invalid']} |"
                 )
+    lines += ifeval_lines(metrics.get("ifeval") or {})
     lines += [
         "",
         "## Judge reliability",
@@ -464,6 +465,62 @@ def report(
         ]
     lines += examples(games, answers, judgments, n_examples)
     return "\n".join(lines) + "\n"
+
+
+def _ci_text(entry: dict | None, key: str) -> str:
+    if not entry:
+        return "n/a"
+    return f"{_fmt(entry[key])} [{_fmt(entry['ci_low'])}, {_fmt(entry['ci_high'])}]"
+
+
+def ifeval_lines(report: dict[str, dict[str, Any]]) -> list[str]:
+    """The verifiable-instruction tables: accuracies per model, paired differences, per instruction id."""
+    lines: list[str] = []
+    for set_name, r in report.items():
+        lines += [
+            "",
+            f"## Verifiable instructions: {set_name} (checked by program; 95% CIs over prompts)",
+            "",
+            "| model | prompts | strict prompt | strict instruction | loose prompt | loose instruction |",
+            "|---|---|---|---|---|---|",
+        ]
+        for model, m in r["models"].items():
+            cells = [
+                _ci_text(m[mode][level], "accuracy")
+                for mode in IFEVAL_MODES
+                for level in ("prompt", "instruction")
+            ]
+            lines.append(f"| {model} | {m['strict']['prompts']} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Paired against `{r['baseline']}` on the same prompts (points; improved / worsened prompts; "
+            "McNemar's exact p):",
+            "",
+            "| candidate | mode | prompt-level diff | instruction-level diff | improved / worsened "
+            "| McNemar p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for cand, modes in r["paired"].items():
+            for mode, d in modes.items():
+                if not d["prompt"]:
+                    continue
+                p = d["prompt"]
+                lines.append(
+                    f"| {cand} | {mode} | {_ci_text(p, 'diff')} | {_ci_text(d['instruction'], 'diff')} "
+                    f"| {p['improved']} / {p['worsened']} | {_fmt(p['mcnemar_p'])} |"
+                )
+        models = list(r["models"])
+        ids = sorted({i for m in r["models"].values() for i in m["per_instruction"]["strict"]})
+        lines += [
+            "",
+            "| instruction id (strict) | n | " + " | ".join(models) + " |",
+            "|---|---|" + "---|" * len(models),
+        ]
+        for iid in ids:
+            cells = [r["models"][m]["per_instruction"]["strict"].get(iid, {}).get("accuracy") for m in models]
+            n = r["models"][models[0]]["per_instruction"]["strict"].get(iid, {}).get("n", 0)
+            lines.append(f"| `{iid}` | {n} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    return lines
 
 
 def examples(games: list[Record], answers: list[Record], judgments: list[Record], n: int) -> list[str]:
