@@ -185,7 +185,17 @@ def evolve_round(
     verifiable: dict[str, dict] = {}
     for parent, op in by_rule:
         rule_rng = random.Random(f"{config.seed}-{round_no}-{parent['id']}")
-        row = constrain(user_prompt(parent), rule_rng, rule_rng.randint(1, 3))
+        held = tuple(parent.get("instruction_id_list") or ())  # an earlier round's, kept
+        row = constrain(user_prompt(parent), rule_rng, rule_rng.randint(1, 3), taken=held)
+        if not row["instruction_id_list"]:
+            drops["no_compatible_instruction"] += 1
+            continue
+        row = {
+            **row,
+            "question": parent.get("question") or row["question"],
+            "instruction_id_list": [*held, *row["instruction_id_list"]],
+            "kwargs": [*(parent.get("kwargs") or ()), *row["kwargs"]],
+        }
         verifiable[parent["id"]] = row
         gained.append((parent, op, row["prompt"], 1.0))
 

@@ -88,14 +88,23 @@ def read_questions(path: str | Path) -> list[str]:
 
 
 def constrain(
-    question: str, rng: random.Random, count: int, specs: dict[str, ConstraintSpec] | None = None
+    question: str,
+    rng: random.Random,
+    count: int,
+    specs: dict[str, ConstraintSpec] | None = None,
+    taken: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """`question` plus `count` compatible instructions drawn with `rng` (one per id, none conflicting)."""
+    """`question` plus `count` compatible instructions drawn with `rng` (one per id, none conflicting
+    with each other or with the ids in `taken`, which the question already carries)."""
     specs = specs if specs is not None else load_specs()
+    all_specs = load_specs()
+    held = [all_specs[i] for i in taken if i in all_specs]
     chosen: list[ConstraintSpec] = []
     for iid in rng.sample(sorted(specs), len(specs)):
         spec = specs[iid]
-        if any(iid in c.conflicts or c.instruction_id in spec.conflicts for c in chosen):
+        if iid in taken or any(
+            iid in c.conflicts or c.instruction_id in spec.conflicts for c in (*held, *chosen)
+        ):
             continue
         chosen.append(spec)
         if len(chosen) == count:

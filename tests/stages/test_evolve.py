@@ -144,9 +144,9 @@ def test_verifiable_rewrites_skip_the_generator_and_the_gain_judge(tmp_path, mon
     assert [(s["instruction"], s["kwargs"]) for s in again] == [
         (s["instruction"], s["kwargs"]) for s in survivors
     ]
-    # the responder answered the constrained prompt
-    assert all(s["instruction"] in json.dumps(b, ensure_ascii=False) for s, b in zip(survivors, [
-        r.body for r in server.calls() if r.body], strict=True))  # fmt: skip
+    # the responder answered the constrained prompt (requests run concurrently: any order)
+    bodies = [json.dumps(r.body, ensure_ascii=False) for r in server.calls() if r.body]
+    assert all(any(s["instruction"] in b for b in bodies) for s in survivors)
 
 
 def test_llm_operations_carry_no_instruction_fields(tmp_path, monkeypatch):
@@ -177,11 +177,6 @@ def test_llm_operations_carry_no_instruction_fields(tmp_path, monkeypatch):
     assert not {"question", "instruction_id_list", "kwargs"} & set(survivors[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second `verifiable` round re-constrains the first round's prompt: its question keeps the "
-    "earlier instructions and instruction_id_list names only the new ones, which may conflict with them",
-)
 def test_a_second_verifiable_round_keeps_the_question_and_every_instruction(tmp_path, monkeypatch):
     monkeypatch.setenv("JALIGN_TEST_KEY", "k" * 12)
     records = [
