@@ -60,6 +60,8 @@ def digest(text: str) -> int:
 def responder(body: dict) -> str:
     """Answers shaped like what each stage's prompt asks for."""
     text = last_user(body)
+    if 500 <= (body.get("seed") or 0) < 600:  # verify: the policy's samples, with or without 、 by seed
+        return "はい、読点を使って答えます。" if body["seed"] % 2 else "読点を使わずに答えます。"
     if body.get("model") == "fake-dpo":  # evaluate: the candidate answers at more length than the base
         return "ご質問ありがとうございます。順を追って丁寧に説明します。まず要点を整理します。"
     if body.get("model") == "fake-base":
@@ -110,6 +112,7 @@ GROUP_ROLES = (
     "translate.reviewer",
     "judge.judge",
     "evaluate.judge",
+    "verify.policy",
 )
 
 
@@ -141,6 +144,8 @@ def write_preset(project: Path, **sections) -> None:
              "llm": fake_llm()},
         ]},
         "judge": {"canary_pairs": 2},
+        "verify": {"policy": {"sampling": {"temperature": 0.7, "top_p": 1.0, "max_tokens": 32, "seed": 500,
+                                           "stop": [], "repetition_penalty": 1.0}}, "max_prompts": 12},
         "preferences": {"eval_size": 2},
         "sft": {"enabled": False},
         "evaluate": {

@@ -142,3 +142,41 @@ def compose_rows(
         row = constrain(question, rng, rng.randint(min_instructions, max_instructions), specs)
         rows.append({"key": f"{key}-{n:03d}", **row})
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write a verifiable eval (or train) set: `python -m jalign.ifeval.compose QUESTIONS OUT --seed N
+    --key K [--ids ID ...] [--min 1] [--max 2]` (data/ifeval/README.md has the committed set's command)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        description="Append verifiable instructions to questions (M-IFEval rows)."
+    )
+    parser.add_argument("questions")
+    parser.add_argument("out")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--ids", nargs="+", default=None, help="instruction ids to draw (default: all)")
+    parser.add_argument("--min", dest="min_instructions", type=int, default=1)
+    parser.add_argument("--max", dest="max_instructions", type=int, default=2)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.ids or ()) - set(load_specs()))
+    if unknown:
+        parser.error(f"--ids: {unknown} not in {SPECS_PATH.name}; known: {sorted(load_specs())}")
+    specs = {i: load_specs()[i] for i in args.ids} if args.ids else None
+    rows = compose_rows(
+        read_questions(args.questions),
+        args.seed,
+        args.min_instructions,
+        args.max_instructions,
+        args.key,
+        specs,
+    )
+    Path(args.out).write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+
+
+if __name__ == "__main__":
+    main()
