@@ -38,3 +38,4 @@ bench: $(STAMP)
 	. $(VENV)/bin/activate && OMP_NUM_THREADS=1 python benchmarks/bench_score.py
 	. $(VENV)/bin/activate && OMP_NUM_THREADS=2 python benchmarks/bench_dpo.py --model models/base/gemma-3-270m
 	. $(VENV)/bin/activate && python benchmarks/bench_cpu_generation.py --model models/base/gemma-3-270m
+	. $(VENV)/bin/activate && python benchmarks/bench_sampling.py --model models/base/gemma-3-270m

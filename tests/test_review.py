@@ -324,3 +324,23 @@ def test_workflow_parses():
     assert "jalign review --base origin/${{ github.base_ref }} --head HEAD --out review.md" in script
     assert "dvc pull" in script and "cml comment update" in script
     assert "secrets." not in script  # secrets reach steps through env only, never inlined into a script
+
+
+def test_verifiable_instruction_figures_get_their_own_table():
+    evals = {
+        "ifeval.ifeval-ja.models.base.strict.prompt.accuracy": d(6.94, 6.94),
+        "ifeval.ifeval-ja.models.qwen2.5-7b.strict.prompt.accuracy": d(18.06, 22.22),
+        "ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.diff": d(11.11, 15.28),
+        "ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.ci_low": d(2.74, 5.56),
+        "ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.improved": d(10, 13),
+        "ifeval.ifeval-ja.models.base.per_instruction.strict.ja:punctuation:no_comma.accuracy": d(35.7, 40.0),
+    }
+    md = build_review({}, {"metrics/eval.json": evals}, [], "a", "b")
+    table = md.split("### Verifiable instructions", 1)[1].split("###", 1)[0].split("<details>", 1)[0]
+    assert "| `ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.diff` | 11.11 → 15.28 | +4.17 |" in table
+    assert "| `ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.ci_low` | 2.74 → 5.56 | +2.82 |" in table
+    assert "models.qwen2.5-7b.strict.prompt.accuracy" in table
+    assert "models.base.strict" not in table  # unchanged
+    # counts and per-id detail are not headline figures: they stay in the details
+    assert "improved" not in table and "per_instruction" not in table
+    assert "per_instruction" in md.split("<details>", 1)[1]
