@@ -1,9 +1,11 @@
 """The learning signal, end to end on the real packaged Gemma-3-270M (slow).
 
-One verifiable instruction that shows in a short answer (no 、, ja:punctuation:no_comma) on jalign's
-98 training questions; the policy samples 4 answers per prompt, the verify stage pairs them, DPO trains
-a LoRA adapter with the default profile's `train` params, and the baseline and the adapter answer the
-72 held-out questions as the evaluate stage does; the score stage's ifeval report compares them.
+One verifiable instruction that shows in a short answer (no 、, ja:punctuation:no_comma) on 48 of
+jalign's training questions; the policy samples 4 answers of 32 tokens per prompt, the verify stage
+pairs them, DPO trains a LoRA adapter with the default profile's `train` params (at most 32 pairs),
+and the baseline and the adapter answer the 72 held-out questions as the evaluate stage does (32
+tokens); the score stage's ifeval report compares them. Shrunk so that CI's two cores run it in
+minutes; two torch threads here, whatever OMP_NUM_THREADS says for the fast tests.
 
 - DPO on the verifier's pairs must raise held-out strict prompt-level accuracy, paired 95% CI above 0;
 - the control, the same run with chosen and rejected swapped, must lower it.
@@ -36,6 +38,9 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "pkg:gemma-3-270m"
 INSTRUCTION = "ja:punctuation:no_comma"
+TRAIN_QUESTIONS = 48
+MAX_TOKENS = 32
+MAX_PAIRS = 32
 
 
 def eval_items(tmp: Path) -> list:
@@ -56,16 +61,36 @@ def adapter(pairs: list[dict], tmp: Path, name: str, swap: bool) -> str:
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
     )
     (data / "pairwise_eval.jsonl").write_text("", encoding="utf-8")
-    config = dataclasses.replace(load_section(TrainConfig, "train", REPO / "params.yaml"), model=MODEL)
+    config = dataclasses.replace(
+        load_section(TrainConfig, "train", REPO / "params.yaml"), model=MODEL, max_train_samples=MAX_PAIRS
+    )
     train(config, data, None, tmp / name, str(tmp / name / "live"))
     return str(tmp / name / "adapter")
 
 
-def test_dpo_on_verifier_pairs_raises_held_out_accuracy_and_swapped_pairs_lower_it(tmp_path, monkeypatch):
+@pytest.fixture
+def two_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def short(llm):
+    return dataclasses.replace(
+        llm, model=MODEL, sampling=dataclasses.replace(llm.sampling, max_tokens=MAX_TOKENS)
+    )
+
+
+def test_dpo_on_verifier_pairs_raises_held_out_accuracy_and_swapped_pairs_lower_it(
+    tmp_path, monkeypatch, two_threads
+):
     monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "cache.sqlite"))
     params = REPO / "params.yaml"
     verify_config = load_section(VerifyConfig, "verify", params)
-    policy = dataclasses.replace(verify_config.policy, model=MODEL)
+    policy = short(verify_config.policy)
     verify_config = dataclasses.replace(
         verify_config,
         policy=policy,
@@ -74,18 +99,23 @@ def test_dpo_on_verifier_pairs_raises_held_out_accuracy_and_swapped_pairs_lower_
         min_instructions=1,
         max_instructions=1,
     )
-    rows = load_prompts(str(REPO / "data/ifeval/train_questions.txt"), None, verify_config)
+    questions = tmp_path / "questions.txt"
+    questions.write_text(
+        "\n".join(read_questions(REPO / "data/ifeval/train_questions.txt")[:TRAIN_QUESTIONS]),
+        encoding="utf-8",
+    )
+    rows = load_prompts(str(questions), None, verify_config)
     failures = Failures("verify")
     answers = sample_answers(rows, LLMClient(policy), verify_config, failures)
     assert not failures.rows
     pairs, _, stats = verify(rows, answers, verify_config)
-    assert len(pairs) >= 20, stats
+    assert len(pairs) >= 16, stats
 
     tuned = adapter(pairs, tmp_path, "dpo", swap=False)
     swapped = adapter(pairs, tmp_path, "swapped", swap=True)
 
     evaluate = load_section(EvaluateConfig, "evaluate", params)
-    base_llm = dataclasses.replace(evaluate.baseline.llm, model=MODEL)
+    base_llm = short(evaluate.baseline.llm)
     models = [
         ModelEntry(name="base", llm=base_llm, system=""),
         ModelEntry(name="dpo", llm=dataclasses.replace(base_llm, adapter=tuned), system=""),

@@ -258,7 +258,7 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
         point_at(project, server.url)
         out = dvc(project, "repro", "score")
         assert ran_stages(out) == ["models", "self_instruct", "evolve", "curate", "translate", "respond", "judge",
-                                   "decide", "preferences", "sft", "dpo", "evaluate", "score"]  # fmt: skip
+                                   "decide", "verify", "preferences", "sft", "dpo", "evaluate", "score"]  # fmt: skip
         paid = server.count
         assert paid > 0
 
@@ -281,6 +281,13 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
         assert judge["length_bias"] == 1.0  # ... and always prefers the longer answer
         assert judge["injection"]["canary_pairs"] == 2  # re-judged with a plea appended to one answer
         assert 0 <= judge["injection"]["changed_outcome"] <= 2
+        # Verifier pairs: the fake policy's samples differ in 、 by seed, so no-comma prompts give pairs.
+        verified = read_json(project / "metrics/verify.json")
+        assert verified["prompts"] == 12 and verified["pairs"] > 0
+        assert verified["per_instruction"]["ja:punctuation:no_comma"]["chosen_followed"] == 1.0
+        pairs = read_jsonl(project / "data/preferences/verified_pairs.jsonl")
+        assert all(p["label_source"] == "verifier" and "、" not in p["chosen"] for p in pairs if
+                   p["instruction_id_list"] == ["ja:punctuation:no_comma"])  # fmt: skip
         prefs = read_json(project / "metrics/preferences.json")
         train = read_jsonl(project / "data/preferences/sets/pairwise_train.jsonl")
         held = read_jsonl(project / "data/preferences/sets/pairwise_eval.jsonl")
@@ -296,6 +303,11 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
         assert evaluation["judge_reliability"]["jalign-ja-eval"]["length_bias"] == 1.0
         assert evaluation["grades"]["dpo"]["jalign-ja-eval"]["mean"] is not None
         assert "| dpo | jalign-ja-eval |" in (project / "metrics/eval_report.md").read_text(encoding="utf-8")
+        ifeval = evaluation["ifeval"]["ifeval-ja"]
+        assert (
+            ifeval["models"]["base"]["strict"]["prompts"] == 72
+            and ifeval["paired"]["dpo"]["strict"]["prompts"] == 72
+        )
         battles = read_jsonl(project / "data/eval/battles.jsonl")
         assert {b["model_a"] for b in battles} == {"base"} and {b["winner"] for b in battles} == {"model_b"}
         # Anyone can rescore the battles with the same code and get the same number.
