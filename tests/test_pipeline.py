@@ -386,6 +386,10 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
                 {"name": "dpo", "system": "", "llm": fake_llm(adapter="models/dpo/adapter", **tiny)}
             ],
             "bootstrap": 200,
+            # the jalign set alone: the random tiny model answers the 72 ifeval-ja prompts mostly empty
+            "sets": [
+                {"name": "jalign-ja-eval", "format": "jalign", "path": "data/eval/ja_eval.jsonl", "limit": 12}
+            ],
             # the random tiny model ends a few answers with EOS at once: empty answers, counted as the
             # failures they are (4 of 36 rows at the CPU profile's 12 tasks)
             "max_failure_rate": 0.2,
@@ -407,10 +411,10 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
             "Eval score vs baseline (95% CI)",
         } <= set(plots)
 
-        out = dvc(project, "exp", "run", "-S", "train.beta=0.1", "score", shared_cache=False)
+        out = dvc(project, "exp", "run", "-S", "train.beta=0.3", "score", shared_cache=False)
         assert ran_stages(out) == ["dpo", "evaluate", "score"]
         changed = read_json(project / "metrics/dpo.json")
-        assert changed["beta"] == 0.1 and changed["eval_loss"] != baseline["eval_loss"]
+        assert changed["beta"] == 0.3 and changed["eval_loss"] != baseline["eval_loss"]
         usage = read_json(project / "metrics/evaluate.json")["usage"]
         items = EVAL_ITEMS
         assert usage["evaluate.candidates[0].llm"]["new_calls"] == items  # the new adapter answered afresh
