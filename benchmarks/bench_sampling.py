@@ -14,19 +14,9 @@ Medians of `--repeats` runs after a warm-up; the dtype is the CPU profile's `nat
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (oneDNN kernels, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_cpu_generation import median_seconds  # the same timing: warm-up, then the median
 
 
 def main() -> None:

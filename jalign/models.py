@@ -115,9 +115,9 @@ def has_native_bf16(device: str) -> bool:
 
 
 def resolve_dtype(name: str, device: str) -> str:
-    """`native` -> bfloat16 where `device` computes it natively, else float32 (measured on CPUs: Gemma-270M
-    greedy decoding 5x faster in bfloat16 with AVX512-BF16; prefill 5.7x slower where it is emulated,
-    benchmarks/RESULTS.md); any other name as given."""
+    """`native` -> bfloat16 where `device` computes it natively, else float32 (emulated bfloat16: a
+    Gemma-270M prefill 5.7x slower than float32, benchmarks/RESULTS.md "CPU generation"); any other name
+    as given."""
     if name != "native":
         return name
     return "bfloat16" if has_native_bf16(device) else "float32"

@@ -26,7 +26,7 @@ from jalign.ifeval import follows_instructions, validate_instructions
 from jalign.ifeval.compose import SPECS_PATH, compose_rows, load_specs, read_questions
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, provenance_of, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, line_of, provenance_of, read_jsonl, write_json, write_jsonl
 from jalign.stage import Failures, log, rate
 from jalign.text import distinct_ngram_ratio, japanese_ratio
 
@@ -97,11 +97,14 @@ def load_prompts(questions_path: str, instructions_path: str | None, config: Ver
         )
     ]
     if config.include_instructions and instructions_path:
-        for lineno, record in enumerate(read_jsonl(instructions_path), start=1):
+        records = read_jsonl(instructions_path)
+        for index, record in enumerate(records):
             if not record.get("instruction_id_list"):
                 continue
             validate_instructions(
-                record["instruction_id_list"], record["kwargs"], f"{instructions_path}:{lineno}"
+                record["instruction_id_list"],
+                record.get("kwargs") or [],
+                f"{instructions_path}:{line_of(records, index)}",
             )
             rows.append(
                 {

@@ -60,8 +60,8 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
             model, adapter_kwargs["pretrained_model_name_or_path"], revision=adapter_kwargs.get("revision")
         ).merge_and_unload()
         # The merged weights go into a freshly loaded model: generate() on the model PEFT merged into
-        # spent about 13 s more per call and 5 GB more memory (Gemma-270M, bfloat16, 16 rows; 23 GB at
-        # 72 rows) than on a fresh model holding the very same weights (1.2 s).
+        # took 10.5x as long per call, and GBs more memory, as a fresh model holding the very same
+        # weights (benchmarks/RESULTS.md "Sampling and adapters").
         model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
         model.load_state_dict(merged.state_dict())
         del merged
@@ -122,8 +122,8 @@ class TransformersBackend:
             sampling = requests[batch[0]].sampling
             enc = self._encode([self.render(requests[i]) for i in batch])
             # Sampling is a processor (GumbelMaxSampler) and generate() then takes the argmax: the same
-            # distribution as transformers' multinomial draw, which alone cost about 0.55 s per decode
-            # step over Gemma's 262k-token vocabulary at batch 64 on two cores.
+            # distribution as transformers' multinomial draw over Gemma's 262k-token vocabulary, 2.9x
+            # faster at batch 64 (benchmarks/RESULTS.md "Sampling and adapters").
             sampler = (
                 [GumbelMaxSampler(sampling.temperature, sampling.top_p, sampling.seed)]
                 if sampling.temperature > 0
@@ -223,8 +223,8 @@ class GumbelMaxSampler(LogitsProcessor):
     """Temperature, top-p (NucleusFromTopK) and a draw, as one logits processor for greedy decoding:
     the Gumbel-max trick (argmax of log-probabilities plus Gumbel noise is an exact sample of the
     softmax) leaves every row's scores -inf except the drawn token, which generate()'s argmax then
-    takes. transformers' own draw is torch.multinomial over the whole vocabulary, about 0.55 s per
-    decode step for 64 rows of Gemma's 262k tokens on two cores; this draws among the nucleus only.
+    takes. transformers' own draw is torch.multinomial over the whole vocabulary; this draws among the
+    nucleus only (2.9x transformers' sampled generation, benchmarks/RESULTS.md).
     Seeded per generate() call by its own torch.Generator: the same seed, the same answers."""
 
     def __init__(self, temperature: float, top_p: float, seed: int, k: int = 4096) -> None:

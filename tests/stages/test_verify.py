@@ -209,6 +209,11 @@ def test_a_bad_instruction_id_in_the_instructions_file_names_its_line(tmp_path):
     path = write_jsonl(tmp_path / "i.jsonl", [instruction(1), bad])
     with pytest.raises(IFEvalInputError, match=rf"{path}:2: .*ja:no_such:thing"):
         load_prompts(str(questions), path, CONFIG)
+    # the file's own line, after a blank line (not the record's position)
+    blank = tmp_path / "b.jsonl"
+    blank.write_text(Path(path).read_text(encoding="utf-8").replace("\n", "\n\n", 1), encoding="utf-8")
+    with pytest.raises(IFEvalInputError, match=rf"{blank}:3: .*ja:no_such:thing"):
+        load_prompts(str(questions), str(blank), CONFIG)
     missing = instruction(1, instruction_id_list=[KEYWORD], kwargs=[{}])  # keywords not given
     path = write_jsonl(tmp_path / "j.jsonl", [missing])
     with pytest.raises(IFEvalInputError, match=rf"{path}:1: "):
