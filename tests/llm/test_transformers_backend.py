@@ -11,7 +11,8 @@ from helpers import sampling
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jalign.llm import LLMClient, Request, ResponseCache, Sampling
-from jalign.llm.transformers_backend import GumbelMaxSampler, NucleusFromTopK, choice_token_ids, cut_at_stop
+from jalign.llm.prompting import choice_token_ids, cut_at_stop
+from jalign.llm.transformers_backend import GumbelMaxSampler, NucleusFromTopK
 
 GREEDY = sampling(temperature=0.0, max_tokens=6)
 
