@@ -287,9 +287,21 @@ def _materialize_gguf(module: object, out_dir: Path) -> None:
         quantization_config=GgufConfig(gguf_file=gguf_path.name, dequantize=True),
     )
     tokenizer = AutoTokenizer.from_pretrained(out_dir, gguf_file=gguf_path.name)
+    # The GGUF says whether the tokenizer adds BOS; transformers 5.19 drops that from the converted
+    # tokenizer.json (5.23 kept it). Without it, `vllm serve` completions and any plain tokenizer call
+    # feed Gemma no <bos>, and it answers noise.
+    tokenizer.add_bos_token = gguf_flag(gguf_path, "tokenizer.ggml.add_bos_token", default=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     gguf_path.unlink()
+
+
+def gguf_flag(path: Path, key: str, default: bool) -> bool:
+    """A boolean of a GGUF file's metadata (tokenizer.ggml.add_bos_token ...); `default` if absent."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get(key)
+    return bool(field.contents()) if field is not None else default
 
 
 def _ensure_chat_template(directory: Path, template_file: str) -> None:

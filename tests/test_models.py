@@ -245,3 +245,15 @@ def test_native_dtype_on_this_machine_follows_its_probe():
     from jalign.models import has_native_bf16, resolve_dtype
 
     assert resolve_dtype("native", "cpu") == ("bfloat16" if has_native_bf16("cpu") else "float32")
+
+
+@pytest.mark.slow  # dequantises Gemma-270M (about a minute)
+def test_the_packaged_gemma_tokenizer_adds_bos_as_its_gguf_says(tmp_path, monkeypatch):
+    """transformers 5.19 converts Gemma's GGUF tokenizer without the BOS its metadata asks for: a plain
+    tokenizer call (vLLM's completions endpoint, a training collator) then fed Gemma no <bos>."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("JALIGN_HOME", str(tmp_path))
+    tokenizer = AutoTokenizer.from_pretrained(resolve("pkg:gemma-3-270m").location)
+    ids = tokenizer("日本語")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1

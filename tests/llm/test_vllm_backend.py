@@ -21,7 +21,7 @@ SETTINGS = VLLMSettings(
     quantization="fp8",
     max_num_seqs=256,
     max_lora_rank=64,
-    extra={"swap_space": 8},
+    extra={"enforce_eager": True},
 )
 
 
@@ -40,7 +40,7 @@ def test_every_engine_option_reaches_vllm_llm():
         "max_model_len": 8192,
         "quantization": "fp8",
         "max_num_seqs": 256,
-        "swap_space": 8,
+        "enforce_eager": True,
     }
     assert "vllm" not in sys.modules  # building the arguments never imports vLLM
 

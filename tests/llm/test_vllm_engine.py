@@ -15,8 +15,7 @@ import yaml
 from click.testing import CliRunner
 from helpers import llm_config, require_vllm, vllm_settings
 
-from jalign.llm import LLMClient, Request, ResponseCache, Sampling
-from jalign.llm import vllm_backend
+from jalign.llm import LLMClient, Request, ResponseCache, Sampling, vllm_backend
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 # float32 on both sides: the engines sum the same probabilities in different kernel orders.
 CHOICE_TOLERANCE = 1e-4
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=0, stop=(), repetition_penalty=1.0)
-QUESTIONS = ("日本の首都はどこですか？", "猫について文章を書いてください。", "1+1は？", "はいかいいえで答えてください。")
+QUESTIONS = (
+    "日本の首都はどこですか？",
+    "猫について文章を書いてください。",
+    "1+1は？",
+    "はいかいいえで答えてください。",
+)
 LONG = "日本語の文章を書いてください。" * 140  # 2100 characters, one token each: past max_model_len 2048
 
 
