@@ -2,7 +2,8 @@
 
 Reads the `judge` stage's raw judgments and decides each one, parsing it once (the text parser, the
 logprob mass floor, position calibration and the tie margin, shared with `score` in jalign.judging),
-then keeps a pair only when both orders name the same winner.
+then keeps a pair only when both orders name the same winner. A pair lost because its judge only
+repeated verdict lines an answer carried (the echo defence) is counted apart (`echoed_verdict`).
 `dvc exp run -S judge.tie_margin=0.05` reruns this stage alone; a parser fix re-decides old judgments
 without paying again.
 """
@@ -92,6 +93,14 @@ def uncalibrated_verdict(j: Record, config: JudgeConfig) -> Outcome | None:
     return outcome_from_margin(calibrated_margin(j["raw"], {}), config.tie_margin)
 
 
+def lost_pair_reason(forward: Record, swapped: Record) -> str:
+    """Why a pair with an invalid order was lost: `echoed_verdict` when every invalid order gave only
+    verdict tokens copied from an answer (the echo defence vetoed a verdict the answer injected), else
+    `invalid`."""
+    reasons = {j["invalid_reason"] for j in (forward, swapped) if j["verdict"] is None}
+    return "echoed_verdict" if reasons == {"echoed_verdict"} else "invalid"
+
+
 def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | None]]:
     """pair_id -> (winner in forward order, winner in swapped order)."""
     groups: dict[str, dict[str, str | None]] = defaultdict(dict)
@@ -118,7 +127,7 @@ def decide(
     index = {(j["pair_id"], j["order"]): j for j in main}
     for pair_id, (w1, w2) in pair_outcomes(main).items():
         if w1 is None or w2 is None:
-            drops["invalid"] += 1
+            drops[lost_pair_reason(index[(pair_id, "forward")], index[(pair_id, "swapped")])] += 1
             continue
         both_valid += 1
         agree += w1 == w2
