@@ -35,7 +35,19 @@ def format_table(result: dict[str, dict], style_control: bool) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
 
-    return "\n".join([line(header), *(line(r) for r in rows)])
+    return "\n".join([line(header), *(line(r) for r in rows), *_self_battles_line(result)])
+
+
+def _self_battles_line(result: dict[str, dict]) -> list[str]:
+    """The self-battles left out of the fit, so that a table never hides rows it did not score."""
+    counts = {model: entry["self_battles"] for model, entry in result.items() if entry.get("self_battles")}
+    if not counts:
+        return []
+    per_model = ", ".join(f"{model} {n}" for model, n in counts.items())
+    return [
+        f"ignored {sum(counts.values())} self-battles (a model against itself carries no information): "
+        f"{per_model}"
+    ]
 
 
 @click.command("score")
@@ -49,7 +61,8 @@ def main(
     battles_path: str, baseline: str, bootstrap: int, seed: int, style_control: bool, as_json: bool
 ) -> None:
     """Bradley-Terry scores from a battles JSONL (Arena-Hard-Auto v0.1 / Chatbot Arena format): each
-    model's expected win rate against BASELINE, with a bootstrap 95% CI, best first."""
+    model's expected win rate against BASELINE, with a bootstrap 95% CI, best first. A model's battles
+    against itself carry no information: they are left out and counted ("self_battles")."""
     try:
         battles = read_battles(battles_path, style_control=style_control)
         if not battles:

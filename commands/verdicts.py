@@ -37,22 +37,62 @@ def main(kind: str, low: float, high: float, path: Path) -> None:
     Tokens in quoted material, and tokens the judge copied from one of the `answers`, are ignored (the
     prompt-injection defence of jalign.verdicts). Blank lines are skipped; a bad line fails with its
     file:line and nothing is printed.
+
+    The stages' rows say their kind (judge stage: pair; evaluate: arena games, rating grades): a file
+    with none of --kind's rows is refused, naming the kind to use; in a file that mixes kinds (evaluate
+    writes games and grades), a row of another kind prints {"verdict": null, "reason": "other_kind: ..."}.
     """
     if kind == "rating" and low >= high:
         raise click.BadParameter(f"--low {low} must be below --high {high}")
     rows = _read(path)
-    for judgment, answers in rows:
-        if isinstance(judgment, dict):  # choice probabilities: nothing for a text parser to read
+    _check_kind(rows, kind, path)
+    for _, detected, judgment, answers in rows:
+        if detected not in (None, kind):
+            out = {"verdict": None, "reason": f"other_kind: {_KINDS[detected]}, use --kind {detected}"}
+        elif isinstance(judgment, dict):  # choice probabilities: nothing for a text parser to read
             out = {"verdict": None, "reason": f"no_text: {sorted(judgment)} probabilities"}
         else:
             out = _verdict(kind, judgment, answers, low, high)
         click.echo(json.dumps(out, ensure_ascii=False))
 
 
-def _read(path: Path) -> list[tuple[str | dict, list[str]]]:
+# What each stage's judgment rows hold, by the --kind that parses them.
+_KINDS = {
+    "pair": "a preference judgment (judge stage)",
+    "arena": "an Arena-Hard game judgment (evaluate stage)",
+    "rating": "a grade judgment (evaluate stage)",
+}
+
+Row = tuple[int, str | None, str | dict, list[str]]  # (line, detected kind, judgment, answers)
+
+
+def _detected_kind(record: dict) -> str | None:
+    """The --kind a stage's judgment row needs; None for a plain {"judgment": ...} row (any kind)."""
+    if record.get("kind") == "pair":  # evaluate's pairwise games: Arena-Hard labels
+        return "arena"
+    if record.get("kind") == "grade":
+        return "rating"
+    if "pair_id" in record:  # the judge stage's (and decide's) preference judgments
+        return "pair"
+    return None
+
+
+def _check_kind(rows: list[Row], kind: str, path: Path) -> None:
+    """Refuse a file whose stage rows are all of another kind: parsing them as --kind prints only nulls."""
+    detected = [(lineno, k) for lineno, k, _, _ in rows if k is not None]
+    if detected and all(k != kind for _, k in detected):
+        lineno, other = detected[0]
+        raise click.ClickException(f"{path}:{lineno}: {_KINDS[other]}, not --kind {kind}: use --kind {other}")
+
+
+def _read(path: Path) -> list[Row]:
     """Check every line before printing anything, so a bad file gives an error, not half an output."""
     try:
-        return [_row(record, f"{path}:{lineno}") for lineno, record in read_jsonl_lines(path)]
+        rows = []
+        for lineno, record in read_jsonl_lines(path):
+            judgment, answers = _row(record, f"{path}:{lineno}")  # refuses a record that is no object
+            rows.append((lineno, _detected_kind(record), judgment, answers))
+        return rows
     except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -1,19 +1,24 @@
-"""Asking an LLM judge: every raw answer kept, an unparseable or failed answer re-asked once.
+"""Asking an LLM judge, and the rules every reader of its judgments shares.
 
-Shared by the preference judge (`judge` stage) and the evaluation (`evaluate` stage). Deciding what a
-judgment means (ties, calibration, the invalid policy, scores) is not done here: it is a pure function
-of the stored judgments, in the `decide` and `score` stages, so changing a scoring param re-judges
-nothing. llm-jp-judge re-asks an unparseable judgment once; so do we, with a new seed (an identical
-request would be answered from the cache), and the stored record shows both attempts.
+Shared by the preference judge (`judge` stage) and the evaluation (`evaluate` stage). Asking keeps every
+raw answer; an unparseable or failed answer is re-asked once (llm-jp-judge does so too), with a new seed
+(an identical request would be answered from the cache), and the stored record shows both attempts.
+
+Deciding what a judgment means is a pure function of the stored judgments, in the `decide` and `score`
+stages, so changing a scoring param re-judges nothing. The pieces both stages need live here, once:
+`shown_answer` (an answer as the judge saw it, a canary's plea included, for every method), and the
+position calibration and tie rule of choice probabilities (`position_prior`, `calibrated_margin`,
+`outcome_from_margin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from jalign.llm import LLMClient, Request
+from jalign.verdicts import Outcome
 
 
 @dataclass
@@ -66,3 +71,36 @@ def _reseeded(request: Request, attempt: int) -> Request:
     if attempt == 0:
         return request
     return replace(request, sampling=replace(request.sampling, seed=request.sampling.seed + attempt))
+
+
+def shown_answer(text: str, responder: str, target: str | None, plea: str | None) -> str:
+    """The answer of `responder` as the judge is shown it: a canary's `plea` follows the answer of its
+    `target`, for every judge method (text, logprob and reward alike), so that a canary tests what it
+    claims to."""
+    return f"{text}\n\n{plea}" if plea and responder == target else text
+
+
+Choice = tuple[Mapping[str, float] | None, float | None]  # (P(A), P(B) | None for a failure, mass)
+
+
+def position_prior(choices: Iterable[Choice], min_choice_mass: float) -> dict[str, float]:
+    """Mean P(A) and P(B) over the valid choices ('Calibrate Before Use', Zhao et al. 2021): a judge's
+    constant lean to one position, divided out by calibrated_margin; {} when no choice is valid.
+    A failed choice, or one with less than min_choice_mass on A+B, is no evidence of the lean."""
+    valid = [probs for probs, mass in choices if probs is not None and (mass or 0.0) >= min_choice_mass]
+    if not valid:
+        return {}
+    return {c: sum(p[c] for p in valid) / len(valid) for c in ("A", "B")}
+
+
+def calibrated_margin(probs: Mapping[str, float], prior: Mapping[str, float]) -> float:
+    """(a - b) / (a + b) with a, b = P(A), P(B) each divided by its prior mean (none: {})."""
+    a, b = probs["A"], probs["B"]
+    if prior:
+        a, b = a / prior["A"], b / prior["B"]
+    return (a - b) / (a + b)
+
+
+def outcome_from_margin(margin: float, tie_margin: float) -> Outcome:
+    """The tie rule: a margin of at most tie_margin either way is a tie."""
+    return "A" if margin > tie_margin else "B" if margin < -tie_margin else "tie"

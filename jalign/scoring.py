@@ -4,6 +4,10 @@ A pure function of battles (no LLM calls). A battle is one JSONL object in the C
 Arena-Hard-Auto v0.1 format: `question_id`, `model_a`, `model_b`, `winner` in `model_a | model_b |
 tie | tie (bothbad)`; a strong verdict is the same row repeated (Arena-Hard v0.1 repeats `A>>B` 3x).
 
+A self-battle (model_a == model_b: arena-hard writes the baseline's games against itself when the
+baseline is also judged) carries no information for Bradley-Terry: it is left out of the fit and
+counted per model ("self_battles").
+
 **Scores** follow Arena-Hard v0.1 (`utils_math.compute_mle_elo`, `show_result.py`): a Bradley-Terry
 logistic regression without intercept or penalty, features +ln(10) for model_a and -ln(10) for
 model_b, a tie counted as half a win each way, Elo = 400 * coef + 1000 with the baseline anchored
@@ -111,10 +115,10 @@ def check_battle(record: Record, where: str, style_control: bool = False) -> Non
         raise RecordError(
             f"{where}: field 'question_id' must be a non-empty string or an integer, got {qid!r:.80}"
         )
-    model_a = check_text_field(record, "model_a", where)
-    model_b = check_text_field(record, "model_b", where)
-    if model_a == model_b:
-        raise RecordError(f"{where}: field 'model_b' must differ from model_a, both are {model_a!r}")
+    # model_a == model_b is a valid row: arena-hard writes the baseline's games against itself whenever
+    # the baseline is also a judged model; scoring leaves such self-battles out (split_self_battles)
+    check_text_field(record, "model_a", where)
+    check_text_field(record, "model_b", where)
     if "winner" not in record:
         raise RecordError(f"{where}: missing field 'winner'")
     if record["winner"] not in OUTCOME:
@@ -195,12 +199,34 @@ def style_features(battles: Sequence[Record]) -> np.ndarray:
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
 
 
-def _validate(battles: Sequence[Record]) -> None:
-    """Check the battle fields (style fields are checked when style features are built)."""
+def split_self_battles(battles: Sequence[Record]) -> tuple[list[Record], Counter[str]]:
+    """(battles between two different models, {model: its battles against itself}).
+
+    A self-battle carries no information for Bradley-Terry (the model's rating cancels out of its
+    likelihood), so it is left out of the fit, style standardisation included, and counted instead.
+    """
+    self_battles = Counter(b["model_a"] for b in battles if b["model_a"] == b["model_b"])
+    if not self_battles:
+        return list(battles), self_battles
+    return [b for b in battles if b["model_a"] != b["model_b"]], self_battles
+
+
+def _validate(battles: Sequence[Record]) -> tuple[list[Record], Counter[str]]:
+    """Check the battle fields (style fields are checked when style features are built); return the
+    battles to fit and the self-battles left out, per model."""
     if not battles:
         raise ScoringError("no battles to score")
     for i, battle in enumerate(battles):
         check_battle(battle, f"battle {i + 1}")
+    fitted, self_battles = split_self_battles(battles)
+    seen = {b["model_a"] for b in fitted} | {b["model_b"] for b in fitted}
+    alone = sorted(set(self_battles) - seen)
+    if alone:
+        raise ScoringError(
+            f"{', '.join(map(repr, alone))} battled only against itself: a self-battle carries no "
+            "information, so its score is not defined; add its battles against other models"
+        )
+    return fitted, self_battles
 
 
 def _problem(battles: Sequence[Record], baseline: str, style_control: bool) -> _Problem:
@@ -350,16 +376,16 @@ def win_rate(elo: float, baseline_elo: float = INIT_RATING) -> float:
 
 def fit_elo(battles: Sequence[Record], baseline: str) -> dict[str, float]:
     """Bradley-Terry Elo point estimate (Arena-Hard v0.1 compute_mle_elo), baseline at 1000."""
-    _validate(battles)
-    problem = _problem(battles, baseline, style_control=False)
+    fitted, _ = _validate(battles)
+    problem = _problem(fitted, baseline, style_control=False)
     elo = _elo(problem, _fit(problem))[0]
     return dict(zip(problem.models, elo.tolist(), strict=True))
 
 
 def fit_style_elo(battles: Sequence[Record], baseline: str) -> tuple[dict[str, float], dict[str, float]]:
     """Style-controlled Elo (baseline at 1000) and the style coefficients (length, header, list, bold)."""
-    _validate(battles)
-    problem = _problem(battles, baseline, style_control=True)
+    fitted, _ = _validate(battles)
+    problem = _problem(fitted, baseline, style_control=True)
     theta = _fit(problem)
     elo = _elo(problem, theta)[0]
     coefs = theta[0, len(problem.models) :]
@@ -394,17 +420,21 @@ def score_battles(
 
     Scores are win rates (x100, 2 decimals) against the baseline; CIs are bootstrap 2.5/97.5
     percentiles over `bootstrap` seeded rounds (None only for a model absent from every resample);
-    "battles" counts the rows involving the model; models are ordered by score, best first.
+    "battles" counts the rows involving the model that were fitted; a model's battles against itself
+    (arena-hard writes them for a baseline that is also judged) are left out and counted in
+    "self_battles", present only for a model that had any; models are ordered by score, best first.
     """
     if bootstrap < 1:
         raise ScoringError(f"bootstrap must be at least 1 round, got {bootstrap}")
-    _validate(battles)
-    result: dict[str, dict] = _scores(_problem(battles, baseline, False), bootstrap, seed)
-    involved = Counter(m for b in battles for m in (b["model_a"], b["model_b"]))
+    fitted, self_battles = _validate(battles)
+    result: dict[str, dict] = _scores(_problem(fitted, baseline, False), bootstrap, seed)
+    involved = Counter(m for b in fitted for m in (b["model_a"], b["model_b"]))
     for model, entry in result.items():
         entry["battles"] = involved[model]
+        if self_battles[model]:
+            entry["self_battles"] = self_battles[model]
     if style_control:
-        controlled = _scores(_problem(battles, baseline, True), bootstrap, seed)
+        controlled = _scores(_problem(fitted, baseline, True), bootstrap, seed)
         for model, entry in result.items():
             entry["style_controlled"] = controlled[model]
     return dict(sorted(result.items(), key=lambda kv: (-kv[1]["score"], kv[0])))

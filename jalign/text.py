@@ -51,3 +51,27 @@ def distinct_ngram_ratio(text: str, n: int = 4) -> float:
     chars = "".join(text.split())
     grams = [chars[i : i + n] for i in range(len(chars) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+# A few-shot template's field label: a short name at a line start, then a colon ("英語: ...", "改善訳:").
+_TEMPLATE_LABEL = re.compile(r"^([^\s:：{}。、「」]{1,12})[:：]", re.MULTILINE)
+
+
+def template_labels(template: str) -> tuple[str, ...]:
+    """The field labels of a few-shot template, in order ("英語", "日本語" for the translate prompt)."""
+    return tuple(dict.fromkeys(_TEMPLATE_LABEL.findall(template)))
+
+
+def template_residue(text: str, labels: tuple[str, ...]) -> str | None:
+    """Why a model's answer to a few-shot template is not a clean text: "no_content" when nothing but
+    the template's labels and punctuation is left ("英語:\n日本語:": every character Japanese, so a
+    Japanese-ratio gate passes it), "template_residue" when a line starts with one of its labels (the
+    model went on with the pattern: "英語: ...\n日本語: ..."); None for a clean answer."""
+    norm = unicodedata.normalize("NFKC", text)  # a full-width colon is a colon
+    if not labels:
+        return "no_content" if is_punctuation_only(norm) else None
+    names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    label_line = re.compile(rf"^[\s*#_]*(?:{names})[\s*_]*:", re.MULTILINE)  # "**改善訳:**" too
+    if is_punctuation_only(label_line.sub("", norm)):
+        return "no_content"
+    return "template_residue" if label_line.search(norm) else None

@@ -18,7 +18,8 @@ Which token counts:
 Prompt-injection defence, the same for all three parsers. The judged answers may carry verdict tokens
 (an answer that ends with "最終判定: [[B]]", a fake judge block, a plea). A token is ignored when:
 1. it sits in quoted material: code fences, `>` blockquotes, 「」『』“” and "..." (a judge that quotes
-   an answer quotes its tokens too), or
+   an answer quotes its tokens too; an unclosed opener is a literal, and one kind does not nest, so a
+   stray 「 cannot swallow an honest verdict written after a closed 「」), or
 2. it sits in text the judge copied from an answer (`answers`: the texts of the judged answers).
    Texts are compared after NFKC, with the fence brackets neutralised as the judge saw them
    (jalign.judge_prompts) and whitespace, `*` and backquotes deleted (judges re-wrap and re-format
@@ -360,9 +361,12 @@ def _blank_quoted_lines(text: str) -> str:
 def _blank_quotes(text: str) -> str:
     """Blank the inside of "..." (within a line) and of balanced 「」『』“” (may span lines).
 
-    An opener that is never closed is left as a literal character, so a stray 「 cannot hide the
-    verdict that follows it. Blanking keeps every character position, so a token found in the blanked
-    text sits at the same place in the original.
+    A closer closes the nearest open quote of its kind (openers of other kinds inside it were quoted
+    strays). Quotes of one kind do not nest (Japanese nests 『』 inside 「」): once a 「」 closes, any
+    「 still open before it was a stray, and becomes a literal character, so it cannot reach past that
+    closed quote to a 」 written after the verdict. An opener that is never closed is left as a literal
+    character too, so a stray 「 cannot hide the verdict that follows it. Blanking keeps every character
+    position, so a token found in the blanked text sits at the same place in the original.
     """
     text = _STRAIGHT_QUOTED.sub(lambda m: " " * len(m.group()), text)
     chars = list(text)
@@ -375,6 +379,7 @@ def _blank_quotes(text: str) -> str:
                 closer, start = stack.pop()
                 if closer == ch:
                     break
+            stack = [(closer, j) for closer, j in stack if closer != ch]
             for j in range(start, i + 1):
                 if chars[j] != "\n":
                     chars[j] = " "

@@ -55,11 +55,13 @@ TAGS = {
 @dataclass(frozen=True)
 class CurateConfig:
     """params.yaml `curate`. Thresholds apply to the probability-weighted score on the 1..5 scale
-    (G-Eval, Liu et al. 2023), steadier than the argmax label with small judges."""
+    (G-Eval, Liu et al. 2023), steadier than the argmax label with small judges; min_quality also
+    holds for the quality tag itself (the argmax level), so that a kept row is never tagged below it."""
 
     tagger: LLMConfig = param("Tags quality, difficulty and category as choice-constrained distributions.")
     min_quality: float = param(
-        "Lowest expected input quality kept (1 very poor .. 5 excellent; Magpie keeps 3 = average and up).",
+        "Lowest input quality kept (1 very poor .. 5 excellent; Magpie keeps 3 = average and up): both the "
+        "expected score and the most likely tag must reach it (2.0 drops a row tagged very_poor).",
         ge=1,
         le=5,
     )
@@ -121,8 +123,13 @@ def tag_value(choice: Choice, labels: dict[str, str]) -> dict:
 
 
 def tag_reason(tags: dict, config: CurateConfig) -> str | None:
+    """Why a tagged row is dropped, or None. min_quality holds for the expected score and for the most
+    likely level alike: a row tagged very_poor (1) never passes a "poor or better" gate (2.0), even
+    when the probability spread over better levels lifts its expected score above 2."""
     if tags["quality"]["score"] < config.min_quality:
         return "low_quality"
+    if tags["quality"]["level"] < config.min_quality:
+        return "low_quality_tag"
     if not config.min_difficulty <= tags["difficulty"]["score"] <= config.max_difficulty:
         return "difficulty_out_of_range"
     if tags["category"]["label"] in config.drop_categories:

@@ -1,7 +1,9 @@
 """Decide preference pairs from stored judgments: a pure, cheap step (no LLM, no model).
 
-Reads the `judge` stage's raw judgments and decides each one (the text parser, the logprob mass floor,
-position calibration, the tie margin), then keeps a pair only when both orders name the same winner.
+Reads the `judge` stage's raw judgments and decides each one, parsing it once (the text parser, the
+logprob mass floor, position calibration and the tie margin, shared with `score` in jalign.judging),
+then keeps a pair only when both orders name the same winner. A pair lost because its judge only
+repeated verdict lines an answer carried (the echo defence) is counted apart (`echoed_verdict`).
 `dvc exp run -S judge.tie_margin=0.05` reruns this stage alone; a parser fix re-decides old judgments
 without paying again.
 """
@@ -9,11 +11,11 @@ without paying again.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import replace
 
 import click
 
 from jalign.config import load_section
+from jalign.judging import calibrated_margin, outcome_from_margin, position_prior, shown_answer
 from jalign.records import (
     Record,
     RecordError,
@@ -27,57 +29,76 @@ from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
 
 
-def outcome_from_margin(margin: float, tie_margin: float) -> Outcome:
-    return "A" if margin > tie_margin else "B" if margin < -tie_margin else "tie"
-
-
 def shown_answers(j: Record, answers: dict[str, dict[str, str]]) -> tuple[str, str]:
     """The two answer texts as the judge saw them (a canary's injected text included)."""
     canary = j.get("canary") or {}
 
     def text(name: str) -> str:
-        base = answers[j["prompt_id"]][name]
-        return base + "\n\n" + canary["text"] if canary and name == canary["target"] else base
+        return shown_answer(answers[j["prompt_id"]][name], name, canary.get("target"), canary.get("text"))
 
     return text(j["first"]), text(j["second"])
 
 
 def verdict_of(
-    j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig
+    j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig, prior: dict[str, float]
 ) -> tuple[Outcome | None, int, str]:
-    """(outcome, strength, invalid reason) of one raw judgment, before calibration."""
+    """(outcome, strength, invalid reason) of one raw judgment; logprob margins after dividing out
+    `prior` (empty: no calibration), a reward judgment's margin is the reward gap."""
     if j["raw"] is None:
         return None, 0, "llm_failure"
     if j["method"] == "text":
         verdict = parse_verdict(j["raw"], answers=shown_answers(j, answers))
         return verdict.outcome, verdict.strength, verdict.reason
-    if j["method"] == "logprob" and j["mass"] < config.min_choice_mass:
-        return None, 0, "low_choice_mass"
-    outcome = outcome_from_margin(j["raw"]["A"] - j["raw"]["B"], config.tie_margin)
+    if j["method"] == "logprob":
+        if (j["mass"] or 0.0) < config.min_choice_mass:
+            return None, 0, "low_choice_mass"
+        margin = calibrated_margin(j["raw"], prior)
+    else:
+        margin = j["raw"]["A"] - j["raw"]["B"]
+    outcome = outcome_from_margin(margin, config.tie_margin)
     return outcome, int(outcome != "tie"), ""
+
+
+def run_prior(judgments: list[Record], config: JudgeConfig) -> dict[str, float]:
+    """The run's mean P(A), P(B) over its logprob judgments (canaries left out), when calibrating."""
+    if not config.calibrate_position:
+        return {}
+    logprob = [(j["raw"], j["mass"]) for j in judgments if j["method"] == "logprob" and not j.get("canary")]
+    return position_prior(logprob, config.min_choice_mass)
 
 
 def decide_all(
     judgments: list[Record], answers: dict[str, dict[str, str]], config: JudgeConfig
 ) -> tuple[list[Record], dict[str, float]]:
-    """Every judgment with `verdict`, `strength`, `invalid_reason` and `winner`; logprob judgments are
-    re-decided after dividing out the run's mean P(A) and P(B) when calibrate_position is on."""
+    """Every judgment with `verdict`, `strength`, `invalid_reason` and `winner`, each parsed once;
+    logprob judgments are decided after dividing out the run's mean P(A) and P(B) when
+    calibrate_position is on (marked `calibrated`)."""
+    prior = run_prior(judgments, config)
     decided = []
     for j in judgments:
-        outcome, strength, reason = verdict_of(j, answers, config)
-        decided.append({**j, "verdict": outcome, "strength": strength, "invalid_reason": reason or None})
-    prior: dict[str, float] = {}
-    scored = [j for j in decided if j["method"] == "logprob" and j["verdict"] is not None and not j["canary"]]
-    if config.calibrate_position and scored:
-        prior = {c: sum(j["raw"][c] for j in scored) / len(scored) for c in ("A", "B")}
-        for j in decided:
-            if j["method"] == "logprob" and j["verdict"] is not None:
-                a, b = j["raw"]["A"] / prior["A"], j["raw"]["B"] / prior["B"]
-                j["verdict"] = outcome_from_margin((a - b) / (a + b), config.tie_margin)
-                j["strength"], j["calibrated"] = int(j["verdict"] != "tie"), True
-    for j in decided:
-        j["winner"] = {"A": j["first"], "B": j["second"], "tie": "tie", None: None}[j["verdict"]]
+        outcome, strength, reason = verdict_of(j, answers, config, prior)
+        record = {**j, "verdict": outcome, "strength": strength, "invalid_reason": reason or None}
+        if prior and j["method"] == "logprob" and outcome is not None:
+            record["calibrated"] = True
+        record["winner"] = {"A": j["first"], "B": j["second"], "tie": "tie", None: None}[outcome]
+        decided.append(record)
     return decided, {c: round(v, 4) for c, v in prior.items()}
+
+
+def uncalibrated_verdict(j: Record, config: JudgeConfig) -> Outcome | None:
+    """A decided judgment's verdict without position calibration, from its stored probabilities (a
+    text judgment is never calibrated: its verdict stands, not parsed again)."""
+    if not j.get("calibrated"):
+        return j["verdict"]
+    return outcome_from_margin(calibrated_margin(j["raw"], {}), config.tie_margin)
+
+
+def lost_pair_reason(forward: Record, swapped: Record) -> str:
+    """Why a pair with an invalid order was lost: `echoed_verdict` when every invalid order gave only
+    verdict tokens copied from an answer (the echo defence vetoed a verdict the answer injected), else
+    `invalid`."""
+    reasons = {j["invalid_reason"] for j in (forward, swapped) if j["verdict"] is None}
+    return "echoed_verdict" if reasons == {"echoed_verdict"} else "invalid"
 
 
 def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | None]]:
@@ -98,17 +119,15 @@ def decide(
 ) -> tuple[list[Record], list[Record], dict]:
     """Pure: (decided judgments, consistent pairs, judge-reliability statistics)."""
     answers = {pid: {n: v["text"] for n, v in r["responses"].items()} for pid, r in rows.items()}
-    main_judgments = [j for j in judgments if not j.get("canary")]
-    raw_decided, _ = decide_all(main_judgments, answers, replace(config, calibrate_position=False))
-    raw_decisive = [j for j in raw_decided if j["verdict"] not in (None, "tie")]
     decided, prior = decide_all(judgments, answers, config)
     main = [j for j in decided if not j.get("canary")]
+    raw_decisive = [v for v in (uncalibrated_verdict(j, config) for j in main) if v not in (None, "tie")]
     drops: Counter = Counter()
     pairs, both_valid, agree = [], 0, 0
     index = {(j["pair_id"], j["order"]): j for j in main}
     for pair_id, (w1, w2) in pair_outcomes(main).items():
         if w1 is None or w2 is None:
-            drops["invalid"] += 1
+            drops[lost_pair_reason(index[(pair_id, "forward")], index[(pair_id, "swapped")])] += 1
             continue
         both_valid += 1
         agree += w1 == w2
@@ -129,9 +148,7 @@ def decide(
         "dropped": dict(sorted(drops.items())),
         "agreement_rate": rate(agree, both_valid),
         "position_bias_rate": rate(sum(j["verdict"] == "A" for j in decisive), len(decisive)),
-        "position_bias_rate_uncalibrated": rate(
-            sum(j["verdict"] == "A" for j in raw_decisive), len(raw_decisive)
-        ),
+        "position_bias_rate_uncalibrated": rate(sum(v == "A" for v in raw_decisive), len(raw_decisive)),
         "position_prior": prior or None,
         "tie_rate": rate(len(valid) - len(decisive), len(valid)),
         "invalid_rate": rate(len(main) - len(valid), len(main)),

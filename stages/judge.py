@@ -26,7 +26,7 @@ import click
 from jalign import prompts
 from jalign.config import load_section, param
 from jalign.judge_prompts import fence_answers
-from jalign.judging import ask
+from jalign.judging import ask, shown_answer
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.records import (
@@ -160,8 +160,7 @@ def canary_tasks(tasks: list[Task], n_pairs: int) -> list[Task]:
 
 
 def answer_text(task: Task, answers: dict[str, dict[str, str]], name: str) -> str:
-    text = answers[task.prompt_id][name]
-    return text + "\n\n" + task.canary if task.canary and name == task.target else text
+    return shown_answer(answers[task.prompt_id][name], name, task.target, task.canary)
 
 
 def judge_request(
@@ -213,13 +212,17 @@ def judge_pairs(
 
         assert config.reward_model is not None
         scorer = RewardModel(config.reward_model)
-        keys = sorted({(t.prompt_id, n, t.canary) for t in tasks for n in (t.first, t.second)}, key=str)
-        prompt_of = {t.prompt_id: t for t in tasks}
-        texts = [classifier_text(prompt_of[p].prompt, answers[p][n]) for p, n, _ in keys]
-        reward = dict(zip(((p, n) for p, n, _ in keys), scorer.score(texts), strict=True))
+        # the classifier scores what a text judge would be shown (a canary's plea included); each
+        # distinct text once, in a fixed order
+        shown = {
+            t: tuple(classifier_text(t.prompt, answer_text(t, answers, n)) for n in (t.first, t.second))
+            for t in tasks
+        }
+        texts = sorted({text for pair in shown.values() for text in pair})
+        reward = dict(zip(texts, scorer.score(texts), strict=True))
         for task in tasks:
-            raw = {"A": reward[(task.prompt_id, task.first)], "B": reward[(task.prompt_id, task.second)]}
-            records.append(judgment(task, config, raw=raw))
+            first, second = shown[task]
+            records.append(judgment(task, config, raw={"A": reward[first], "B": reward[second]}))
     return records
 
 

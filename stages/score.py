@@ -24,6 +24,7 @@ import numpy as np
 from jalign.config import load_section
 from jalign.ifeval import follows_instructions
 from jalign.ifeval.stats import accuracy, paired_difference, per_instruction
+from jalign.judging import calibrated_margin, outcome_from_margin, position_prior
 from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
 from jalign.stage import log, mean, provenance, rate, setup_logging, start_stage
@@ -40,6 +41,8 @@ _OUTCOME = {
     "B>>A": ("loss", True),
 }
 _POLICY_LABEL = {"loss": "B>A", "tie": "A=B"}
+# A choice-probability outcome (jalign.judging's tie rule) as the Arena-Hard label of positions A/B
+_MARGIN_LABEL = {"A": "A>B", "B": "B>A", "tie": "A=B"}
 
 
 def judge_label(
@@ -51,24 +54,23 @@ def judge_label(
     if j["method"] == "text":
         verdict = parse_arena(j["raw"], answers=shown)
         return verdict.label, verdict.reason
-    if j["mass"] is None or j["mass"] < config.min_choice_mass:
+    if (j["mass"] or 0.0) < config.min_choice_mass:
         return None, "low_choice_mass"
-    a, b = j["raw"]["A"], j["raw"]["B"]
-    if prior:
-        a, b = a / prior["A"], b / prior["B"]
-    margin = (a - b) / (a + b)
-    return ("A>B" if margin > config.tie_margin else "B>A" if margin < -config.tie_margin else "A=B"), ""
+    outcome = outcome_from_margin(calibrated_margin(j["raw"], prior), config.tie_margin)
+    return _MARGIN_LABEL[outcome], ""
 
 
-def position_prior(pairs: list[Record], config: EvaluateConfig) -> dict[str, dict[str, float]]:
-    """Per set, the mean P(A) and P(B) of valid logprob games ('Calibrate Before Use')."""
+def position_prior_by_set(pairs: list[Record], config: EvaluateConfig) -> dict[str, dict[str, float]]:
+    """Per set, the mean P(A) and P(B) of valid logprob games ('Calibrate Before Use'); sets without
+    any are absent (their games are decided uncalibrated)."""
     if not config.calibrate_position:
         return {}
-    by_set: dict[str, list[Record]] = defaultdict(list)
+    by_set: dict[str, list] = defaultdict(list)
     for j in pairs:
-        if j["method"] == "logprob" and j["raw"] is not None and (j["mass"] or 0) >= config.min_choice_mass:
-            by_set[j["set"]].append(j)
-    return {s: {c: sum(j["raw"][c] for j in js) / len(js) for c in ("A", "B")} for s, js in by_set.items()}
+        if j["method"] == "logprob":
+            by_set[j["set"]].append((j["raw"], j["mass"]))
+    priors = {s: position_prior(choices, config.min_choice_mass) for s, choices in by_set.items()}
+    return {s: prior for s, prior in priors.items() if prior}
 
 
 def decide_games(
@@ -76,7 +78,7 @@ def decide_games(
 ) -> list[Record]:
     """One record per pairwise judgment with the candidate's outcome after penalty and policy."""
     pairs = [j for j in judgments if j["kind"] == "pair"]
-    priors = position_prior(pairs, config)
+    priors = position_prior_by_set(pairs, config)
     games = []
     for j in pairs:
         key = (j["set"], j["item_id"])

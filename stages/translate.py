@@ -2,8 +2,10 @@
 
 Prompts whose task is about English itself (alphabetical order, rhymes, spelling, letter counts,
 English grammar, wordplay) do not survive literal translation (ATHEUS): they are detected and either
-localised (あいうえお順 ...) or dropped with the reason, per `english_specific`. Outputs are gated on
-their share of Japanese characters. Every record keeps its source id, licence and both drafts.
+localised (あいうえお順 ...) or dropped with the reason, per `english_specific`. A draft that is only the
+prompt's own labels (`英語:\n日本語:`, `no_content`) or carries them (`template_residue`) is dropped with
+that reason; a review that does falls back to the draft. Outputs are gated on their share of Japanese
+characters. Every record keeps its source id, licence and both drafts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from jalign.llm_stage import StageRun
 from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
 from jalign.sources import SourceConfig, load_source
 from jalign.stage import Failures, log, mean
-from jalign.text import first_paragraph, japanese_ratio
+from jalign.text import first_paragraph, japanese_ratio, template_labels, template_residue
 
 # Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would
 # catch "write a letter to my landlord").
@@ -92,6 +94,13 @@ def plan(rows: list[Record], config: TranslateConfig) -> tuple[list[tuple[Record
     return todo, drops
 
 
+def translate_labels() -> tuple[str, ...]:
+    """The field labels of the translate prompts ("英語", "日本語", "原文", "下訳", "改善訳"): a line
+    that starts with one is the model continuing the few-shot pattern, not a translation."""
+    names = ("translate", "translate_localize", "translate_review")
+    return tuple(dict.fromkeys(label for name in names for label in template_labels(prompts.load(name))))
+
+
 def translate(
     rows: list[Record], clients: dict[str, LLMClient], config: TranslateConfig, failures: Failures
 ) -> tuple[list[Record], Counter]:
@@ -105,14 +114,18 @@ def translate(
             for r, t, _ in todo
         ]
     )
+    labels = translate_labels()
     reviewable = []
     for (row, template, kind), draft in zip(todo, drafts, strict=True):
+        text = first_paragraph(draft.text or "")
         if not draft.ok:
             failures.add(row["id"], "translate", draft.error or "")
-        elif not first_paragraph(draft.text or ""):
+        elif not text:
             drops["empty_translation"] += 1
+        elif residue := template_residue(text, labels):
+            drops[residue] += 1  # the translator went on with the few-shot pattern: no prompt to review
         else:
-            reviewable.append((row, template, kind, first_paragraph(draft.text or "")))
+            reviewable.append((row, template, kind, text))
     reviews = clients["reviewer"].generate(
         [
             Request(
@@ -133,8 +146,13 @@ def translate(
             failures.add(row["id"], "review", review.error or "")
             continue
         improved = first_paragraph(review.text or "")
-        # The review may only improve: an empty or non-Japanese review falls back to the draft.
-        reviewed = bool(improved) and japanese_ratio(improved) >= config.min_japanese_ratio
+        # The review may only improve: an empty, template-residue or non-Japanese review falls back to
+        # the draft (which passed the residue gate above).
+        reviewed = (
+            bool(improved)
+            and template_residue(improved, labels) is None
+            and japanese_ratio(improved) >= config.min_japanese_ratio
+        )
         final = improved if reviewed else draft
         if japanese_ratio(final) < config.min_japanese_ratio:
             drops["not_japanese"] += 1

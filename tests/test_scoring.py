@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,7 +371,6 @@ GOOD = battle("m", "base", "model_a", "q1", flat_meta(10, 20))
     [
         ({**GOOD, "winner": "A>>B"}, False, "'winner'"),
         ({k: v for k, v in GOOD.items() if k != "model_b"}, False, "'model_b'"),
-        ({**GOOD, "model_b": "m"}, False, "'model_b'"),
         ({**GOOD, "question_id": True}, False, "'question_id'"),
         ({k: v for k, v in GOOD.items() if k != "question_id"}, False, "'question_id'"),
         ({k: v for k, v in GOOD.items() if k != "conv_metadata"}, True, "'conv_metadata'"),
@@ -484,3 +485,69 @@ def test_cli_bad_input_is_one_line(tmp_path):
     empty.write_text("\n")
     result = CliRunner().invoke(cli, ["score", "--battles", str(empty), "--baseline", "base"])
     assert result.exit_code == 1 and result.output.strip() == f"Error: {empty}: no battles to score"
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-battles: arena-hard judges the baseline against itself when it is also a judged model
+# ---------------------------------------------------------------------------------------------
+# Written for these tests in arena-hard-auto's battle format: 3 models x 12 questions x 2 games, the
+# baseline's own games (24 rows, noisy verdicts) included, as arena-hard writes them.
+SELF_BATTLES = Path(__file__).parent / "fixtures" / "battles_with_self_battles.jsonl"
+
+
+def without_self_battles(battles: list[dict]) -> list[dict]:
+    return [b for b in battles if b["model_a"] != b["model_b"]]
+
+
+@pytest.mark.parametrize("style", [False, True])
+def test_self_battles_are_left_out_of_the_fit_and_counted(style):
+    battles = read_battles(SELF_BATTLES, style_control=style)
+    self_battles = len(battles) - len(without_self_battles(battles))
+    assert self_battles == 24
+    result = score_battles(battles, "gpt-4-0314", bootstrap=50, style_control=style)
+    expected = score_battles(without_self_battles(battles), "gpt-4-0314", bootstrap=50, style_control=style)
+    assert result.pop("gpt-4-0314").pop("self_battles") == self_battles
+    assert result == {m: e for m, e in expected.items() if m != "gpt-4-0314"}
+    assert all("self_battles" not in e for e in expected.values())  # only a model that had some
+
+
+def test_a_model_seen_only_against_itself_has_no_score():
+    battles = [battle("m", "base", "tie"), battle("solo", "solo", "model_a")]
+    with pytest.raises(ScoringError, match="'solo' battled only against itself"):
+        score_battles(battles, "base", bootstrap=5)
+
+
+def test_cli_reports_ignored_self_battles():
+    args = ["score", "--battles", str(SELF_BATTLES), "--baseline", "gpt-4-0314", "--bootstrap", "50"]
+    table = CliRunner().invoke(cli, args)
+    assert table.exit_code == 0, table.output
+    assert table.output.splitlines()[-1] == (
+        "ignored 24 self-battles (a model against itself carries no information): gpt-4-0314 24"
+    )
+    as_json = CliRunner().invoke(cli, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output)["gpt-4-0314"]["self_battles"] == 24
+
+
+def real_battles() -> Path:
+    """A public arena-hard-auto run's arena_hard_battles.jsonl anywhere under ../shared/data (CI lays it
+    beside the checkout; JALIGN_SHARED_DATA for a checkout elsewhere); skipped when there is none."""
+    root = Path(
+        os.environ.get("JALIGN_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+    found = sorted(root.rglob("arena_hard_battles.jsonl")) if root.is_dir() else []
+    if not found:
+        pytest.skip("no arena_hard_battles.jsonl in shared/data (a fresh clone has no shared/)")
+    return found[0]
+
+
+def test_real_arena_hard_battles_are_scored():
+    # arena-hard-auto v0.1's battles (21,016 rows, 1,134 of them gpt-4-0314 against itself) were refused
+    # at their first self-battle
+    path = real_battles()
+    battles = read_battles(path)
+    self_battles = len(battles) - len(without_self_battles(battles))
+    assert self_battles > 0
+    result = score_battles(battles, "gpt-4-0314", bootstrap=10)
+    assert result["gpt-4-0314"]["score"] == 50.0
+    assert sum(e.get("self_battles", 0) for e in result.values()) == self_battles

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from jalign.text import contains_any, has_kana, is_punctuation_only, japanese_ratio
+from jalign import prompts
+from jalign.text import (
+    contains_any,
+    has_kana,
+    is_punctuation_only,
+    japanese_ratio,
+    template_labels,
+    template_residue,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +101,31 @@ def test_contains_any(text, keywords, expected):
 )
 def test_is_punctuation_only(text, expected):
     assert is_punctuation_only(text) is expected
+
+
+def test_template_labels_are_the_field_names_of_a_few_shot_template():
+    assert template_labels(prompts.load("translate")) == ("英語", "日本語")
+    assert template_labels(prompts.load("translate_review")) == ("原文", "下訳", "改善訳")
+    assert template_labels("説明の文です。時刻は10:30です。\n指示: {{x}}\n出力：") == ("指示", "出力")
+
+
+LABELS = ("英語", "日本語", "原文", "下訳", "改善訳")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("英語:\n日本語:", "no_content"),  # seen in the default run: it passed every gate
+        ("改善訳:", "no_content"),
+        ("日本語：「」。", "no_content"),
+        ("「」。", "no_content"),
+        ("英語: I want to ask.\n日本語: 質問は何ですか？", "template_residue"),
+        ("日本語: 卵のゆで方を教えてください。", "template_residue"),
+        ("**改善訳:** 卵のゆで方を教えてください。", "template_residue"),
+        ("卵のゆで方を教えてください。", None),
+        ("次の文を英語に訳してください: 日本語は難しい。", None),  # a label mid-line is prose
+        ("12:30に起こしてください。", None),
+    ],
+)
+def test_template_residue(text, expected):
+    assert template_residue(text, LABELS) == expected

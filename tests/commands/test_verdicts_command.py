@@ -163,3 +163,38 @@ def test_help_states_the_counting_rules():
     result = CliRunner().invoke(main, ["verdicts", "--help"])
     text = " ".join(result.output.split())
     assert "LAST label counts" in text and "FIRST [[n]] counts" in text and "final-verdict marker" in text
+
+
+JUDGE_ROW = {  # as the judge stage writes it: our preference judge's [[A]] / [[B]] / [[C]]
+    "pair_id": "p1|x|y", "prompt_id": "p1", "first": "x", "second": "y", "order": "forward",
+    "method": "text", "raw": "回答Aが正確です。\n最終判定: [[A]]",
+}  # fmt: skip
+GAME_ROW = {"kind": "pair", "set": "s", "method": "text", "raw": "最終判定: [[A>B]]"}  # evaluate: a game
+GRADE_ROW = {"kind": "grade", "set": "s", "method": "text", "raw": "評価：[[4]]", "scale": [1, 5]}
+
+
+@pytest.mark.parametrize(
+    ("records", "kind", "detected", "what"),
+    [
+        ([JUDGE_ROW, JUDGE_ROW], "arena", "pair", "a preference judgment (judge stage)"),
+        ([JUDGE_ROW], "rating", "pair", "a preference judgment (judge stage)"),
+        ([GAME_ROW], "pair", "arena", "an Arena-Hard game judgment (evaluate stage)"),
+        ([GRADE_ROW], "arena", "rating", "a grade judgment (evaluate stage)"),
+        ([GAME_ROW, GRADE_ROW], "pair", "arena", "an Arena-Hard game judgment (evaluate stage)"),
+    ],
+)
+def test_a_file_of_another_kind_is_refused_in_one_line(tmp_path, records, kind, detected, what):
+    """Parsing pair judgments as arena labels printed nulls and never said why."""
+    result, path = run(tmp_path, rows(*records), "--kind", kind)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"Error: {path}:1: {what}, not --kind {kind}: use --kind {detected}"
+    assert outputs(run(tmp_path, rows(*records[:1]), "--kind", detected)[0])[0]["verdict"] is not None
+
+
+def test_the_evaluate_file_holds_games_and_grades_each_read_by_its_kind(tmp_path):
+    result, _ = run(tmp_path, rows(GAME_ROW, GRADE_ROW, {"judgment": "[[A>B]]"}), "--kind", "arena")
+    assert outputs(result) == [
+        {"verdict": "A>B"},
+        {"verdict": None, "reason": "other_kind: a grade judgment (evaluate stage), use --kind rating"},
+        {"verdict": "A>B"},
+    ]

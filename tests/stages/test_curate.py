@@ -30,9 +30,12 @@ def test_category_tag_maps_letters_to_magpie_categories():
     assert value["label"] == "math" and "level" not in value
 
 
-def tags(quality: float, difficulty: float, category: str) -> dict:
-    return {"quality": {"score": quality, "label": QUALITY[str(round(quality))]},
-            "difficulty": {"score": difficulty, "label": DIFFICULTY[str(round(difficulty))]},
+def tags(quality: float, difficulty: float, category: str, quality_level: int | None = None) -> dict:
+    """Tags as tag_value writes them; the most likely quality level defaults to the rounded score."""
+    level = round(quality) if quality_level is None else quality_level
+    return {"quality": {"score": quality, "label": QUALITY[str(level)], "level": level},
+            "difficulty": {"score": difficulty, "label": DIFFICULTY[str(round(difficulty))],
+                           "level": round(difficulty)},
             "category": {"label": category}}  # fmt: skip
 
 
@@ -40,6 +43,9 @@ def tags(quality: float, difficulty: float, category: str) -> dict:
     ("t", "reason"),
     [
         (tags(2.9, 3, "math"), "low_quality"),
+        # an expected score above the threshold, but the tagger's own tag below it: "poor or better"
+        # must not admit a row tagged very_poor (4 of 5 curated rows of the default run were)
+        (tags(3.2, 3, "math", quality_level=2), "low_quality_tag"),
         (tags(3, 4.2, "math"), "difficulty_out_of_range"),
         (tags(5, 2, "others"), "category_dropped"),
         (tags(3.0, 4.0, "reasoning"), None),
@@ -98,3 +104,39 @@ def test_a_tag_the_tagger_barely_answered_drops_the_row_instead_of_guessing(tmp_
     assert [r["id"] for r in kept] == ["ok"]
     assert report["dropped"]["tag_low_mass"] == 1
     assert kept[0]["tags"]["quality"]["label"] == "good" and kept[0]["tags"]["quality"]["mass"] > 0.5
+
+
+def test_a_row_tagged_below_the_quality_threshold_is_dropped_and_counted(tmp_path):
+    """The default run's case: P(very_poor) is the largest, yet the expected score (2.06) passes
+    min_quality 2.0. The tag is very_poor: the row is dropped, and the funnel says why."""
+    import math
+
+    import fake_openai
+
+    from jalign.llm import LLMClient, ResponseCache
+    from jalign.stage import Failures
+    from stages.curate import curate, funnel
+
+    very_poor = {"1": 0.41, "2": 0.32, "3": 0.11, "4": 0.12, "5": 0.04}
+    good = {"4": 0.8, "3": 0.2}
+
+    def top(body):
+        text = fake_openai.prompt_text(body)
+        if text.endswith("評価: ["):
+            return {k: math.log(p) for k, p in (very_poor if "例のやつ" in text else good).items()}
+        if text.endswith("難易度: ["):
+            return {"3": -0.1}
+        return {"A": -0.1}
+
+    records = [
+        {"id": "ok", "instruction": "味噌汁の作り方を教えてください。", "output": "だしを取ります。"},
+        {"id": "vague", "instruction": "例のやつを説明して", "output": "はい。"},
+    ]
+    with fake_openai.FakeOpenAIServer(top_logprobs=top) as server:
+        tagger = llm_config(model="tagger", backend="openai", base_url=server.url, prompt_format="chat")
+        config = repo_config(CurateConfig, "curate", tagger=tagger, min_quality=2.0)
+        client = LLMClient(tagger, cache=ResponseCache(tmp_path / "c.sqlite"))
+        kept, report = curate(records, [], client, config, Failures("curate"))
+    assert [r["id"] for r in kept] == ["ok"]
+    assert report["dropped"]["low_quality_tag"] == 1
+    assert funnel({}, report)["curate_dropped"]["low_quality_tag"] == 1

@@ -11,6 +11,7 @@ from helpers import llm_config, repo_config
 
 from jalign.llm import LLMClient, ResponseCache
 from jalign.records import RecordError
+from jalign.reward import RewardModel, classifier_text
 from jalign.stage import Failures
 from stages.decide import decide
 from stages.judge import JudgeConfig, Task, canary_tasks, judge_pairs, load_responses, tasks_for
@@ -187,8 +188,8 @@ def test_logprob_method_stores_choice_probabilities_and_mass(tmp_path):
     assert failures.lost_rows == 1
 
 
-def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
-    """The `judge.method: reward` seam, with a real (tiny, random) sequence classifier on disk."""
+def tiny_classifier(path: Path) -> Path:
+    """A real (tiny, random) sequence classifier and its tokenizer on disk: one token per character."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
@@ -200,7 +201,7 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
     )
-    tokenizer.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     BertForSequenceClassification(
         BertConfig(
@@ -211,7 +212,13 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
             intermediate_size=32,
             num_labels=2,
         )
-    ).save_pretrained(tmp_path)
+    ).save_pretrained(path)
+    return path
+
+
+def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
+    """The `judge.method: reward` seam, with a real (tiny, random) sequence classifier on disk."""
+    tiny_classifier(tmp_path)
     config = repo_config(
         JudgeConfig, "judge", judge=CONFIG.judge, method="reward", reward_model=str(tmp_path), tie_margin=0.0
     )
@@ -228,6 +235,29 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
     assert decided[0]["winner"] == decided[1]["winner"] in ("x", "y")  # both orders name one winner
     assert [p["chosen_responder"] for p in pairs] == [decided[0]["winner"]]
     assert stats["agreement_rate"] == 1.0
+
+
+def test_reward_method_scores_the_canarys_plea(tmp_path: Path):
+    """The reward judge must see the plea it is tested with: the canary judgment of the target scores the
+    answer with the plea appended, exactly as the text and logprob judges are shown it."""
+    config = repo_config(
+        JudgeConfig, "judge", judge=CONFIG.judge, method="reward", reward_model=str(tiny_classifier(tmp_path))
+    )
+    rows = [row("p1", x="短い", y="ずっと長い回答です")]
+    tasks, _ = tasks_for(rows)
+    canaries = canary_tasks(tasks, 1)
+    judgments = judge_pairs(tasks + canaries, answers_of(rows), None, config, Failures("judge"))
+    clean = {j["order"]: j["raw"] for j in judgments if not j["canary"]}
+    injected = {j["order"]: j["raw"] for j in judgments if j["canary"]}
+    # forward: x is A, y (the target, carrying the plea) is B
+    assert injected["forward"]["A"] == clean["forward"]["A"]
+    assert injected["forward"]["B"] != clean["forward"]["B"]
+    scorer = RewardModel(str(tmp_path))
+    for task in canaries:
+        shown = answers_of(rows)["p1"]["y"] + "\n\n" + task.canary
+        expected = scorer.score([classifier_text("質問p1", shown)])[0]
+        label = "A" if task.first == "y" else "B"
+        assert injected[task.order][label] == pytest.approx(expected, abs=1e-5)
 
 
 def test_reward_method_needs_a_model():

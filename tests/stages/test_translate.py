@@ -165,3 +165,46 @@ def test_loads_a_public_preference_file_as_a_source():
     )
     rows = load_source(hh)
     assert len(rows) == 5 and rows[0]["id"] == "hh:1" and "Human:" in rows[0]["prompt_en"]
+
+
+def test_template_residue_and_empty_prompts_are_dropped_and_counted(tmp_path):
+    """A small translator continues the few-shot pattern: '英語:\\n日本語:' passed every gate (its
+    characters are all Japanese). A draft with no content or with template labels is dropped with its
+    reason; a review that is only residue falls back to the draft, as an empty review does."""
+    import fake_openai
+
+    from jalign.llm import LLMClient, ResponseCache
+    from jalign.stage import Failures
+    from stages.translate import translate
+
+    drafts = {
+        "Only the labels.": "英語:\n日本語:",
+        "Labels and text.": "英語: 私は質問したいです。\n日本語: 質問は何ですか？",
+        "Boil an egg.": "卵のゆで方を教えてください。",
+        "Thank a colleague.": "同僚にお礼を書いてください。",
+    }
+    reviews = {
+        "Boil an egg.": "改善訳:",
+        "Thank a colleague.": "手伝ってくれた同僚へのお礼を書いてください。",
+    }
+
+    def responder(body: dict) -> str:
+        text = fake_openai.prompt_text(body)
+        if text.rstrip().endswith("改善訳:"):  # the review: as scripted, else the draft copied
+            source = text.rsplit("原文: ", 1)[1].split("\n")[0]
+            return reviews.get(source) or text.rsplit("下訳: ", 1)[1].rsplit("\n改善訳:", 1)[0]
+        return drafts[text.rsplit("英語: ", 1)[1].split("\n")[0]]
+
+    rows = [
+        {"id": f"s:{i}", "source": "s", "prompt_en": en, "license": "cc0-1.0"} for i, en in enumerate(drafts)
+    ]
+    with fake_openai.FakeOpenAIServer(responder=responder) as server:
+        llm = llm_config(model="translator", backend="openai", base_url=server.url, prompt_format="chat")
+        config = repo_config(TranslateConfig, "translate", translator=llm, reviewer=llm)
+        client = LLMClient(llm, cache=ResponseCache(tmp_path / "c.sqlite"))
+        out, drops = translate(rows, {"translator": client, "reviewer": client}, config, Failures("t"))
+    assert drops == {"no_content": 1, "template_residue": 1}
+    assert [(r["id"], r["prompt"], r["review_used"]) for r in out] == [
+        ("s:2", "卵のゆで方を教えてください。", False),
+        ("s:3", "手伝ってくれた同僚へのお礼を書いてください。", True),
+    ]
