@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from jalign.errors import JalignError
 from jalign.llm.cache import ResponseCache, cache_key
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request, endpoint_url
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request, request_url
 from jalign.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,14 @@ def identity(config: LLMConfig) -> dict[str, Any]:
     """Everything about the model that determines a response (part of every cache key): for local
     weights and adapters a hash of their content, so a retrained adapter at the same path is a new
     model whose answers are never served from the old one's cache entries."""
-    http = config.backend == "ray" and config.ray is not None and config.ray.engine == "http"
-    if config.backend in ("openai", "openai_batch") or http:
+    url = request_url(config)
+    if url is not None:
         # The Batch API answers the exact bodies the online endpoint gets: the two share cache entries.
         # A ray http job sends exactly what the openai backend sends: they share cache entries.
-        base_url = (config.ray.http_base_url or endpoint_url(config)) if http else endpoint_url(config)  # type: ignore[union-attr]
         return {
             "backend": "openai",
             "model": config.model,
-            "base_url": redact_url(base_url or "https://api.openai.com/v1").rstrip("/"),
+            "base_url": redact_url(url),
             "prompt_format": config.prompt_format,
         }
     from jalign.models import pick_device, resolve, resolve_dtype

@@ -223,6 +223,20 @@ def endpoint_url(config: LLMConfig) -> str | None:
     return config.base_url
 
 
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+def request_url(config: LLMConfig) -> str | None:
+    """The base URL requests really go to, for every backend: ray's http engine sends to
+    `ray.http_base_url` when set, every HTTP backend else to the role's endpoint (the OpenAI API when none
+    is set). None for engines on the run's own hardware (transformers, vllm, ray's vllm engine)."""
+    ray = config.ray if config.backend == "ray" else None
+    if config.backend in ("transformers", "vllm") or (ray is not None and ray.engine == "vllm"):
+        return None
+    own = ray.http_base_url if ray is not None else None
+    return (own or endpoint_url(config) or OPENAI_URL).rstrip("/")
+
+
 @dataclass(frozen=True)
 class Request:
     messages: tuple[Message, ...]
