@@ -280,9 +280,7 @@ class LLMClient:
                 reserved[j] = worst[j]
 
             def on_result(j: int, answer: R) -> None:
-                answer = _as_failure_if_empty(answer)
-                if answer.error:
-                    answer.error = redact(answer.error)
+                answer = _redacted(_as_failure_if_empty(answer))
                 self._account(answer, reserved[j], worst[j])
                 reserved[j] = 0.0
                 if answer.ok:  # failures are not cached: a rerun retries them
@@ -315,6 +313,16 @@ class LLMClient:
             usd = worst  # an endpoint that reports no usage is charged the worst case, never nothing
         self.usage.usd += usd
         self.budget.settle(reserved, usd)
+
+
+def _redacted(answer: R) -> R:
+    """Secrets masked, for every backend alike, before an answer is cached or written: a server may echo
+    the key in an error text, or in an answer."""
+    if answer.error:
+        answer.error = redact(answer.error)
+    if isinstance(answer, Generation) and answer.text:
+        answer.text = redact(answer.text)
+    return answer
 
 
 def _as_failure_if_empty(answer: R) -> R:

@@ -381,3 +381,17 @@ def test_api_key_never_reaches_the_cache_file(tmp_path):
         data = path.read_bytes()
         assert KEY.encode() not in data
         assert KEY_ENV.encode() not in data
+
+
+def test_a_key_echoed_in_an_answer_is_masked_before_it_is_cached(tmp_path):
+    """Every backend alike (the ray and batch backends did it on their own, the openai backend not)."""
+
+    def responder(body):
+        return f"your key is {KEY}" if fake_openai.prompt_text(body) == "leak" else "nothing to see"
+
+    with FakeOpenAIServer(responder=responder) as server:
+        client = make_client(server, tmp_path)
+        leak, fine = client.generate([user("leak"), user("fine")])
+    assert (leak.text, fine.text) == ("your key is ***", "nothing to see")
+    for path in sorted(tmp_path.glob("cache.sqlite*")):
+        assert KEY.encode() not in path.read_bytes()

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import fake_openai  # tests/ is on sys.path (conftest.py)
@@ -241,6 +242,48 @@ def test_unreachable_endpoint_fails_rows_with_the_reason(local_ray):
     out = RayBackend(config).generate([user("a"), user("b")])
     assert [g.ok for g in out] == [False, False]
     assert all("Connect" in g.error for g in out)
+
+
+SAME_FAULTS = (
+    "400",
+    "404",
+    "500",
+    "429",
+    "echo_auth",
+    "bad_utf8",
+    "garbage_json",
+    "empty_choices",
+    "blank_content",
+)
+
+
+def test_http_rows_fail_as_the_openai_backends_do(local_ray, tmp_path):
+    """One HTTP error classification and one `redact` for both backends: the same faults give the same
+    row errors after the same number of tries, and a body that is not UTF-8 fails its row (retried, as
+    the openai backend does), never the whole job."""
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        return None if prompt == "ok" else prompt
+
+    prompts = ["ok", *SAME_FAULTS]
+    outcome = {}
+    for backend in ("openai", "ray"):
+        with FakeOpenAIServer(fault_for=fault_for) as server:
+            config = http_config(server)
+            if backend == "openai":
+                config = dataclasses.replace(config, backend="openai", ray=None)
+            client = LLMClient(config, cache=ResponseCache(tmp_path / f"{backend}.sqlite"))
+            out = client.generate([user(p) for p in prompts])
+            tries = Counter(fake_openai.prompt_text(r.body) for r in server.calls())
+        outcome[backend] = ([g.error for g in out], tries)
+    assert outcome["ray"] == outcome["openai"]
+    errors, tries = outcome["ray"]
+    errors = dict(zip(prompts, errors, strict=True))
+    assert errors["ok"] is None and errors["400"] == "HTTP 400: injected fault 400"
+    assert errors["echo_auth"] == "HTTP 400: rejected credentials Bearer ***"
+    assert errors["bad_utf8"].startswith("malformed response: UnicodeDecodeError")
+    assert tries == {p: 1 if p in ("ok", "400", "404", "echo_auth") else 2 for p in prompts}
 
 
 # -- engine: vllm (wiring only: vllm needs a GPU) -------------------------------------------------------
