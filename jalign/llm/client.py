@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from jalign.errors import JalignError
@@ -306,11 +306,13 @@ class LLMClient:
     def _account(self, answer: Generation | Choice, reserved: float, worst: float) -> None:
         self.usage.new_calls += 1
         out_tokens = answer.output_tokens if isinstance(answer, Generation) else 0
-        self.usage.input_tokens += answer.input_tokens
-        self.usage.output_tokens += out_tokens
+        # failed attempts billed before the answer are paid for: usage and cost, never the answer record
+        self.usage.input_tokens += answer.input_tokens + answer.failed_input_tokens
+        self.usage.output_tokens += out_tokens + answer.failed_output_tokens
         usd = self._cost(answer.input_tokens, out_tokens)
         if usd == 0 and answer.ok and answer.input_tokens == 0 and reserved:
             usd = worst  # an endpoint that reports no usage is charged the worst case, never nothing
+        usd += self._cost(answer.failed_input_tokens, answer.failed_output_tokens)
         self.usage.usd += usd
         self.budget.settle(reserved, usd)
 
@@ -327,10 +329,5 @@ def _redacted(answer: R) -> R:
 
 def _as_failure_if_empty(answer: R) -> R:
     if isinstance(answer, Generation) and answer.ok and not (answer.text or "").strip():
-        return Generation(
-            error=f"empty answer (finish_reason={answer.finish_reason})",
-            input_tokens=answer.input_tokens,
-            output_tokens=answer.output_tokens,
-            finish_reason=answer.finish_reason,
-        )
+        return replace(answer, text=None, error=f"empty answer (finish_reason={answer.finish_reason})")
     return answer

@@ -253,9 +253,7 @@ class OpenAIBackend:
                     result = await with_retries(attempt, self.policy, desc)
                 except (RetryableError, FatalError) as exc:
                     result = result_type(error=str(exc))
-                result.input_tokens += paid[0]
-                if isinstance(result, Generation):
-                    result.output_tokens += paid[1]
+                result.failed_input_tokens, result.failed_output_tokens = paid  # usage, not the answer
                 results[i] = result
                 bar.update(1)
                 on_result(i, result)

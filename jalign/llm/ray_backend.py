@@ -220,10 +220,8 @@ class RayBackend:
 
     def _http_answer(self, row: dict[str, Any], request: Request, choices: tuple[str, ...] | None):
         answer = self._http_answer_alone(row, choices)
-        paid_in, paid_out = row["paid"]  # attempts the server billed before the last one
-        answer.input_tokens += paid_in
-        if isinstance(answer, Generation):
-            answer.output_tokens += paid_out
+        # attempts the server billed before the last one: usage and cost, not the answer
+        answer.failed_input_tokens, answer.failed_output_tokens = row["paid"]
         return answer
 
     def _http_answer_alone(self, row: dict[str, Any], choices: tuple[str, ...] | None):

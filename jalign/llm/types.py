@@ -253,6 +253,10 @@ class Generation:
     output_tokens: int = 0
     finish_reason: str | None = None
     cached: bool = False
+    # Tokens billed for earlier attempts that failed (an empty answer is paid for): usage and cost count
+    # them, the answer and its cache entry do not, so an answer never depends on the faults met on the way.
+    failed_input_tokens: int = 0
+    failed_output_tokens: int = 0
 
     @property
     def ok(self) -> bool:
@@ -272,6 +276,8 @@ class Choice:
     error: str | None = None
     input_tokens: int = 0
     cached: bool = False
+    failed_input_tokens: int = 0  # billed for earlier failed attempts: usage only (see Generation)
+    failed_output_tokens: int = 0
 
     @property
     def ok(self) -> bool:

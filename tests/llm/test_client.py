@@ -395,3 +395,48 @@ def test_a_key_echoed_in_an_answer_is_masked_before_it_is_cached(tmp_path):
     assert (leak.text, fine.text) == ("your key is ***", "nothing to see")
     for path in sorted(tmp_path.glob("cache.sqlite*")):
         assert KEY.encode() not in path.read_bytes()
+
+
+# -- failed attempts -------------------------------------------------------------------------------
+
+
+def empty_first_time(prompts: set[str]):
+    """A fault_for that answers each of `prompts` empty once (billed), then normally."""
+    seen: set[str] = set()
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        if prompt in prompts and prompt not in seen:
+            seen.add(prompt)
+            return "empty_content"
+        return None
+
+    return fault_for
+
+
+def test_failed_attempts_are_paid_in_usage_but_not_recorded_in_the_answer(tmp_path):
+    """An answer's tokens are its own: the empty attempts billed before it go to usage and cost, not
+    into the answer (and its cache entry), so an answer does not depend on the faults met on the way."""
+    requests = [user(f"質問{i}") for i in range(6)]
+    price = Price(input=1000.0, output=2000.0)
+    with FakeOpenAIServer() as server:
+        clean = make_client(server, tmp_path / "clean", price=price).generate(requests)
+    with FakeOpenAIServer(fault_for=empty_first_time({"質問1", "質問4"})) as server:
+        client = make_client(server, tmp_path / "faulty", price=price)
+        faulty = client.generate(requests)
+        billed = [r.response["usage"] for r in server.requests]
+    assert len(billed) == 8 and all(u["completion_tokens"] > 0 for u in billed)
+
+    def record(g):
+        return g.text, g.input_tokens, g.output_tokens, g.finish_reason
+
+    assert [record(g) for g in faulty] == [record(g) for g in clean]
+    cached = [client.cache.get(client.key(r, {"mode": "generate"})) for r in requests]
+    assert [(c["text"], c["input_tokens"], c["output_tokens"]) for c in cached] == [
+        (g.text, g.input_tokens, g.output_tokens) for g in clean
+    ]
+    tokens_in = sum(u["prompt_tokens"] for u in billed)
+    tokens_out = sum(u["completion_tokens"] for u in billed)
+    assert (client.usage.input_tokens, client.usage.output_tokens) == (tokens_in, tokens_out)
+    assert client.usage.usd == pytest.approx((tokens_in * price.input + tokens_out * price.output) / 1e6)
+    assert client.budget.spent_usd == pytest.approx(client.usage.usd)

@@ -286,6 +286,30 @@ def test_http_rows_fail_as_the_openai_backends_do(local_ray, tmp_path):
     assert tries == {p: 1 if p in ("ok", "400", "404", "echo_auth") else 2 for p in prompts}
 
 
+def test_http_failed_attempts_are_paid_in_usage_not_recorded_in_the_answer(local_ray, tmp_path):
+    """An empty answer billed before the good one counts in usage, not in the answer or its cache entry."""
+    seen = set()
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        if prompt == "twice" and prompt not in seen:
+            seen.add(prompt)
+            return "empty_content"
+        return None
+
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        client = LLMClient(http_config(server), cache=ResponseCache(tmp_path / "cache.sqlite"))
+        once, twice = client.generate([user("once"), user("twice")])
+        usage = {(fake_openai.prompt_text(r.body), r.fault): r.response["usage"] for r in server.calls()}
+    good = usage[("twice", None)]
+    assert (twice.input_tokens, twice.output_tokens) == (good["prompt_tokens"], good["completion_tokens"])
+    cached = client.cache.get(client.key(user("twice"), {"mode": "generate"}))
+    assert (cached["input_tokens"], cached["output_tokens"]) == (twice.input_tokens, twice.output_tokens)
+    assert client.usage.input_tokens == sum(u["prompt_tokens"] for u in usage.values())
+    assert client.usage.output_tokens == sum(u["completion_tokens"] for u in usage.values())
+    assert len(usage) == 3 and usage[("twice", "empty_content")]["completion_tokens"] > 0
+
+
 # -- engine: vllm (wiring only: vllm needs a GPU) -------------------------------------------------------
 
 
