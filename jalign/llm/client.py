@@ -8,7 +8,10 @@ stopped and nothing answered is paid twice. Identical requests are sent once.
 
 The budget is exact under concurrency: before a request is sent, its worst-case cost is reserved; when
 its answer arrives the reservation is replaced by the real cost. A request whose reservation would
-take spending past the limit is not sent (BudgetExceeded once the requests in flight are back).
+take spending past the limit is not sent: the backend stops sending and lets the requests in flight
+finish, then the client hands it the unanswered rest again, admitted while the budget holds one more
+worst case (real answers cost far less than theirs). BudgetExceeded, naming what was spent once every
+answer settled, only when nothing is in flight and the next request still does not fit.
 
 Failed rows come back with `error` set (never None); an empty or whitespace-only answer is a failure,
 never a success, and failures are never cached (an empty answer found in an older cache is a miss).
@@ -43,7 +46,7 @@ class Backend(Protocol):
     """Every request handed over gets exactly one `on_result(i, answer)` call (answer or failure), as
     soon as it exists; `admit(i)` is called right before request i is sent and may raise
     BudgetExceeded, after which the backend sends nothing more and re-raises once in-flight requests
-    are back."""
+    are back (the client then calls again with the requests still unanswered)."""
 
     def generate(
         self, requests: list[Request], on_result: OnResult, admit: Admit | None = None
@@ -76,6 +79,14 @@ class Budget:
                     f"up to {usd:.4f} USD (answers so far are cached; raise the budget and rerun to continue)"
                 )
             self.reserved_usd += usd
+
+    def exceeded(self, next_usd: float) -> BudgetExceeded:
+        """The error a stage ends with, once every answer in flight has settled (so `spent` is final)."""
+        return BudgetExceeded(
+            f"stopping before exceeding budget_usd={self.limit_usd}: spent {self.spent_usd:.4f} USD with "
+            f"every answer settled; the next request may cost up to {next_usd:.4f} USD (answers so far are "
+            "cached; raise the budget and rerun to continue)"
+        )
 
     def settle(self, reserved: float, actual: float) -> None:
         with self._lock:
@@ -162,6 +173,19 @@ def identity(config: LLMConfig) -> dict[str, Any]:
         if extra:
             ident["engine_kwargs"] = extra
     return ident
+
+
+@dataclass
+class _Ledger:
+    """Per request of one call: its worst-case cost, the part of it reserved now, and whether answered."""
+
+    worst: list[float]
+    reserved: list[float] = field(default_factory=list)
+    answered: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.reserved = [0.0] * len(self.worst)
+        self.answered = [False] * len(self.worst)
 
 
 def worst_case_tokens(request: Request) -> tuple[int, int]:
@@ -271,25 +295,15 @@ class LLMClient:
             log.info(
                 "%s: %d requests, %d cached, %d to send", mode["mode"], len(requests), len(hits), len(todo)
             )
-            todo_requests = [requests[pending[k][0]] for k in todo]
-            worst = [self._cost(*worst_case_tokens(r)) for r in todo_requests]
-            reserved = [0.0] * len(todo)
 
-            def admit(j: int) -> None:
-                self.budget.reserve(worst[j])
-                reserved[j] = worst[j]
-
-            def on_result(j: int, answer: R) -> None:
-                answer = _redacted(_as_failure_if_empty(answer))
-                self._account(answer, reserved[j], worst[j])
-                reserved[j] = 0.0
+            def deliver(j: int, answer: R) -> None:
                 if answer.ok:  # failures are not cached: a rerun retries them
                     self.cache.put_soon(todo[j], to_cache(answer))
                 for i in pending[todo[j]]:
                     results[i] = answer
 
             try:
-                call(todo_requests, on_result, admit)
+                self._send([requests[pending[k][0]] for k in todo], call, deliver)
             finally:
                 self.cache.flush()
         missing = [i for i, r in enumerate(results) if r is None]
@@ -299,6 +313,66 @@ class LLMClient:
             )
         self.usage.failed += sum(1 for r in results if r is not None and not r.ok)
         return results  # type: ignore[return-value]
+
+    def _send(
+        self,
+        requests: list[Request],
+        call: Callable[[list[Request], OnResult, Admit], list[R]],
+        deliver: Callable[[int, R], None],
+    ) -> None:
+        """Send `requests` through the backend within the budget, in rounds. A refused reservation ends
+        a round: the backend sends nothing more and lets the requests in flight finish. Their real cost
+        is usually far below the worst case they reserved, so the next round admits the rest again as
+        long as the budget holds one more worst case. BudgetExceeded, with what was spent once every
+        answer settled, when a round with nothing in flight could not send a single request."""
+        ledger = _Ledger([self._cost(*worst_case_tokens(r)) for r in requests])
+        left = list(range(len(requests)))
+        while left:
+            refused = self._round(left, requests, call, deliver, ledger)
+            if refused is None:
+                return
+            still = [j for j in left if not ledger.answered[j]]
+            if len(still) == len(left):  # nothing in flight and still no room: the budget is spent
+                raise self.budget.exceeded(ledger.worst[refused]) from None
+            left = still
+
+    def _round(
+        self,
+        ids: list[int],
+        requests: list[Request],
+        call: Callable[[list[Request], OnResult, Admit], list[R]],
+        deliver: Callable[[int, R], None],
+        ledger: _Ledger,
+    ) -> int | None:
+        """One backend call over the requests `ids`; the one whose reservation was refused, else None."""
+        refused: list[int] = []
+
+        def admit(k: int) -> None:
+            try:
+                self.budget.reserve(ledger.worst[ids[k]])
+            except BudgetExceeded:
+                refused.append(ids[k])
+                raise
+            ledger.reserved[ids[k]] = ledger.worst[ids[k]]
+
+        def on_result(k: int, answer: R) -> None:
+            j = ids[k]
+            answer = _redacted(_as_failure_if_empty(answer))
+            self._account(answer, ledger.reserved[j], ledger.worst[j])
+            ledger.reserved[j], ledger.answered[j] = 0.0, True
+            deliver(j, answer)
+
+        try:
+            call([requests[j] for j in ids], on_result, admit)
+        except BudgetExceeded:
+            if not refused:  # not this client's refusal
+                raise
+        finally:  # admitted but never sent (a batch cut short): the reservation is free again
+            for j in ids:
+                if ledger.reserved[j] and not ledger.answered[j]:
+                    self.budget.settle(ledger.reserved[j], 0.0)
+                    ledger.reserved[j] = 0.0
+        return refused[0] if refused else None
 
     def _cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6

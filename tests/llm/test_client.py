@@ -281,7 +281,7 @@ def test_budget_stops_before_the_request_that_could_exceed_it(server, tmp_path):
 
 def test_budget_reserves_the_worst_case_of_every_request_in_flight(tmp_path):
     """Concurrent requests each hold their worst case until answered: with room for two reservations,
-    a window of four sends two, however cheap their answers turn out to be."""
+    a window of four never has more than two in flight, however cheap their answers turn out to be."""
     price = Price(input=1000.0, output=2000.0)
     worst = worst_usd("q0", 4, price)
     budget = Budget(limit_usd=2.5 * worst)
@@ -289,14 +289,38 @@ def test_budget_reserves_the_worst_case_of_every_request_in_flight(tmp_path):
         client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=4)
         with pytest.raises(BudgetExceeded):
             client.generate([user(f"q{i}", sampling(max_tokens=4)) for i in range(8)])
-    assert server.count == 2  # the third reservation would pass the limit while two are in flight
-    assert server.max_in_flight == 2
+        first_two = [r.response["usage"] for r in server.requests[:2]]
+    # a budget that only counted spending would have let all four start: two answers cost less than one
+    # worst case
+    assert sum(actual_usd(u, price) for u in first_two) < worst
+    assert server.max_in_flight == 2  # the third reservation would pass the limit while two are in flight
     assert budget.spent_usd == pytest.approx(
         sum(actual_usd(r.response["usage"], price) for r in server.requests)
     )
-    assert budget.spent_usd < worst  # so a budget that only counted spending would have sent more
-    assert budget.reserved_usd == 0.0
-    assert len(client.cache) == 2  # the answers in flight when it stopped are kept
+    assert budget.spent_usd <= budget.limit_usd and budget.reserved_usd == 0.0
+    assert len(client.cache) == server.count  # the answers in flight when it stopped are kept
+
+
+def test_a_refused_reservation_lets_the_requests_in_flight_settle_then_spends_the_rest(tmp_path):
+    """At concurrency 16 the first refused reservation used to end the stage with a tenth of the cap
+    billed, reporting what was spent before the answers in flight settled. A refusal now stops sending,
+    lets the requests in flight finish and admits more while the budget still holds one worst case: at
+    least 80% of the cap is used, never more than the cap, and the error reports the settled figure."""
+    price = Price(input=1000.0, output=2000.0)
+    worst = worst_usd("q00", 8, price)  # 0.035; an answer costs about 0.008 of it
+    budget = Budget(limit_usd=12 * worst)
+    requests = [user(f"q{i:02d}", sampling(max_tokens=8)) for i in range(100)]
+    with FakeOpenAIServer(delay_s=0.02) as server:
+        client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=16)
+        with pytest.raises(BudgetExceeded) as info:
+            client.generate(requests)
+    billed = sum(actual_usd(r.response["usage"], price) for r in server.requests)
+    assert 0.8 * budget.limit_usd <= billed <= budget.limit_usd
+    assert budget.limit_usd - billed < worst  # it ended because one more worst case did not fit
+    assert server.count < len(requests) and server.max_in_flight > 1
+    assert budget.spent_usd == pytest.approx(billed) and budget.reserved_usd == 0.0
+    assert f"spent {billed:.4f} USD with every answer settled" in str(info.value)
+    assert len(client.cache) == server.count  # every answer paid for is kept
 
 
 def test_budget_worst_case_counts_utf8_bytes_not_characters(server, tmp_path):

@@ -301,6 +301,7 @@ def test_http_failed_attempts_are_paid_in_usage_not_recorded_in_the_answer(local
         client = LLMClient(http_config(server), cache=ResponseCache(tmp_path / "cache.sqlite"))
         once, twice = client.generate([user("once"), user("twice")])
         usage = {(fake_openai.prompt_text(r.body), r.fault): r.response["usage"] for r in server.calls()}
+    assert once.ok and twice.ok
     good = usage[("twice", None)]
     assert (twice.input_tokens, twice.output_tokens) == (good["prompt_tokens"], good["completion_tokens"])
     cached = client.cache.get(client.key(user("twice"), {"mode": "generate"}))
