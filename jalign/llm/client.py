@@ -3,8 +3,9 @@
 Stages never talk to a backend directly. All uncached requests of a call go to the backend at once and
 stream back: the openai backend keeps `max_concurrency` requests in flight through one sliding window
 (a new request starts the moment a slot frees; no chunk waits for its slowest answer). Each answer is
-handed to the cache's writer thread the moment it arrives, so an interrupted stage resumes where it
-stopped and nothing answered is paid twice. Identical requests are sent once.
+committed to the cache the moment it arrives, before the backend sends its next request, so an
+interrupted stage resumes where it stopped and a `kill -9` repeats at most the requests that were in
+flight. Identical requests are sent once.
 
 The budget is exact under concurrency: before a request is sent, its worst-case cost is reserved; when
 its answer arrives the reservation is replaced by the real cost. A request whose reservation would
@@ -297,15 +298,15 @@ class LLMClient:
             )
 
             def deliver(j: int, answer: R) -> None:
-                if answer.ok:  # failures are not cached: a rerun retries them
-                    self.cache.put_soon(todo[j], to_cache(answer))
+                # Committed before the backend sends its next request, so what a kill -9 can make a rerun
+                # repeat is the requests in flight (openai: at most max_concurrency), nothing queued.
+                # Failures are not cached: a rerun retries them.
+                if answer.ok:
+                    self.cache.put_many({todo[j]: to_cache(answer)})
                 for i in pending[todo[j]]:
                     results[i] = answer
 
-            try:
-                self._send([requests[pending[k][0]] for k in todo], call, deliver)
-            finally:
-                self.cache.flush()
+            self._send([requests[pending[k][0]] for k in todo], call, deliver)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # a backend bug, never a silent gap
             raise RuntimeError(

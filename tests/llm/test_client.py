@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
+
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 from helpers import llm_config, sampling
@@ -142,6 +146,40 @@ def test_partial_cache_sends_only_the_missing(server, tmp_path):
     assert sorted(fake_openai.prompt_text(r.body) for r in server.requests[2:]) == ["c", "d"]
     assert [g.cached for g in out] == [True, False, True, False]
     assert client.usage.cached == 2 and client.usage.new_calls == 2
+
+
+def test_an_answer_is_committed_before_its_worker_sends_again(tmp_path):
+    """What a `kill -9` can make a rerun repeat is bounded by max_concurrency: a worker takes its next
+    request only once its answer is committed. Checked at the server: when a request arrives, every one
+    sent before it is committed but for at most max_concurrency - 1 still in flight. From the first
+    request on, another writer (a parallel experiment, `jalign cache import`) holds the cache for a
+    while, so an answer that only waited in a queue for a writer thread would show as a wider gap."""
+    concurrency = 4
+    path = tmp_path / "cache.sqlite"
+    ResponseCache(path)  # the table exists before the other writer takes the lock
+    other = sqlite3.connect(path, check_same_thread=False)
+    release = threading.Timer(0.5, other.rollback)
+    gaps: list[int] = []
+
+    def fault_for(route, body):  # runs as each request arrives, before it is answered
+        if not gaps:
+            other.execute("BEGIN IMMEDIATE")  # the other writer's transaction, until `release`
+            release.start()
+        with closing(sqlite3.connect(path)) as reader:
+            committed = reader.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        gaps.append(len(server.requests) - committed)  # sent before this one, not committed
+        return None
+
+    try:
+        with FakeOpenAIServer(fault_for=fault_for) as server:
+            client = make_client(server, tmp_path, max_concurrency=concurrency)
+            out = client.generate([user(f"問{i}") for i in range(24)])
+    finally:
+        if gaps:
+            release.join()
+        other.close()
+    assert all(g.ok for g in out) and len(gaps) == 24
+    assert max(gaps) <= concurrency - 1, gaps
 
 
 # -- failed rows -----------------------------------------------------------------------------------
