@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -133,9 +132,6 @@ class BatchState:
 
 
 class OpenAIBatchBackend:
-    # The current client hands requests over in chunks of this size: all at once.
-    chunk_size = sys.maxsize
-
     def __init__(
         self, config: LLMConfig, *, state: str | Path | None = None, max_file_bytes: int = MAX_FILE_BYTES
     ) -> None:

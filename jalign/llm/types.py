@@ -126,7 +126,9 @@ class LLMConfig:
     )
     backend: Backend = param(
         "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
-        "API, `vllm serve`), vllm (in-process on a GPU machine)."
+        "API, `vllm serve`), vllm (in-process on a GPU machine), ray (one Ray Data job per call: vLLM "
+        "engines on a cluster, or HTTP workers; see `ray`), openai_batch (the OpenAI Batch API; see "
+        "`batch`)."
     )
     prompt_format: Literal["chat", "raw"] = param(
         "chat: the chat template / chat endpoint; raw: message texts joined for a base model to "
