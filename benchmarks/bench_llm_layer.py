@@ -306,7 +306,7 @@ def categorise(stats: pstats.Stats) -> tuple[dict[str, float], list[tuple[float,
 
 def per_answer_costs(c: int, n: int, sampling: dict, tmp: Path) -> dict[str, float]:
     """Process CPU microseconds per answer of each piece of work jalign adds to a plain request, timed
-    alone over n answers (the cache writer thread's CPU included, as it runs in this process)."""
+    alone over n answers."""
     from tqdm.auto import tqdm
 
     from jalign.llm.cache import ResponseCache
@@ -331,17 +331,9 @@ def per_answer_costs(c: int, n: int, sampling: dict, tmp: Path) -> dict[str, flo
     keys: list[str] = []
     costs["cache key (JSON + SHA-256)"] = timed(lambda: keys.extend(client.key(r, mode) for r in requests))
     cache = ResponseCache(tmp / "costs2.sqlite")
-
-    def puts() -> None:
-        for key in keys:
-            cache.put_soon(key, value)
-        cache.flush()
-
-    costs["cache write, answers bunched (put_soon + group commit)"] = timed(puts)
-    rows = [(f"single-{key}", json.dumps(value, ensure_ascii=False)) for key in keys]
-    # Answers that trickle in are committed one per transaction: what the writer thread pays for each.
-    costs["cache write, one transaction per answer (writer thread)"] = timed(
-        lambda: [cache._write([row]) for row in rows]
+    # The client commits each answer in its own transaction as it arrives, on the receiving thread.
+    costs["cache write, one transaction per answer"] = timed(
+        lambda: [cache.put_many({key: value}) for key in keys]
     )
     costs["cache read (get_many + JSON, a rerun)"] = timed(lambda: cache.get_many(sorted(keys)))
     budget = Budget(limit_usd=1000.0)
@@ -390,8 +382,8 @@ def profile_jalign(url: str, c: int, n: int, sampling: dict, tmp: Path, cpu_a: f
     costs = per_answer_costs(c, n, sampling, tmp)
     for name, us in costs.items():
         print(f"  {name:<54} {us:8.1f} µs")
-    main_thread = sum(us for name, us in costs.items() if "writer" not in name and "read" not in name)
-    print(f"  main-thread sum (key, bunched write, budget, tqdm)  {main_thread:8.1f} µs")
+    main_thread = sum(us for name, us in costs.items() if "read" not in name)
+    print(f"  event-loop sum (key, commit, budget, tqdm)          {main_thread:8.1f} µs")
     print(f"  (a, plain AsyncOpenAI: {1e6 * cpu_a:,.0f} µs CPU per request in all)")
 
 

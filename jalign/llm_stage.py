@@ -19,11 +19,8 @@ from urllib.parse import urlparse
 
 from jalign.config import ConfigError, from_dict, read_params
 from jalign.llm.client import Budget, LLMClient, Usage
-from jalign.llm.types import LLMConfig, Price, endpoint_url
+from jalign.llm.types import LLMConfig, Price, request_url
 from jalign.stage import Failures, provenance, setup_logging, start_stage
-
-# Backends that run on this machine's (or this job's) own hardware: no per-token price.
-LOCAL_BACKENDS = ("transformers", "vllm")
 
 
 def is_local_url(url: str | None) -> bool:
@@ -43,8 +40,9 @@ def price_for(role: str, llm: LLMConfig, params_path: str | Path = "params.yaml"
     """USD per 1M tokens for a role's model, from params.yaml `prices`.
 
     A remote model with no price would run uncapped and report $0, so it is refused before its first
-    request, unless it runs on local hardware (transformers, vllm), on a loopback base_url, or the
-    role says `free: true` (a self-hosted endpoint elsewhere).
+    request, unless it runs on the run's own hardware (transformers, vllm, ray's vllm engine), its
+    requests go to a loopback URL (judged on the URL they are really sent to: `ray.http_base_url` for
+    ray's http engine), or the role says `free: true` (a self-hosted endpoint elsewhere).
     """
     table = read_params(params_path).get("prices") or {}
     entry = table.get(llm.model)
@@ -55,7 +53,8 @@ def price_for(role: str, llm: LLMConfig, params_path: str | Path = "params.yaml"
                 input=price.input * llm.batch.price_factor, output=price.output * llm.batch.price_factor
             )
         return price
-    if llm.backend in LOCAL_BACKENDS or llm.free or is_local_url(endpoint_url(llm)):
+    url = request_url(llm)
+    if url is None or llm.free or is_local_url(url):
         return Price(input=0.0, output=0.0)
     raise ConfigError(
         f"{role}: model {llm.model!r} has no entry in prices, so its spending could not be capped; add "

@@ -26,6 +26,12 @@ def register(env_name: str) -> None:
     _registered.add(env_name)
 
 
+def register_value(value: str) -> None:
+    """Treat `value` itself as a secret: an API key handed to a process that cannot read the variable
+    it came from (a Ray worker on another node)."""
+    _values.add(value)
+
+
 def register_url(url: str | None) -> None:
     """Treat the credentials in `url` (https://user:pass@host) as secrets: the raw text, the password, and
     the base64 an HTTP client sends as Basic auth (a server may echo that header back)."""

@@ -375,7 +375,8 @@ def win_rate(elo: float, baseline_elo: float = INIT_RATING) -> float:
 
 
 def fit_elo(battles: Sequence[Record], baseline: str) -> dict[str, float]:
-    """Bradley-Terry Elo point estimate (Arena-Hard v0.1 compute_mle_elo), baseline at 1000."""
+    """Bradley-Terry Elo point estimate (Arena-Hard v0.1 compute_mle_elo), baseline at 1000. Public for
+    benchmarks/bench_score.py, which checks it against Arena-Hard's reference implementation."""
     fitted, _ = _validate(battles)
     problem = _problem(fitted, baseline, style_control=False)
     elo = _elo(problem, _fit(problem))[0]
@@ -383,7 +384,8 @@ def fit_elo(battles: Sequence[Record], baseline: str) -> dict[str, float]:
 
 
 def fit_style_elo(battles: Sequence[Record], baseline: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Style-controlled Elo (baseline at 1000) and the style coefficients (length, header, list, bold)."""
+    """Style-controlled Elo (baseline at 1000) and the style coefficients (length, header, list, bold).
+    Public for benchmarks/bench_score.py, which checks it against Arena-Hard's reference."""
     fitted, _ = _validate(battles)
     problem = _problem(fitted, baseline, style_control=True)
     theta = _fit(problem)

@@ -9,7 +9,6 @@ import unicodedata
 _JAPANESE = re.compile(
     r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f\u4e00-\u9fff\u3400-\u4dbf々〆ヵヶ]"
 )
-_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")  # incl. half-width
 
 
 def japanese_ratio(text: str) -> float:
@@ -19,11 +18,6 @@ def japanese_ratio(text: str) -> float:
     if not counted:
         return 0.0
     return sum(1 for ch in counted if _JAPANESE.match(ch)) / len(counted)
-
-
-def has_kana(text: str) -> bool:
-    """Chinese text is all ideographs; Japanese prose almost always carries kana."""
-    return bool(_KANA.search(text))
 
 
 def contains_any(text: str, keywords: tuple[str, ...]) -> str | None:

@@ -151,15 +151,6 @@ def parse_verdict(text: str, answers: Sequence[str] = ()) -> Verdict:
     return _decide([tok for line_tokens in tokens for tok in line_tokens], page)
 
 
-def swap_outcome(outcome: Outcome | None) -> Outcome | None:
-    """Map a verdict on swapped positions back: A <-> B; tie and None unchanged."""
-    if outcome == "A":
-        return "B"
-    if outcome == "B":
-        return "A"
-    return outcome
-
-
 def _invalid(reason: str) -> Verdict:
     return Verdict(outcome=None, strength=0, reason=reason, token="")
 

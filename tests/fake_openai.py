@@ -10,7 +10,8 @@ Not a mock: the code under test talks HTTP to it through the real `openai` SDK. 
   "garbage" (200, text/html body); "garbage_json" (200, application/json that is not JSON);
   "empty_choices" (200, valid JSON with `choices: []`); "no_logprobs" (200, normal answer without logprobs);
   "echo_auth" / "echo_auth_401" (400 / 401 whose message repeats the request's Authorization header,
-  like a careless proxy); "empty_content" / "blank_content" (200 with an empty / whitespace-only answer).
+  like a careless proxy); "empty_content" / "blank_content" (200 with an empty / whitespace-only answer);
+  "bad_utf8" (200, a normal JSON answer with one byte that is not UTF-8, like a proxy that cut a character).
 * Normal answers are deterministic: `responder(body)` gives the text (default: a digest of the last user
   message or of the prompt). Stop sequences and max_tokens are honoured; usage counts tokens with a simple
   word/punctuation tokenizer. When logprobs are requested the first token's `top_logprobs` come from
@@ -221,6 +222,11 @@ class FakeOpenAIServer:
                 else:
                     choice["text"] = text
             return self._send_json(h, 200, answer, record)
+        if fault == "bad_utf8":
+            data = json.dumps(self._answer(path, body)).encode()
+            marker = b'"content": "' if path == "/v1/chat/completions" else b'"text": "'
+            cut = data.index(marker) + len(marker)  # inside the answer text
+            return self._send(h, 200, data[:cut] + b"\xff" + data[cut:], "application/json")
         if fault is not None:
             status, _, retry_after = fault.partition(":")
             headers = {"Retry-After": retry_after or "0"} if status == "429" else {}

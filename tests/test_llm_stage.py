@@ -9,7 +9,8 @@ import yaml
 from helpers import llm_config, sampling
 
 from jalign.config import ConfigError
-from jalign.llm import BudgetExceeded, Price, Request
+from jalign.llm import BudgetExceeded, LLMConfig, Price, Request
+from jalign.llm.types import RaySettings
 from jalign.llm_stage import StageRun, is_local_url, price_for, usage_metrics
 from jalign.stage import FailureRateExceeded
 
@@ -127,3 +128,29 @@ def test_stage_run_refuses_an_unpriced_role_before_any_request(tmp_path):
         with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no entry in prices"):
             run.client("demo.judge", remote)
         assert server.count == 0 and run.clients == {}
+
+
+def ray_http(base_url: str | None, http_base_url: str | None) -> LLMConfig:
+    settings = RaySettings(
+        engine="http", concurrency=1, batch_size=4, engine_kwargs={}, http_base_url=http_base_url
+    )
+    return llm_config(model="unpriced", backend="ray", base_url=base_url, ray=settings)
+
+
+def test_the_price_guard_judges_the_url_ray_http_really_sends_to(tmp_path):
+    """backend: ray, engine: http sends to ray.http_base_url: a loopback base_url beside a remote
+    http_base_url must not make an unpriced model free (it ran uncapped at $0)."""
+    run = StageRun("demo", {}, params(tmp_path), budget_usd=0.01)
+    sneaky = ray_http("http://127.0.0.1:8000/v1", "http://gpu-box:8000/v1")
+    with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no entry in prices"):
+        run.client("demo.judge", sneaky)
+    with pytest.raises(ConfigError, match="no entry in prices"):  # nothing set: the OpenAI API
+        price_for("r", ray_http(None, None), params(tmp_path))
+    # the other way round the requests stay on this machine: free
+    loopback = ray_http("http://gpu-box:8000/v1", "http://127.0.0.1:8000/v1")
+    assert price_for("r", loopback, params(tmp_path)) == Price(input=0.0, output=0.0)
+    assert price_for("r", ray_http("http://localhost:8000/v1", None), params(tmp_path)) == Price(0.0, 0.0)
+    # ray's vllm engine runs on the job's own GPUs, like backend: vllm; base_url plays no part
+    engines = RaySettings(engine="vllm", concurrency=1, batch_size=4, engine_kwargs={})
+    on_cluster = llm_config(model="org/model", backend="ray", base_url="http://gpu-box:8000/v1", ray=engines)
+    assert price_for("r", on_cluster, params(tmp_path)) == Price(input=0.0, output=0.0)

@@ -7,7 +7,6 @@ import pytest
 from jalign import prompts
 from jalign.text import (
     contains_any,
-    has_kana,
     is_punctuation_only,
     japanese_ratio,
     template_labels,
@@ -45,24 +44,6 @@ def test_japanese_ratio_ignores_digits_and_punctuation_in_mixed_text():
     base = japanese_ratio("答えはabcです")
     assert base == pytest.approx(5 / 8)
     assert japanese_ratio("答えは 12,345 abc です!!!。") == pytest.approx(base)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("ひらがな", True),
-        ("カタカナ", True),
-        ("漢字とかな", True),
-        ("ｶﾀｶﾅ", True),  # half-width katakana is kana too
-        ("ㇰㇱ", True),  # katakana phonetic extensions
-        ("汉字中文文本", False),  # Chinese: ideographs only
-        ("漢字", False),
-        ("English", False),
-        ("", False),
-    ],
-)
-def test_has_kana(text, expected):
-    assert has_kana(text) is expected
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from jalign.verdicts import (
     parse_rating,
     parse_verdict,
     swap_label,
-    swap_outcome,
 )
 
 # Expected (outcome, strength, reason).
@@ -25,6 +24,8 @@ A1, A2, B1, B2, TIE = ("A", 1, ""), ("A", 2, ""), ("B", 1, ""), ("B", 2, ""), ("
 NO_VERDICT = (None, 0, "no_verdict")
 CONFLICT = (None, 0, "conflicting_verdicts")
 EMPTY = (None, 0, "empty")
+# A verdict on the answers in the other order: A and B exchange places.
+SWAPPED = {"A": "B", "B": "A", "tie": "tie", None: None}
 
 CASES = [
     # --- Japanese, the format our prompt asks for ------------------------------------------------
@@ -210,7 +211,7 @@ def test_exchanging_the_answers_exchanges_the_verdict(
     """Position symmetry over the whole table: the parser has no built-in preference for A or B."""
     outcome, strength, reason = expected
     verdict = parse_verdict(swap_letters(text))
-    assert (verdict.outcome, verdict.strength, verdict.reason) == (swap_outcome(outcome), strength, reason)
+    assert (verdict.outcome, verdict.strength, verdict.reason) == (SWAPPED[outcome], strength, reason)
 
 
 @pytest.mark.parametrize(
@@ -230,12 +231,6 @@ def test_invalid_verdict_shape() -> None:
     assert parse_verdict("Aの方が良いです。") == Verdict(
         outcome=None, strength=0, reason="no_verdict", token=""
     )
-
-
-@pytest.mark.parametrize(("given", "swapped"), [("A", "B"), ("B", "A"), ("tie", "tie"), (None, None)])
-def test_swap_outcome(given: str | None, swapped: str | None) -> None:
-    assert swap_outcome(given) == swapped
-    assert swap_outcome(swap_outcome(given)) == given
 
 
 # --- Arena-Hard labels ------------------------------------------------------------------------------
@@ -336,7 +331,7 @@ def test_arena_outcome_and_swap(label, outcome, strength) -> None:
     verdict = ArenaVerdict(label, "" if label else "no_verdict")
     assert (verdict.outcome, verdict.strength) == (outcome, strength)
     assert swap_label(swap_label(label)) == label
-    assert ArenaVerdict(swap_label(label), "").outcome == swap_outcome(outcome)
+    assert ArenaVerdict(swap_label(label), "").outcome == SWAPPED[outcome]
 
 
 # --- ratings ---------------------------------------------------------------------------------------

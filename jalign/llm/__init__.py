@@ -1,4 +1,6 @@
-"""The LLM layer: one client, three backends (transformers, openai, vllm), one cache, one retry policy.
+"""The LLM layer: one client, one cache, one retry policy, and five backends: transformers (local batched
+generate), openai (any OpenAI-compatible endpoint), vllm (in-process on a GPU machine), ray (one Ray
+Data job per call: vLLM engines on a cluster, or HTTP workers) and openai_batch (the OpenAI Batch API).
 
 Imports run one way: types -> choices / retry / cache -> backends -> client. Backends never import the
 client; the client imports a backend only when a request actually needs one.

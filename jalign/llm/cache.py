@@ -7,10 +7,10 @@ of the repository under `.dvc/tmp/exps/`, and those must share the workspace's c
 experiment pays again for answers already bought).
 
 SQLite in WAL mode with a busy timeout: several processes (parallel `dvc exp` runs, test workers) may
-write at once without corrupting it. Answers are written by one writer thread with group commit
-(`synchronous=NORMAL`: durable across a killed process), so the event loop that receives answers never
-waits on the disk. The key is a hash of everything that determines a response; API keys are never
-part of it and never stored.
+write at once without corrupting it. The client commits each answer as it arrives, before the backend
+sends its next request (`synchronous=NORMAL`: durable across a killed process, no fsync per commit),
+so a `kill -9` can only lose the answers of requests still in flight. The key is a hash of everything
+that determines a response; API keys are never part of it and never stored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -74,10 +73,6 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
                 " created REAL DEFAULT (julianday('now')))"
             )
-        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
-        self._writer_error: BaseException | None = None
-        self._lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -110,8 +105,16 @@ class ResponseCache:
 
     # -- writes ----------------------------------------------------------------------------------
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
-        """Write now, in one transaction (all or nothing)."""
-        self._write([(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
+        """Commit now, in one transaction (all or nothing); the client commits each answer this way the
+        moment it arrives (one transaction costs about 18 us of CPU: benchmarks/RESULTS.md)."""
+        rows = [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()]
+        if not rows:
+            return
+        try:
+            with self._conn() as conn:
+                conn.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", rows)
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"LLM cache {self.path}: writing answers failed: {exc}") from exc
 
     def add_missing(self, items: dict[str, dict[str, Any]]) -> int:
         """Insert the entries whose key is not cached yet (one transaction); return how many were new."""
@@ -123,59 +126,3 @@ class ResponseCache:
                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
             )
             return conn.total_changes - before
-
-    def put_soon(self, key: str, value: dict[str, Any]) -> None:
-        """Queue one answer for the writer thread; returns at once. `flush()` waits for it."""
-        self._raise_writer_error()
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="jalign-cache-writer", daemon=True
-                )
-                self._writer.start()
-        self._queue.put((key, json.dumps(value, ensure_ascii=False)))
-
-    def flush(self) -> None:
-        """Block until every queued answer is committed; re-raise a writer failure."""
-        with self._lock:
-            writer = self._writer
-            if writer is not None and writer.is_alive():
-                self._queue.put(None)
-                writer.join()
-            self._writer = None
-        self._raise_writer_error()
-
-    def _write(self, rows: list[tuple[str, str]]) -> None:
-        if not rows:
-            return
-        conn = self._conn()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", rows)
-
-    def _write_loop(self) -> None:
-        """Commit whatever is queued, as one transaction, as soon as it is there (group commit: under
-        load answers batch up naturally; when idle each answer is committed at once)."""
-        while True:
-            item = self._queue.get()
-            rows, stop = ([] if item is None else [item]), item is None
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                else:
-                    rows.append(more)
-            try:
-                self._write(rows)
-            except BaseException as exc:  # surfaced to the caller by flush() / the next put_soon()
-                self._writer_error = exc
-                return
-            if stop:
-                return
-
-    def _raise_writer_error(self) -> None:
-        if self._writer_error is not None:
-            error, self._writer_error = self._writer_error, None
-            raise RuntimeError(f"LLM cache {self.path}: writing answers failed: {error}") from error

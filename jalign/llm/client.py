@@ -3,12 +3,16 @@
 Stages never talk to a backend directly. All uncached requests of a call go to the backend at once and
 stream back: the openai backend keeps `max_concurrency` requests in flight through one sliding window
 (a new request starts the moment a slot frees; no chunk waits for its slowest answer). Each answer is
-handed to the cache's writer thread the moment it arrives, so an interrupted stage resumes where it
-stopped and nothing answered is paid twice. Identical requests are sent once.
+committed to the cache the moment it arrives, before the backend sends its next request, so an
+interrupted stage resumes where it stopped and a `kill -9` repeats at most the requests that were in
+flight. Identical requests are sent once.
 
 The budget is exact under concurrency: before a request is sent, its worst-case cost is reserved; when
 its answer arrives the reservation is replaced by the real cost. A request whose reservation would
-take spending past the limit is not sent (BudgetExceeded once the requests in flight are back).
+take spending past the limit is not sent: the backend stops sending and lets the requests in flight
+finish, then the client hands it the unanswered rest again, admitted while the budget holds one more
+worst case (real answers cost far less than theirs). BudgetExceeded, naming what was spent once every
+answer settled, only when nothing is in flight and the next request still does not fit.
 
 Failed rows come back with `error` set (never None); an empty or whitespace-only answer is a failure,
 never a success, and failures are never cached (an empty answer found in an older cache is a miss).
@@ -19,12 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from jalign.errors import JalignError
 from jalign.llm.cache import ResponseCache, cache_key
-from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request, endpoint_url
+from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Price, Request, request_url
 from jalign.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ class Backend(Protocol):
     """Every request handed over gets exactly one `on_result(i, answer)` call (answer or failure), as
     soon as it exists; `admit(i)` is called right before request i is sent and may raise
     BudgetExceeded, after which the backend sends nothing more and re-raises once in-flight requests
-    are back."""
+    are back (the client then calls again with the requests still unanswered)."""
 
     def generate(
         self, requests: list[Request], on_result: OnResult, admit: Admit | None = None
@@ -76,6 +80,14 @@ class Budget:
                     f"up to {usd:.4f} USD (answers so far are cached; raise the budget and rerun to continue)"
                 )
             self.reserved_usd += usd
+
+    def exceeded(self, next_usd: float) -> BudgetExceeded:
+        """The error a stage ends with, once every answer in flight has settled (so `spent` is final)."""
+        return BudgetExceeded(
+            f"stopping before exceeding budget_usd={self.limit_usd}: spent {self.spent_usd:.4f} USD with "
+            f"every answer settled; the next request may cost up to {next_usd:.4f} USD (answers so far are "
+            "cached; raise the budget and rerun to continue)"
+        )
 
     def settle(self, reserved: float, actual: float) -> None:
         with self._lock:
@@ -129,15 +141,14 @@ def identity(config: LLMConfig) -> dict[str, Any]:
     """Everything about the model that determines a response (part of every cache key): for local
     weights and adapters a hash of their content, so a retrained adapter at the same path is a new
     model whose answers are never served from the old one's cache entries."""
-    http = config.backend == "ray" and config.ray is not None and config.ray.engine == "http"
-    if config.backend in ("openai", "openai_batch") or http:
+    url = request_url(config)
+    if url is not None:
         # The Batch API answers the exact bodies the online endpoint gets: the two share cache entries.
         # A ray http job sends exactly what the openai backend sends: they share cache entries.
-        base_url = (config.ray.http_base_url or endpoint_url(config)) if http else endpoint_url(config)  # type: ignore[union-attr]
         return {
             "backend": "openai",
             "model": config.model,
-            "base_url": redact_url(base_url or "https://api.openai.com/v1").rstrip("/"),
+            "base_url": redact_url(url),
             "prompt_format": config.prompt_format,
         }
     from jalign.models import pick_device, resolve, resolve_dtype
@@ -163,6 +174,19 @@ def identity(config: LLMConfig) -> dict[str, Any]:
         if extra:
             ident["engine_kwargs"] = extra
     return ident
+
+
+@dataclass
+class _Ledger:
+    """Per request of one call: its worst-case cost, the part of it reserved now, and whether answered."""
+
+    worst: list[float]
+    reserved: list[float] = field(default_factory=list)
+    answered: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.reserved = [0.0] * len(self.worst)
+        self.answered = [False] * len(self.worst)
 
 
 def worst_case_tokens(request: Request) -> tuple[int, int]:
@@ -276,29 +300,17 @@ class LLMClient:
             log.info(
                 "%s: %d requests, %d cached, %d to send", mode["mode"], len(requests), len(hits), len(todo)
             )
-            todo_requests = [requests[pending[k][0]] for k in todo]
-            worst = [self._cost(*worst_case_tokens(r)) for r in todo_requests]
-            reserved = [0.0] * len(todo)
 
-            def admit(j: int) -> None:
-                self.budget.reserve(worst[j])
-                reserved[j] = worst[j]
-
-            def on_result(j: int, answer: R) -> None:
-                answer = _as_failure_if_empty(answer)
-                if answer.error:
-                    answer.error = redact(answer.error)
-                self._account(answer, reserved[j], worst[j])
-                reserved[j] = 0.0
-                if answer.ok:  # failures are not cached: a rerun retries them
-                    self.cache.put_soon(todo[j], to_cache(answer))
+            def deliver(j: int, answer: R) -> None:
+                # Committed before the backend sends its next request, so what a kill -9 can make a rerun
+                # repeat is the requests in flight (openai: at most max_concurrency), nothing queued.
+                # Failures are not cached: a rerun retries them.
+                if answer.ok:
+                    self.cache.put_many({todo[j]: to_cache(answer)})
                 for i in pending[todo[j]]:
                     results[i] = answer
 
-            try:
-                call(todo_requests, on_result, admit)
-            finally:
-                self.cache.flush()
+            self._send([requests[pending[k][0]] for k in todo], call, deliver)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # a backend bug, never a silent gap
             raise RuntimeError(
@@ -307,27 +319,94 @@ class LLMClient:
         self.usage.failed += sum(1 for r in results if r is not None and not r.ok)
         return results  # type: ignore[return-value]
 
+    def _send(
+        self,
+        requests: list[Request],
+        call: Callable[[list[Request], OnResult, Admit], list[R]],
+        deliver: Callable[[int, R], None],
+    ) -> None:
+        """Send `requests` through the backend within the budget, in rounds. A refused reservation ends
+        a round: the backend sends nothing more and lets the requests in flight finish. Their real cost
+        is usually far below the worst case they reserved, so the next round admits the rest again as
+        long as the budget holds one more worst case. BudgetExceeded, with what was spent once every
+        answer settled, when a round with nothing in flight could not send a single request."""
+        ledger = _Ledger([self._cost(*worst_case_tokens(r)) for r in requests])
+        left = list(range(len(requests)))
+        while left:
+            refused = self._round(left, requests, call, deliver, ledger)
+            if refused is None:
+                return
+            still = [j for j in left if not ledger.answered[j]]
+            if len(still) == len(left):  # nothing in flight and still no room: the budget is spent
+                raise self.budget.exceeded(ledger.worst[refused]) from None
+            left = still
+
+    def _round(
+        self,
+        ids: list[int],
+        requests: list[Request],
+        call: Callable[[list[Request], OnResult, Admit], list[R]],
+        deliver: Callable[[int, R], None],
+        ledger: _Ledger,
+    ) -> int | None:
+        """One backend call over the requests `ids`; the one whose reservation was refused, else None."""
+        refused: list[int] = []
+
+        def admit(k: int) -> None:
+            try:
+                self.budget.reserve(ledger.worst[ids[k]])
+            except BudgetExceeded:
+                refused.append(ids[k])
+                raise
+            ledger.reserved[ids[k]] = ledger.worst[ids[k]]
+
+        def on_result(k: int, answer: R) -> None:
+            j = ids[k]
+            answer = _redacted(_as_failure_if_empty(answer))
+            self._account(answer, ledger.reserved[j], ledger.worst[j])
+            ledger.reserved[j], ledger.answered[j] = 0.0, True
+            deliver(j, answer)
+
+        try:
+            call([requests[j] for j in ids], on_result, admit)
+        except BudgetExceeded:
+            if not refused:  # not this client's refusal
+                raise
+        finally:  # admitted but never sent (a batch cut short): the reservation is free again
+            for j in ids:
+                if ledger.reserved[j] and not ledger.answered[j]:
+                    self.budget.settle(ledger.reserved[j], 0.0)
+                    ledger.reserved[j] = 0.0
+        return refused[0] if refused else None
+
     def _cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6
 
     def _account(self, answer: Generation | Choice, reserved: float, worst: float) -> None:
         self.usage.new_calls += 1
         out_tokens = answer.output_tokens if isinstance(answer, Generation) else 0
-        self.usage.input_tokens += answer.input_tokens
-        self.usage.output_tokens += out_tokens
+        # failed attempts billed before the answer are paid for: usage and cost, never the answer record
+        self.usage.input_tokens += answer.input_tokens + answer.failed_input_tokens
+        self.usage.output_tokens += out_tokens + answer.failed_output_tokens
         usd = self._cost(answer.input_tokens, out_tokens)
         if usd == 0 and answer.ok and answer.input_tokens == 0 and reserved:
             usd = worst  # an endpoint that reports no usage is charged the worst case, never nothing
+        usd += self._cost(answer.failed_input_tokens, answer.failed_output_tokens)
         self.usage.usd += usd
         self.budget.settle(reserved, usd)
 
 
+def _redacted(answer: R) -> R:
+    """Secrets masked, for every backend alike, before an answer is cached or written: a server may echo
+    the key in an error text, or in an answer."""
+    if answer.error:
+        answer.error = redact(answer.error)
+    if isinstance(answer, Generation) and answer.text:
+        answer.text = redact(answer.text)
+    return answer
+
+
 def _as_failure_if_empty(answer: R) -> R:
     if isinstance(answer, Generation) and answer.ok and not (answer.text or "").strip():
-        return Generation(
-            error=f"empty answer (finish_reason={answer.finish_reason})",
-            input_tokens=answer.input_tokens,
-            output_tokens=answer.output_tokens,
-            finish_reason=answer.finish_reason,
-        )
+        return replace(answer, text=None, error=f"empty answer (finish_reason={answer.finish_reason})")
     return answer

@@ -9,6 +9,7 @@ one). The API key is read from the environment variable named in params, never s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -19,6 +20,7 @@ from jalign import redact
 from jalign.llm.choices import choice_probs
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
 from jalign.llm.types import (
+    OPENAI_URL,
     Admit,
     Choice,
     Generation,
@@ -29,43 +31,84 @@ from jalign.llm.types import (
     Sampling,
     endpoint_url,
     render_raw,
+    request_url,
 )
 
 # The OpenAI API accepts at most 20 top log-probs.
 TOP_LOGPROBS = 20
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+# -- one HTTP error classification for every backend that speaks HTTP --------------------------------
+# openai and openai_batch (through the SDK) and ray's http engine (through aiohttp on Ray workers) map
+# a fault onto the retry policy here, so the same fault retries or fails the same way on each of them.
+
+# What a parser raises on a body that is not the answer expected (UnicodeDecodeError is a ValueError).
+MALFORMED = (ValueError, LookupError, TypeError, AttributeError)
+
+
+def status_error(status: int, body: str, retry_after: str | None) -> RetryableError | FatalError:
+    """An HTTP error response: 408, 409, 429 and 5xx are worth another try (after Retry-After when the
+    server sends one), any other status is final. The reason carries the server's own message."""
+    reason = redact.redact(f"HTTP {status}: {error_message(body)}")  # retries log it
+    if status in (408, 409, 429) or status >= 500:
+        return RetryableError(reason, _seconds(retry_after))
+    return FatalError(reason)
+
+
+def transport_error(exc: BaseException) -> RetryableError:
+    """A timeout or a failed connection: worth another try."""
+    return RetryableError(redact.redact(f"{type(exc).__name__}: {exc}"))
+
+
+def malformed(exc: BaseException) -> RetryableError:
+    """A body that is not the answer expected (not UTF-8, not JSON, fields missing): worth another try."""
+    return RetryableError(redact.redact(f"malformed response: {type(exc).__name__}: {exc}"))
+
+
+def error_message(body: str) -> str:
+    """The server's message from an error body ({"error": {"message": ...}}), else the body itself."""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, LookupError, TypeError):
+        message = body
+    return str(message)[:300]
+
+
+def _seconds(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
-        return None
+        return None  # an HTTP date: the policy's own backoff instead
 
 
 def classify(exc: Exception) -> Exception:
     """Map SDK exceptions onto the retry policy's two kinds."""
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
-        return RetryableError(f"{type(exc).__name__}: {exc}")
+        return transport_error(exc)
     if isinstance(exc, openai.APIStatusError):
-        if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-            return RetryableError(f"HTTP {exc.status_code}: {exc.message}", _retry_after(exc))
-        return FatalError(f"HTTP {exc.status_code}: {exc.message}")
-    if isinstance(
-        exc, openai.APIResponseValidationError | ValueError | LookupError | TypeError | AttributeError
-    ):
-        return RetryableError(f"malformed response: {type(exc).__name__}: {exc}")
+        return status_error(exc.status_code, _body(exc), exc.response.headers.get("retry-after"))
+    if isinstance(exc, (openai.APIResponseValidationError, *MALFORMED)):
+        return malformed(exc)
     return exc
 
 
+def _body(exc: openai.APIStatusError) -> str:
+    try:
+        return exc.response.text  # undecodable bytes replaced, as ray's http engine reads them
+    except Exception:  # a body that could not be read at all
+        return exc.message
+
+
 def api_key(config: LLMConfig) -> str:
-    """The key from the environment variable named in params; local servers accept any key."""
+    """The key from the environment variable named in params; servers other than the OpenAI API may
+    accept any key. The variable and any credentials in the URL become secrets `redact` masks."""
+    url = request_url(config)
     redact.register(config.api_key_env)
-    redact.register_url(endpoint_url(config))
+    redact.register_url(url)
     key = os.environ.get(config.api_key_env)
     if key:
         return key
-    if endpoint_url(config) is None:
+    if url == OPENAI_URL:
         raise MissingAPIKey(
             f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
         )
@@ -210,9 +253,7 @@ class OpenAIBackend:
                     result = await with_retries(attempt, self.policy, desc)
                 except (RetryableError, FatalError) as exc:
                     result = result_type(error=str(exc))
-                result.input_tokens += paid[0]
-                if isinstance(result, Generation):
-                    result.output_tokens += paid[1]
+                result.failed_input_tokens, result.failed_output_tokens = paid  # usage, not the answer
                 results[i] = result
                 bar.update(1)
                 on_result(i, result)

@@ -15,11 +15,9 @@ ids and statuses only, never the API key or any text from the server.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import sqlite3
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,7 +43,6 @@ from jalign.llm.types import (
     Request,
     endpoint_url,
 )
-from jalign.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +132,13 @@ class BatchState:
 
 
 class OpenAIBatchBackend:
-    # The current client hands requests over in chunks of this size: all at once.
-    chunk_size = sys.maxsize
-
     def __init__(
         self, config: LLMConfig, *, state: str | Path | None = None, max_file_bytes: int = MAX_FILE_BYTES
     ) -> None:
         assert config.batch is not None, "backend openai_batch needs its `batch` settings"
         self.config = config
         self.settings: BatchSettings = config.batch
-        api_key = resolve_api_key(config)
-        # A server may echo the key in an error text: it is cut out of everything this backend returns.
-        self._secret = api_key if len(api_key) >= 8 and api_key != "EMPTY" else None
+        api_key = resolve_api_key(config)  # registered with `redact`: the client masks it in every answer
         self.policy = RetryPolicy(max_retries=config.max_retries, base_delay_s=config.retry_base_delay_s)
         self._client_kwargs = {
             "api_key": api_key,
@@ -197,7 +189,7 @@ class OpenAIBatchBackend:
 
         def deliver(i: int, result: R) -> None:
             if results[i] is None:  # one answer per request, the first
-                results[i] = self._redact(result)
+                results[i] = result  # the client masks secrets in it before it is cached
                 if on_result:
                     on_result(i, results[i])
 
@@ -508,15 +500,6 @@ class OpenAIBatchBackend:
         for custom_id, i in batch.indices.items():
             if custom_id not in skip:
                 deliver(i, result_type(error=reason))
-
-    def _redact(self, result: R) -> R:
-        """The key (registered by api_key()) and every other known secret masked in text and error."""
-        changes = {
-            name: redact(value)
-            for name in ("error", "text")
-            if isinstance(value := getattr(result, name, None), str) and redact(value) != value
-        }
-        return dataclasses.replace(result, **changes) if changes else result
 
 
 def _batch_errors(info: Any) -> str:

@@ -4,7 +4,7 @@ engine vllm: one vLLM engine per data-parallel replica (`ray.concurrency`), each
   tensor_parallel_size x pipeline_parallel_size GPUs, behind Ray's chat-template / tokenize / detokenize
   stages. Needs vllm on every GPU node; written from the ray 2.60 source and not run here (no GPU).
 engine http: Ray's HTTP request processor against any OpenAI-compatible endpoint (`vllm serve`, OpenAI),
-  sending the openai backend's request bodies and parsing answers with its code.
+  sending the openai backend's request bodies, parsing answers and classifying faults with its code.
 
 Every row carries its request index through the job, and answers are handed to `on_result` as rows
 stream out of it, so a job that dies keeps (and the client caches) every answer that already arrived.
@@ -20,30 +20,37 @@ import functools
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jalign import redact
 from jalign.llm.choices import choice_probs
-from jalign.llm.openai_backend import TOP_LOGPROBS, endpoint, parse_choice, parse_generation, request_body
+from jalign.llm.openai_backend import (
+    MALFORMED,
+    TOP_LOGPROBS,
+    api_key,
+    endpoint,
+    malformed,
+    parse_choice,
+    parse_generation,
+    request_body,
+    status_error,
+    transport_error,
+)
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
 from jalign.llm.types import (
     Admit,
     Choice,
     Generation,
     LLMConfig,
-    MissingAPIKey,
     OnResult,
     RaySettings,
     Request,
-    endpoint_url,
     render_raw,
+    request_url,
 )
-from jalign.redact import redact as redact_known
 
 log = logging.getLogger(__name__)
-
-OPENAI_URL = "https://api.openai.com/v1"
 
 # Engine arguments that decide where and how fast answers are computed, not what they are. Every other
 # engine argument (quantization, max_logprobs, ...) becomes part of the cache identity.
@@ -72,10 +79,6 @@ SCHEDULING_KWARGS = frozenset(
 def settings_of(config: LLMConfig) -> RaySettings:
     assert config.ray is not None, "backend ray needs its `ray` settings"
     return config.ray
-
-
-def http_base_url(config: LLMConfig) -> str | None:
-    return settings_of(config).http_base_url or endpoint_url(config)
 
 
 def answer_changing_engine_kwargs(config: LLMConfig) -> dict[str, Any]:
@@ -111,15 +114,8 @@ class RayBackend:
             raise RuntimeError("backend: ray needs the optional extra: pip install -e '.[ray]'") from exc
         self.config = config
         self.settings = settings_of(config)
-        self._secret: str | None = None
-        if self.settings.engine == "http":
-            self._secret = os.environ.get(config.api_key_env)
-            if not self._secret:
-                if http_base_url(config) is None:
-                    raise MissingAPIKey(
-                        f"environment variable {config.api_key_env} is not set (needed for the OpenAI API)"
-                    )
-                self._secret = "EMPTY"  # local servers (vllm serve) accept any key
+        # the openai backend's key rule (EMPTY for servers that take any key), registered with `redact`
+        self._key = api_key(config) if self.settings.engine == "http" else "EMPTY"
 
     # -- Backend protocol -------------------------------------------------------------------------
     def generate(
@@ -188,15 +184,12 @@ class RayBackend:
                 return
             except Exception as exc:  # the job died; what arrived is already with on_result (cached)
                 raise RuntimeError(
-                    f"ray job failed after {done} of {len(rows)} rows: {self._redact(_short(exc))} "
+                    f"ray job failed after {done} of {len(rows)} rows: {redact.redact(_short(exc))} "
                     "(answers so far are cached; rerun to continue)"
                 ) from exc
             done += 1
             index = int(row["index"])
             yield index, answer(row, requests[index], choices)
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secret)
 
     # -- engine: http -----------------------------------------------------------------------------
     def _http_row(self, index: int, request: Request, choices: tuple[str, ...] | None) -> dict[str, Any]:
@@ -207,17 +200,16 @@ class RayBackend:
     def _http_processor(self, choices: tuple[str, ...] | None):
         from ray.data.llm import HttpRequestProcessorConfig, build_processor
 
-        base = (http_base_url(self.config) or OPENAI_URL).rstrip("/")
         session = functools.partial(
             HttpSession,
-            api_key=Secret(self._secret or "EMPTY"),
+            api_key=Secret(self._key),
             timeout_s=self.config.timeout_s,
             max_retries=self.config.max_retries,
             base_delay_s=self.config.retry_base_delay_s,
             check=functools.partial(parse_http, config=self.config, choices=choices),
         )
         config = HttpRequestProcessorConfig(
-            url=f"{base}/{endpoint(self.config)}",
+            url=f"{request_url(self.config)}/{endpoint(self.config)}",
             qps=self.settings.qps,
             max_retries=0,  # HttpSession retries, with the openai backend's policy
             session_factory=session,
@@ -228,29 +220,18 @@ class RayBackend:
 
     def _http_answer(self, row: dict[str, Any], request: Request, choices: tuple[str, ...] | None):
         answer = self._http_answer_alone(row, choices)
-        paid_in, paid_out = row["paid"]  # attempts the server billed before the last one
-        answer.input_tokens += paid_in
-        if isinstance(answer, Generation):
-            answer.output_tokens += paid_out
+        # attempts the server billed before the last one: usage and cost, not the answer
+        answer.failed_input_tokens, answer.failed_output_tokens = row["paid"]
         return answer
 
     def _http_answer_alone(self, row: dict[str, Any], choices: tuple[str, ...] | None):
         failed = Generation if choices is None else Choice
         if row["error"]:
-            return failed(error=self._redact(row["error"]))
+            return failed(error=row["error"])
         try:
-            answer = parse_http(row["text"], config=self.config, choices=choices)
+            return parse_http(row["text"], config=self.config, choices=choices)
         except RetryableError as exc:  # empty after the session's retries: a failed row, never a success
-            return failed(error=self._redact(str(exc)))
-        if isinstance(answer, Generation):
-            answer.text = self._redact(answer.text or "")
-            if not answer.text.strip():
-                return Generation(
-                    error=f"empty answer (finish_reason={answer.finish_reason})",
-                    input_tokens=answer.input_tokens,
-                    output_tokens=answer.output_tokens,
-                )
-        return answer
+            return failed(error=str(exc))
 
     # -- engine: vllm -----------------------------------------------------------------------------
     def _vllm_row(self, index: int, request: Request, choices: tuple[str, ...] | None) -> dict[str, Any]:
@@ -405,10 +386,12 @@ class HttpSession:
       dict the other rows' tokens as nulls. The payload is {"json": text}; the reply is flat text.
     * A batch's requests start together: Ray awaits them one after another, which alone would send one
       request at a time per worker. `qps` still spaces their starts.
-    * Every outcome is a row. Retries follow the openai backend (429/408/409/5xx, timeouts, connection
-      errors, malformed answers; Retry-After honoured); a row that still fails carries its reason and
-      never raises, which would end the whole job.
-    * The API key is added here, not passed to Ray as headers of the processor config.
+    * Every outcome is a row. Faults are classified by the openai backend's own functions (429/408/409/
+      5xx, timeouts, connection errors, malformed or undecodable answers; Retry-After honoured); a row
+      that still fails carries its reason and never raises, which would end the whole job.
+    * The API key is added here, not passed to Ray as headers of the processor config. Workers do not
+      share the driver's registry of secrets: the key and the URL's credentials are registered with
+      `redact` here, so a server that echoes them back is masked before anything is logged or returned.
     """
 
     def __init__(
@@ -425,7 +408,7 @@ class HttpSession:
         self._aiohttp = aiohttp
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key.value}"}
-        self._key = api_key.value
+        redact.register_value(api_key.value)
         self._policy = RetryPolicy(max_retries=max_retries, base_delay_s=base_delay_s)
         self._check = check
 
@@ -437,6 +420,7 @@ class HttpSession:
 
     def post(self, url: str, *, headers: Any = None, data: str = "") -> asyncio.Future[_Reply]:
         body = json.loads(data)["json"]
+        redact.register_url(url)
         return asyncio.ensure_future(self._post(url, body))
 
     async def _post(self, url: str, body: str) -> _Reply:
@@ -456,47 +440,21 @@ class HttpSession:
         return _Reply(text, "", paid)
 
     async def _once(self, url: str, body: str) -> str:
-        aiohttp = self._aiohttp
         try:
             async with self._session.post(url, data=body.encode("utf-8"), headers=self._headers) as resp:
-                status, text = resp.status, await resp.text()
-                retry_after = _float_or_none(resp.headers.get("retry-after"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-        reason = redact(f"HTTP {status}: {_error_message(text)}", self._key)  # retries log it
-        if status in (408, 409, 429) or status >= 500:
-            raise RetryableError(reason, retry_after)
+                status, raw, retry_after = resp.status, await resp.read(), resp.headers.get("retry-after")
+        except (TimeoutError, self._aiohttp.ClientError) as exc:
+            raise transport_error(exc) from exc
         if status != 200:
-            raise FatalError(reason)
+            raise status_error(status, raw.decode("utf-8", errors="replace"), retry_after)
         try:
+            text = raw.decode("utf-8")  # strict, as the SDK reads an answer: a cut character is malformed
             self._check(text)
         except RetryableError:
             raise  # an empty answer (its billed tokens ride on the error)
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            raise RetryableError(f"malformed response: {type(exc).__name__}: {exc}") from exc
+        except MALFORMED as exc:
+            raise malformed(exc) from exc
         return text
-
-
-def redact(text: str, secret: str | None) -> str:
-    """The key only travels in the Authorization header, but a server or proxy may echo it back: mask it
-    (workers do not share the driver's registry of secrets) and every secret the environment holds."""
-    text = text.replace(secret, "***") if secret and secret != "EMPTY" else text
-    return redact_known(text)
-
-
-def _error_message(text: str) -> str:
-    try:
-        message = json.loads(text)["error"]["message"]
-    except (ValueError, LookupError, TypeError):
-        message = text
-    return str(message)[:300]
-
-
-def _float_or_none(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _short(exc: BaseException) -> str:

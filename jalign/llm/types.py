@@ -126,7 +126,9 @@ class LLMConfig:
     )
     backend: Backend = param(
         "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
-        "API, `vllm serve`), vllm (in-process on a GPU machine)."
+        "API, `vllm serve`), vllm (in-process on a GPU machine), ray (one Ray Data job per call: vLLM "
+        "engines on a cluster, or HTTP workers; see `ray`), openai_batch (the OpenAI Batch API; see "
+        "`batch`)."
     )
     prompt_format: Literal["chat", "raw"] = param(
         "chat: the chat template / chat endpoint; raw: message texts joined for a base model to "
@@ -223,6 +225,20 @@ def endpoint_url(config: LLMConfig) -> str | None:
     return config.base_url
 
 
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+def request_url(config: LLMConfig) -> str | None:
+    """The base URL requests really go to, for every backend: ray's http engine sends to
+    `ray.http_base_url` when set, every HTTP backend else to the role's endpoint (the OpenAI API when none
+    is set). None for engines on the run's own hardware (transformers, vllm, ray's vllm engine)."""
+    ray = config.ray if config.backend == "ray" else None
+    if config.backend in ("transformers", "vllm") or (ray is not None and ray.engine == "vllm"):
+        return None
+    own = ray.http_base_url if ray is not None else None
+    return (own or endpoint_url(config) or OPENAI_URL).rstrip("/")
+
+
 @dataclass(frozen=True)
 class Request:
     messages: tuple[Message, ...]
@@ -239,6 +255,10 @@ class Generation:
     output_tokens: int = 0
     finish_reason: str | None = None
     cached: bool = False
+    # Tokens billed for earlier attempts that failed (an empty answer is paid for): usage and cost count
+    # them, the answer and its cache entry do not, so an answer never depends on the faults met on the way.
+    failed_input_tokens: int = 0
+    failed_output_tokens: int = 0
 
     @property
     def ok(self) -> bool:
@@ -258,6 +278,8 @@ class Choice:
     error: str | None = None
     input_tokens: int = 0
     cached: bool = False
+    failed_input_tokens: int = 0  # billed for earlier failed attempts: usage only (see Generation)
+    failed_output_tokens: int = 0
 
     @property
     def ok(self) -> bool:

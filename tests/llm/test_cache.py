@@ -127,29 +127,15 @@ def test_concurrent_writer_processes(tmp_path, monkeypatch):
         conn.close()
 
 
-def test_put_soon_is_written_by_the_writer_thread_and_flush_waits_for_it(tmp_path):
-    cache = ResponseCache(tmp_path / "c.sqlite")
-    for i in range(50):
-        cache.put_soon(f"k{i}", {"text": f"答え{i}"})
-    cache.flush()
-    other = ResponseCache(tmp_path / "c.sqlite")  # another connection sees every committed answer
-    assert len(other) == 50 and other.get("k49") == {"text": "答え49"}
-    cache.flush()  # nothing queued: returns at once
-    cache.put_soon("late", {"text": "後"})  # a new writer starts after a flush
-    cache.flush()
-    assert other.get("late") == {"text": "後"}
-
-
-def test_a_writer_failure_is_raised_by_flush_not_lost(tmp_path):
+def test_a_failed_write_names_the_cache_and_is_raised_at_once(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = ResponseCache(path)
     blocker = sqlite3.connect(path, timeout=0)
-    blocker.execute("DROP TABLE responses")  # every write of the writer thread now fails
+    blocker.execute("DROP TABLE responses")  # every write now fails
     blocker.commit()
     blocker.close()
-    cache.put_soon("k", {"text": "x"})
-    with pytest.raises(RuntimeError, match=r"writing answers failed: no such table"):
-        cache.flush()
+    with pytest.raises(RuntimeError, match=r"c\.sqlite: writing answers failed: no such table"):
+        cache.put_many({"k": {"text": "x"}})
 
 
 def test_default_path_is_found_from_the_repository_root(tmp_path, monkeypatch):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
+
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 from helpers import llm_config, sampling
@@ -144,6 +148,40 @@ def test_partial_cache_sends_only_the_missing(server, tmp_path):
     assert client.usage.cached == 2 and client.usage.new_calls == 2
 
 
+def test_an_answer_is_committed_before_its_worker_sends_again(tmp_path):
+    """What a `kill -9` can make a rerun repeat is bounded by max_concurrency: a worker takes its next
+    request only once its answer is committed. Checked at the server: when a request arrives, every one
+    sent before it is committed but for at most max_concurrency - 1 still in flight. From the first
+    request on, another writer (a parallel experiment, `jalign cache import`) holds the cache for a
+    while, so an answer that only waited in a queue for a writer thread would show as a wider gap."""
+    concurrency = 4
+    path = tmp_path / "cache.sqlite"
+    ResponseCache(path)  # the table exists before the other writer takes the lock
+    other = sqlite3.connect(path, check_same_thread=False)
+    release = threading.Timer(0.5, other.rollback)
+    gaps: list[int] = []
+
+    def fault_for(route, body):  # runs as each request arrives, before it is answered
+        if not gaps:
+            other.execute("BEGIN IMMEDIATE")  # the other writer's transaction, until `release`
+            release.start()
+        with closing(sqlite3.connect(path)) as reader:
+            committed = reader.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        gaps.append(len(server.requests) - committed)  # sent before this one, not committed
+        return None
+
+    try:
+        with FakeOpenAIServer(fault_for=fault_for) as server:
+            client = make_client(server, tmp_path, max_concurrency=concurrency)
+            out = client.generate([user(f"問{i}") for i in range(24)])
+    finally:
+        if gaps:
+            release.join()
+        other.close()
+    assert all(g.ok for g in out) and len(gaps) == 24
+    assert max(gaps) <= concurrency - 1, gaps
+
+
 # -- failed rows -----------------------------------------------------------------------------------
 
 
@@ -281,7 +319,7 @@ def test_budget_stops_before_the_request_that_could_exceed_it(server, tmp_path):
 
 def test_budget_reserves_the_worst_case_of_every_request_in_flight(tmp_path):
     """Concurrent requests each hold their worst case until answered: with room for two reservations,
-    a window of four sends two, however cheap their answers turn out to be."""
+    a window of four never has more than two in flight, however cheap their answers turn out to be."""
     price = Price(input=1000.0, output=2000.0)
     worst = worst_usd("q0", 4, price)
     budget = Budget(limit_usd=2.5 * worst)
@@ -289,14 +327,38 @@ def test_budget_reserves_the_worst_case_of_every_request_in_flight(tmp_path):
         client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=4)
         with pytest.raises(BudgetExceeded):
             client.generate([user(f"q{i}", sampling(max_tokens=4)) for i in range(8)])
-    assert server.count == 2  # the third reservation would pass the limit while two are in flight
-    assert server.max_in_flight == 2
+        first_two = [r.response["usage"] for r in server.requests[:2]]
+    # a budget that only counted spending would have let all four start: two answers cost less than one
+    # worst case
+    assert sum(actual_usd(u, price) for u in first_two) < worst
+    assert server.max_in_flight == 2  # the third reservation would pass the limit while two are in flight
     assert budget.spent_usd == pytest.approx(
         sum(actual_usd(r.response["usage"], price) for r in server.requests)
     )
-    assert budget.spent_usd < worst  # so a budget that only counted spending would have sent more
-    assert budget.reserved_usd == 0.0
-    assert len(client.cache) == 2  # the answers in flight when it stopped are kept
+    assert budget.spent_usd <= budget.limit_usd and budget.reserved_usd == 0.0
+    assert len(client.cache) == server.count  # the answers in flight when it stopped are kept
+
+
+def test_a_refused_reservation_lets_the_requests_in_flight_settle_then_spends_the_rest(tmp_path):
+    """At concurrency 16 the first refused reservation used to end the stage with a tenth of the cap
+    billed, reporting what was spent before the answers in flight settled. A refusal now stops sending,
+    lets the requests in flight finish and admits more while the budget still holds one worst case: at
+    least 80% of the cap is used, never more than the cap, and the error reports the settled figure."""
+    price = Price(input=1000.0, output=2000.0)
+    worst = worst_usd("q00", 8, price)  # 0.035; an answer costs about 0.008 of it
+    budget = Budget(limit_usd=12 * worst)
+    requests = [user(f"q{i:02d}", sampling(max_tokens=8)) for i in range(100)]
+    with FakeOpenAIServer(delay_s=0.02) as server:
+        client = make_client(server, tmp_path, price=price, budget=budget, max_concurrency=16)
+        with pytest.raises(BudgetExceeded) as info:
+            client.generate(requests)
+    billed = sum(actual_usd(r.response["usage"], price) for r in server.requests)
+    assert 0.8 * budget.limit_usd <= billed <= budget.limit_usd
+    assert budget.limit_usd - billed < worst  # it ended because one more worst case did not fit
+    assert server.count < len(requests) and server.max_in_flight > 1
+    assert budget.spent_usd == pytest.approx(billed) and budget.reserved_usd == 0.0
+    assert f"spent {billed:.4f} USD with every answer settled" in str(info.value)
+    assert len(client.cache) == server.count  # every answer paid for is kept
 
 
 def test_budget_worst_case_counts_utf8_bytes_not_characters(server, tmp_path):
@@ -381,3 +443,62 @@ def test_api_key_never_reaches_the_cache_file(tmp_path):
         data = path.read_bytes()
         assert KEY.encode() not in data
         assert KEY_ENV.encode() not in data
+
+
+def test_a_key_echoed_in_an_answer_is_masked_before_it_is_cached(tmp_path):
+    """Every backend alike (the ray and batch backends did it on their own, the openai backend not)."""
+
+    def responder(body):
+        return f"your key is {KEY}" if fake_openai.prompt_text(body) == "leak" else "nothing to see"
+
+    with FakeOpenAIServer(responder=responder) as server:
+        client = make_client(server, tmp_path)
+        leak, fine = client.generate([user("leak"), user("fine")])
+    assert (leak.text, fine.text) == ("your key is ***", "nothing to see")
+    for path in sorted(tmp_path.glob("cache.sqlite*")):
+        assert KEY.encode() not in path.read_bytes()
+
+
+# -- failed attempts -------------------------------------------------------------------------------
+
+
+def empty_first_time(prompts: set[str]):
+    """A fault_for that answers each of `prompts` empty once (billed), then normally."""
+    seen: set[str] = set()
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        if prompt in prompts and prompt not in seen:
+            seen.add(prompt)
+            return "empty_content"
+        return None
+
+    return fault_for
+
+
+def test_failed_attempts_are_paid_in_usage_but_not_recorded_in_the_answer(tmp_path):
+    """An answer's tokens are its own: the empty attempts billed before it go to usage and cost, not
+    into the answer (and its cache entry), so an answer does not depend on the faults met on the way."""
+    requests = [user(f"質問{i}") for i in range(6)]
+    price = Price(input=1000.0, output=2000.0)
+    with FakeOpenAIServer() as server:
+        clean = make_client(server, tmp_path / "clean", price=price).generate(requests)
+    with FakeOpenAIServer(fault_for=empty_first_time({"質問1", "質問4"})) as server:
+        client = make_client(server, tmp_path / "faulty", price=price)
+        faulty = client.generate(requests)
+        billed = [r.response["usage"] for r in server.requests]
+    assert len(billed) == 8 and all(u["completion_tokens"] > 0 for u in billed)
+
+    def record(g):
+        return g.text, g.input_tokens, g.output_tokens, g.finish_reason
+
+    assert [record(g) for g in faulty] == [record(g) for g in clean]
+    cached = [client.cache.get(client.key(r, {"mode": "generate"})) for r in requests]
+    assert [(c["text"], c["input_tokens"], c["output_tokens"]) for c in cached] == [
+        (g.text, g.input_tokens, g.output_tokens) for g in clean
+    ]
+    tokens_in = sum(u["prompt_tokens"] for u in billed)
+    tokens_out = sum(u["completion_tokens"] for u in billed)
+    assert (client.usage.input_tokens, client.usage.output_tokens) == (tokens_in, tokens_out)
+    assert client.usage.usd == pytest.approx((tokens_in * price.input + tokens_out * price.output) / 1e6)
+    assert client.budget.spent_usd == pytest.approx(client.usage.usd)

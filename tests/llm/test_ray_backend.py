@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import fake_openai  # tests/ is on sys.path (conftest.py)
@@ -241,6 +242,73 @@ def test_unreachable_endpoint_fails_rows_with_the_reason(local_ray):
     out = RayBackend(config).generate([user("a"), user("b")])
     assert [g.ok for g in out] == [False, False]
     assert all("Connect" in g.error for g in out)
+
+
+SAME_FAULTS = (
+    "400",
+    "404",
+    "500",
+    "429",
+    "echo_auth",
+    "bad_utf8",
+    "garbage_json",
+    "empty_choices",
+    "blank_content",
+)
+
+
+def test_http_rows_fail_as_the_openai_backends_do(local_ray, tmp_path):
+    """One HTTP error classification and one `redact` for both backends: the same faults give the same
+    row errors after the same number of tries, and a body that is not UTF-8 fails its row (retried, as
+    the openai backend does), never the whole job."""
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        return None if prompt == "ok" else prompt
+
+    prompts = ["ok", *SAME_FAULTS]
+    outcome = {}
+    for backend in ("openai", "ray"):
+        with FakeOpenAIServer(fault_for=fault_for) as server:
+            config = http_config(server)
+            if backend == "openai":
+                config = dataclasses.replace(config, backend="openai", ray=None)
+            client = LLMClient(config, cache=ResponseCache(tmp_path / f"{backend}.sqlite"))
+            out = client.generate([user(p) for p in prompts])
+            tries = Counter(fake_openai.prompt_text(r.body) for r in server.calls())
+        outcome[backend] = ([g.error for g in out], tries)
+    assert outcome["ray"] == outcome["openai"]
+    errors, tries = outcome["ray"]
+    errors = dict(zip(prompts, errors, strict=True))
+    assert errors["ok"] is None and errors["400"] == "HTTP 400: injected fault 400"
+    assert errors["echo_auth"] == "HTTP 400: rejected credentials Bearer ***"
+    assert errors["bad_utf8"].startswith("malformed response: UnicodeDecodeError")
+    assert tries == {p: 1 if p in ("ok", "400", "404", "echo_auth") else 2 for p in prompts}
+
+
+def test_http_failed_attempts_are_paid_in_usage_not_recorded_in_the_answer(local_ray, tmp_path):
+    """An empty answer billed before the good one counts in usage, not in the answer or its cache entry."""
+    seen = set()
+
+    def fault_for(path, body):
+        prompt = fake_openai.prompt_text(body)
+        if prompt == "twice" and prompt not in seen:
+            seen.add(prompt)
+            return "empty_content"
+        return None
+
+    with FakeOpenAIServer(fault_for=fault_for) as server:
+        client = LLMClient(http_config(server), cache=ResponseCache(tmp_path / "cache.sqlite"))
+        once, twice = client.generate([user("once"), user("twice")])
+        usage = {(fake_openai.prompt_text(r.body), r.fault): r.response["usage"] for r in server.calls()}
+    assert once.ok and twice.ok
+    good = usage[("twice", None)]
+    assert (twice.input_tokens, twice.output_tokens) == (good["prompt_tokens"], good["completion_tokens"])
+    cached = client.cache.get(client.key(user("twice"), {"mode": "generate"}))
+    assert (cached["input_tokens"], cached["output_tokens"]) == (twice.input_tokens, twice.output_tokens)
+    assert client.usage.input_tokens == sum(u["prompt_tokens"] for u in usage.values())
+    assert client.usage.output_tokens == sum(u["completion_tokens"] for u in usage.values())
+    assert len(usage) == 3 and usage[("twice", "empty_content")]["completion_tokens"] > 0
 
 
 # -- engine: vllm (wiring only: vllm needs a GPU) -------------------------------------------------------
