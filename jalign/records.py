@@ -62,7 +62,7 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise RecordError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                raise RecordError(f"{where}: not valid JSON ({json_error(exc)})") from None
             if not isinstance(record, dict):
                 raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
             bad = _unencodable_field(record)
@@ -75,6 +75,13 @@ def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
             records.append(record)
             records.lines.append(lineno)
     return records
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """What is wrong and where on its line: "Expecting value at column 15", "Unterminated string starting
+    at column 9" (some of json's messages already end in "at")."""
+    joint = " " if exc.msg.endswith(" at") else " at "
+    return f"{exc.msg}{joint}column {exc.colno}"
 
 
 def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:

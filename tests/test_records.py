@@ -65,6 +65,25 @@ def test_bad_json_names_file_and_line(tmp_path):
     assert "column" in message
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # json's own message ends in "at" in these two
+        (b'{"id": "3', "Unterminated string starting at column 8"),  # the last line, cut short
+        (b'{"id": "3\n', "Invalid control character at column 10"),
+        (b'{"id": }\n', "Expecting value at column 8"),
+        (b'{"id": "1"}}\n', "Extra data at column 12"),
+    ],
+)
+def test_a_json_error_reads_as_one_phrase_naming_its_column(tmp_path, line, message):
+    """Not "starting at at column 8" (issue 20, item 10)."""
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(line)
+    with pytest.raises(RecordError) as info:
+        read_jsonl(path)
+    assert str(info.value) == f"{path}:1: not valid JSON ({message})"
+
+
 def test_non_object_line(tmp_path):
     path = write_lines(tmp_path / "list.jsonl", '{"id": "1"}', '["id", "2"]')
     with pytest.raises(RecordError, match=r":2: expected a JSON object, got list$") as info:
