@@ -41,40 +41,54 @@ def line_of(records: Sequence[Record], index: int) -> int:
 def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
     """Read a JSONL file; every non-blank line must be an object holding the `required` fields.
 
-    Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
-    surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
+    Every error names file, line and (where there is one) field (see `iter_jsonl`).
     """
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
     records = Records()
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RecordError(
-                    f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{where}: not valid JSON ({json_error(exc)})") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            bad = _unencodable_field(record)
-            if bad is not None:
-                raise RecordError(
-                    f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"
-                )
-            for field in required:
-                check_text_field(record, field, where)
+        for lineno, record in iter_jsonl(fh, path, required):
             records.append(record)
             records.lines.append(lineno)
     return records
+
+
+def iter_jsonl(
+    stream: Iterable[bytes], name: str | Path, required: Sequence[str] = ()
+) -> Iterator[tuple[int, Record]]:
+    """(line number, object) of each non-blank line of an opened binary stream (a file, a gzip stream):
+    the one JSONL decoder, so that every reader reports bad input the same way.
+
+    Errors name `name`, the line and (where there is one) the field: invalid UTF-8, invalid JSON, a lone
+    surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
+    Lines are split at b"\\n" only: a text-mode reader also splits at a bare "\\r", which JSON allows
+    as whitespace.
+    """
+    for lineno, raw in enumerate(stream, start=1):
+        where = f"{name}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(
+                f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where}: not valid JSON ({json_error(exc)})") from None
+        if not isinstance(record, dict):
+            raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        bad = _unencodable_field(record)
+        if bad is not None:
+            raise RecordError(
+                f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"
+            )
+        for field in required:
+            check_text_field(record, field, where)
+        yield lineno, record
 
 
 def json_error(exc: json.JSONDecodeError) -> str:
@@ -85,8 +99,7 @@ def json_error(exc: json.JSONDecodeError) -> str:
 
 
 def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:
-    """(line number, record) pairs of `read_jsonl` (lines split at b"\\n" only: a text-mode reader
-    also splits at a bare "\\r", which JSON allows as whitespace)."""
+    """(line number, record) pairs of `read_jsonl`."""
     records = read_jsonl(path, required)
     return list(zip(records.lines, records, strict=True))
 
