@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from jalign.errors import JalignError
 
 Record = dict[str, Any]
+
+# Decoded from valid UTF-8, a string can hold a lone surrogate only through a JSON escape of one
+# (\ud800-\udfff): lines without such an escape, nearly all of them, need no walk over their fields.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class RecordError(JalignError, ValueError):
@@ -81,7 +86,7 @@ def iter_jsonl(
             raise RecordError(f"{where}: not valid JSON ({json_error(exc)})") from None
         if not isinstance(record, dict):
             raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        bad = _unencodable_field(record)
+        bad = _unencodable_field(record) if _SURROGATE_ESCAPE.search(raw) else None
         if bad is not None:
             raise RecordError(
                 f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jalign import records
 from jalign.records import (
     RecordError,
     atomic_path,
@@ -154,6 +155,35 @@ def test_a_surrogate_pair_escape_is_valid_text(tmp_path):
     path = tmp_path / "ok.jsonl"
     path.write_bytes(b'{"id": "\\ud83d\\ude00"}\n')  # one emoji, escaped as a pair
     assert read_jsonl(path, required=("id",)) == [{"id": "\U0001f600"}]
+
+
+def test_only_a_line_with_a_surrogate_escape_is_walked_for_one(tmp_path, monkeypatch):
+    """Decoded from valid UTF-8, a string can hold a lone surrogate only through a `\\ud800`-style escape:
+    lines without one are not walked field by field (issue 20, item 14), with the same results."""
+    walked = []
+    real = records._unencodable_field
+
+    def spy(value, path=""):
+        if not path:  # a record, not one of its fields
+            walked.append(value)
+        return real(value, path)
+
+    monkeypatch.setattr(records, "_unencodable_field", spy)
+    path = tmp_path / "many.jsonl"
+    plain = [
+        {"id": str(i), "text": "日本語の文章 \\u escape-like text", "nested": {"a": [1, "x"]}}
+        for i in range(50)
+    ]
+    escaped = {"id": "e", "text": "\U0001f600"}  # written as the pair \\ud83d\\ude00: valid, and walked
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plain) + json.dumps(escaped) + "\n",
+        encoding="utf-8",
+    )
+    assert read_jsonl(path) == [*plain, escaped]
+    assert walked == [escaped]
+    path.write_bytes(b'{"id": "\\uD800"}\n')  # upper-case hex is an escape too
+    with pytest.raises(RecordError, match="field 'id' holds a lone surrogate escape"):
+        read_jsonl(path)
 
 
 def test_user_prompt_appends_the_input_when_there_is_one():
