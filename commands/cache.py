@@ -81,14 +81,22 @@ def read_entries(path: Path) -> Iterator[tuple[str, dict]]:
 
 @click.group("cache")
 def main() -> None:
-    """Export and import LLM answers (the response cache), to share them with a team."""
+    """Export and import LLM answers (the response cache), to share them with a team.
+
+    The cache is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite: the one every stage reads.
+    """
 
 
 @main.command("export")
 @click.argument("out_path", type=click.Path(dir_okay=False, path_type=Path))
 def export(out_path: Path) -> None:
-    """Write every cached answer to OUT_PATH (JSONL; gzip when it ends in .gz). Entries `import` would
-    refuse (an empty answer an older cache kept) are left out and counted."""
+    """Write every answer of the LLM cache to OUT_PATH (JSONL; gzip when it ends in .gz). Entries
+    `import` would refuse (an empty answer an older cache kept) are left out and counted.
+
+    The cache read is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite.
+    """
     cache = ResponseCache()
     n, left_out = 0, 0
     with (
@@ -115,7 +123,11 @@ def export(out_path: Path) -> None:
 @main.command("import")
 @click.argument("in_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(in_path: Path) -> None:
-    """Add the answers in IN_PATH to the cache; answers already there are kept."""
+    """Add the answers in IN_PATH to the LLM cache that stages read; answers already there are kept.
+
+    That cache is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite. The line printed at the end names it.
+    """
     cache = ResponseCache()
     entries = dict(read_entries(in_path))  # validate the whole file before writing anything
     added = cache.add_missing(entries)

@@ -140,3 +140,12 @@ def test_a_cache_file_is_decoded_by_the_records_reader_plain_or_gzipped(tmp_path
     result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / name)])
     assert f"{name}:2: not valid JSON (Unterminated string starting at column 9)" in result.output
     assert len(ResponseCache()) == 0
+
+
+@pytest.mark.parametrize("command", ["import", "export"])
+def test_help_says_which_cache_it_works_on(command):
+    """`cache import --help` did not say which cache it imports into (issue 20, item 10)."""
+    result = CliRunner().invoke(main, ["cache", command, "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # click wraps the help text
+    assert "JALIGN_LLM_CACHE" in text and ".jalign/llm-cache.sqlite" in text
