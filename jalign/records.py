@@ -176,22 +176,41 @@ def clean_stale_temp(outputs: Iterable[str | Path]) -> list[Path]:
     return removed
 
 
+class OutputError(JalignError, OSError):
+    """An output cannot be written where it was asked for (a read-only or unwritable folder)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temp path next to `path`; rename it over `path` only if the block succeeds. A folder that
+    refuses the file is an OutputError naming the path and the fix, before any work is written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its 0600 mode would survive the rename. O_EXCL with 0666 lets the umask
     # decide, as for a plain open().
     tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _unwritable(path: Path, exc: OSError) -> OutputError:
+    folder = next((p for p in path.parents if p.exists()), path.parent)  # the one that refused
+    return OutputError(
+        f"{path}: cannot write it ({exc.strerror or exc}): make {folder} writable, or choose another "
+        "output path"
+    )
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
