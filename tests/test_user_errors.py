@@ -7,9 +7,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 from pathlib import Path
 
+import fake_openai
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from commands import main as jalign
@@ -90,6 +93,77 @@ def test_cache_export_into_a_read_only_folder(tmp_path, read_only, monkeypatch):
     assert_names_the_unwritable_output(one_line_error(run("cache", "export", out)), out, read_only)
 
 
+# -- an LLM cache that cannot be opened or written ----------------------------------------------------------
+
+
+def answers_file(tmp_path: Path) -> Path:
+    path = tmp_path / "answers.jsonl"
+    value = {"text": "答え", "input_tokens": 1, "output_tokens": 1}
+    path.write_text(json.dumps({"key": "a" * 64, "value": value}) + "\n", encoding="utf-8")
+    return path
+
+
+def assert_names_the_cache_and_the_fix(line: str, cache: Path, cause: str) -> None:
+    assert line.startswith(f"error: LLM cache {cache}: "), line
+    assert cause in line and line.endswith(
+        "make its folder writable, or set JALIGN_LLM_CACHE to a writable file path"
+    ), line
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (
+            lambda path: path.mkdir(parents=True),
+            "unable to open database file",
+        ),  # the variable names a folder
+        (lambda path: path.parent.write_text("a file"), "cannot create its folder"),  # under a file
+    ],
+    ids=["a-folder", "under-a-file"],
+)
+def test_an_llm_cache_that_cannot_be_opened(tmp_path, monkeypatch, make, cause):
+    cache = tmp_path / "shared" / "llm-cache.sqlite"
+    make(cache)
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(cache))
+    assert_names_the_cache_and_the_fix(
+        one_line_error(run("cache", "import", answers_file(tmp_path))), cache, cause
+    )
+
+
+@pytest.fixture
+def read_only_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An existing LLM cache that SQLite may read but not write, as a file without write permission:
+    opened read-only through SQLite's own `mode=ro` (root writes through a chmod)."""
+    cache = tmp_path / "llm-cache.sqlite"
+    with sqlite3.connect(cache) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+    real_connect = sqlite3.connect
+
+    def connect(path, *args, **kwargs):
+        if Path(path) == cache:
+            return real_connect(f"file:{cache}?mode=ro", *args, uri=True, **kwargs)
+        return real_connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(cache))
+    return cache
+
+
+def test_an_llm_cache_that_cannot_be_written_by_import(tmp_path, read_only_database):
+    line = one_line_error(run("cache", "import", answers_file(tmp_path)))
+    assert_names_the_cache_and_the_fix(line, read_only_database, "attempt to write a readonly database")
+
+
+def test_an_llm_cache_that_cannot_be_written_by_a_stage(tmp_path, read_only_database, monkeypatch):
+    """The answers are paid for, then cannot be kept: the stage fails naming the cache."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-for-the-fake-server")
+    with fake_openai.FakeOpenAIServer() as server:
+        result = translate(tmp_path, stage_params(tmp_path, server.url))
+    line = one_line_error(result)
+    assert_names_the_cache_and_the_fix(line, read_only_database, "attempt to write a readonly database")
+
+
 # -- decide inputs ---------------------------------------------------------------
 
 
@@ -124,3 +198,30 @@ def decide(
     return run("decide", "--responses", responses, "--judgments", judgments,
                "--decided", decided or folder / "decided.jsonl", "--out", pairs or folder / "pairs.jsonl",
                "--metrics", folder / "judge.json", "--params", REPO / "params.yaml")  # fmt: skip
+
+
+# -- the stage the cache and dataset cases run ---------------------------------------------------------------
+
+
+def stage_params(tmp_path: Path, url: str, edit=None) -> Path:
+    """The repo's params with translate's roles on an OpenAI-compatible URL, ten local source rows."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    role = {
+        "model": "fake-model", "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
+        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0, "stop": [],
+                     "repetition_penalty": 1.0},
+        "base_url": url, "api_key_env": "OPENAI_API_KEY", "free": True, "batch_size": 8, "max_concurrency": 4,
+        "timeout_s": 5.0, "max_retries": 0, "retry_base_delay_s": 0.001, "dtype": "auto", "device": "cpu",
+    }  # fmt: skip
+    params["translate"].update(translator=role, reviewer=role)
+    params["translate"]["sources"][0].update(path=str(REPO / "data/sources/en_prompts.jsonl"), limit=3)
+    if edit:
+        edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def translate(tmp_path: Path, params: Path) -> Result:
+    return run("translate", "--out", tmp_path / "translated.jsonl", "--failures", tmp_path / "failures.jsonl",
+               "--metrics", tmp_path / "metrics.json", "--params", params)  # fmt: skip

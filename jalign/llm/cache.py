@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jalign.errors import JalignError
+
 CACHE_RELATIVE = Path(".jalign") / "llm-cache.sqlite"
 _EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
 
@@ -50,6 +52,13 @@ def cache_path() -> Path:
     return project_root() / (configured or CACHE_RELATIVE)
 
 
+class CacheError(JalignError, RuntimeError):
+    """The LLM cache cannot be opened or written: the message names its file and the fix."""
+
+
+_FIX = "make its folder writable, or set JALIGN_LLM_CACHE to a writable file path"
+
+
 def cache_key(payload: dict[str, Any]) -> str:
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -65,15 +74,23 @@ def _connect(path: Path) -> sqlite3.Connection:
 class ResponseCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"LLM cache {self.path}: cannot create its folder ({exc.strerror}): {_FIX}"
+            ) from None
         self._local = threading.local()
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        with conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-                " created REAL DEFAULT (julianday('now')))"
-            )
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                    " created REAL DEFAULT (julianday('now')))"
+                )
+        except sqlite3.Error as exc:  # SQLite's own message names no file
+            raise CacheError(f"LLM cache {self.path}: cannot open it ({exc}): {_FIX}") from None
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
@@ -116,13 +133,16 @@ class ResponseCache:
     def add_missing(self, items: dict[str, dict[str, Any]]) -> int:
         """Insert the entries whose key is not cached yet (one transaction); return how many were new."""
         conn = self._conn()
-        with conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO responses (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
-            )
-            return conn.total_changes - before
+        try:
+            with conn:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO responses (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+                )
+                return conn.total_changes - before
+        except sqlite3.Error as exc:
+            raise CacheError(f"LLM cache {self.path}: cannot write it ({exc}): {_FIX}") from None
 
     def put_soon(self, key: str, value: dict[str, Any]) -> None:
         """Queue one answer for the writer thread; returns at once. `flush()` waits for it."""
@@ -178,4 +198,4 @@ class ResponseCache:
     def _raise_writer_error(self) -> None:
         if self._writer_error is not None:
             error, self._writer_error = self._writer_error, None
-            raise RuntimeError(f"LLM cache {self.path}: writing answers failed: {error}") from error
+            raise CacheError(f"LLM cache {self.path}: writing answers failed ({error}): {_FIX}") from error
