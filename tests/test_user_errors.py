@@ -164,7 +164,7 @@ def test_an_llm_cache_that_cannot_be_written_by_a_stage(tmp_path, read_only_data
     assert_names_the_cache_and_the_fix(line, read_only_database, "attempt to write a readonly database")
 
 
-# -- decide inputs ---------------------------------------------------------------
+# -- decide with judgments of other responses ---------------------------------------------------------------
 
 
 def decide_inputs(tmp_path: Path, judgments: list[dict] | None = None) -> tuple[Path, Path]:
@@ -198,6 +198,60 @@ def decide(
     return run("decide", "--responses", responses, "--judgments", judgments,
                "--decided", decided or folder / "decided.jsonl", "--out", pairs or folder / "pairs.jsonl",
                "--metrics", folder / "judge.json", "--params", REPO / "params.yaml")  # fmt: skip
+
+
+AGAIN = "judge these responses again (`dvc repro judge`), or pass the responses file they were judged from"
+
+
+@pytest.mark.parametrize(
+    ("judgments", "message"),
+    [
+        (  # judged from another responses file: prompts it does not have (was a KeyError)
+            [
+                judgment("forward", "a", "b", "[[A]]", prompt_id="q7"),
+                judgment("swapped", "b", "a", "[[B]]", prompt_id="q7"),
+            ],
+            ":1: prompt 'q7' is not in {responses}: " + AGAIN,
+        ),
+        (  # responders it does not have (was a KeyError)
+            [judgment("forward", "a", "x", "[[A]]"), judgment("swapped", "x", "a", "[[B]]")],
+            ":1: field 'second': prompt 'p1' has no answer by 'x' in {responses}: " + AGAIN,
+        ),
+        (  # a logprob judgment holding a judge's text (was a TypeError)
+            [
+                judgment("forward", "a", "b", "[[A]]", method="logprob", mass=0.9),
+                judgment("swapped", "b", "a", "[[B]]"),
+            ],
+            ":1: field 'raw' must be null or the probabilities of A and B for method logprob, got '[[A]]'",
+        ),
+        (  # a logprob judgment without its mass (was a TypeError)
+            [
+                judgment("forward", "a", "b", {"A": 0.9, "B": 0.1}, method="logprob"),
+                judgment("swapped", "b", "a", "[[B]]"),
+            ],
+            ":1: field 'mass' must be a number for method logprob, got None",
+        ),
+        (  # a canary that is not {target, text} (was a TypeError)
+            [judgment("forward", "a", "b", "[[A]]", canary="plea"), judgment("swapped", "b", "a", "[[B]]")],
+            ":1: field 'canary' must be null or name a target among ['a', 'b'] and the injected text, got 'plea'",
+        ),
+    ],
+    ids=["other-prompts", "other-responders", "logprob-holding-text", "logprob-without-mass", "bad-canary"],
+)
+def test_decide_with_judgments_that_do_not_match_the_responses(tmp_path, judgments, message):
+    responses, path = decide_inputs(tmp_path, judgments)
+    line = one_line_error(decide(responses, path))
+    assert line == f"error: {path}" + message.format(responses=responses)
+    assert not (tmp_path / "pairs.jsonl").exists()
+
+
+def test_decide_accepts_matching_judgments(tmp_path):
+    responses, judgments = decide_inputs(tmp_path)
+    result = decide(responses, judgments)
+    assert result.exit_code == 0, result.output
+    assert [p["chosen"] for p in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())] == [
+        "短い"
+    ]
 
 
 # -- the stage the cache and dataset cases run ---------------------------------------------------------------
