@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -162,6 +163,99 @@ def test_an_llm_cache_that_cannot_be_written_by_a_stage(tmp_path, read_only_data
         result = translate(tmp_path, stage_params(tmp_path, server.url))
     line = one_line_error(result)
     assert_names_the_cache_and_the_fix(line, read_only_database, "attempt to write a readonly database")
+
+
+# -- the Hugging Face Hub offline or unreachable ------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 (the suite's setting, made explicit) and empty local Hub caches."""
+    import datasets.config
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Online, with HF_ENDPOINT on a local port nobody listens on (connection refused at once). Before
+    the fix the client retried each file five times (about 25 s) before its traceback."""
+    import datasets.config
+    import huggingface_hub.constants as constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # its own copy of the switch
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return endpoint
+
+
+def reward(tmp_path: Path, model: str) -> Result:
+    (tmp_path / "in.jsonl").write_text('{"text": "答え"}\n', encoding="utf-8")
+    return run("reward", "--model", model, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+
+
+def test_a_hub_model_offline_and_not_cached(tmp_path, hub_offline):
+    line = one_line_error(reward(tmp_path, "org/classifier@0123abc"))
+    assert line == (
+        "error: org/classifier@0123abc: not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 forbids "
+        "downloading it: download it once online (HF_HUB_OFFLINE unset), or name a local copy instead"
+    )
+
+
+def test_a_hub_model_with_the_hub_unreachable(tmp_path, hub_unreachable):
+    line = one_line_error(reward(tmp_path, "org/classifier@0123abc"))
+    assert line.startswith(
+        f"error: org/classifier@0123abc: cannot reach the Hugging Face Hub at {hub_unreachable} ("
+    )
+    assert line.endswith(
+        "): connect and rerun, set HF_HUB_OFFLINE=1 to use the local Hugging Face cache, or name a local "
+        "copy instead"
+    )
+
+
+def hub_source(params: dict) -> None:
+    params["translate"]["sources"] = [
+        {"name": "oasst2", "hf_dataset": "org/prompts", "revision": "0123abc", "split": "train",
+         "license": "apache-2.0", "prompt_field": "text", "id_field": None, "limit": 5}
+    ]  # fmt: skip
+
+
+def test_a_hub_dataset_offline_and_not_cached(tmp_path, hub_offline, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-for-the-fake-server")
+    line = one_line_error(translate(tmp_path, stage_params(tmp_path, "http://127.0.0.1:9/v1", hub_source)))
+    assert line == (
+        "error: org/prompts@0123abc: not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 forbids "
+        "downloading it: download it once online (HF_HUB_OFFLINE unset), or name a local copy instead"
+    )
+
+
+def test_a_hub_dataset_with_the_hub_unreachable(tmp_path, hub_unreachable, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-for-the-fake-server")
+    line = one_line_error(translate(tmp_path, stage_params(tmp_path, "http://127.0.0.1:9/v1", hub_source)))
+    assert line.startswith(
+        f"error: org/prompts@0123abc: cannot reach the Hugging Face Hub at {hub_unreachable} ("
+    )
+
+
+def test_a_repo_in_the_local_hub_cache_is_left_to_the_client(hub_unreachable, monkeypatch):
+    """A cached repo may load without the Hub (a pinned revision needs no request): no probe, no refusal."""
+    import huggingface_hub.constants as constants
+
+    from jalign import hub_reads
+
+    assert "refused" in hub_reads.unreachable(hub_unreachable).lower()
+    (Path(constants.HF_HUB_CACHE) / "models--org--classifier").mkdir(parents=True)
+    monkeypatch.setattr(hub_reads, "unreachable", lambda endpoint: pytest.fail("probed a cached repo"))
+    with hub_reads.from_hub("org/classifier", "org/classifier@0123abc"):
+        pass
 
 
 # -- decide with judgments of other responses ---------------------------------------------------------------
