@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import sqlite3
 from pathlib import Path
@@ -29,7 +30,10 @@ def one_line_error(result: Result) -> str:
     """The one `error:` line of a failed command; fails on an escaped exception (a traceback)."""
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    # a progress bar the error interrupted may share its line (tqdm draws with carriage returns)
+    lines = [
+        line[line.index("error: ") :] for line in re.split(r"[\r\n]", result.output) if "error: " in line
+    ]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     return lines[0]
 
