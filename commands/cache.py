@@ -21,19 +21,9 @@ from pathlib import Path
 import click
 
 from jalign.llm.cache import ResponseCache
-from jalign.records import RecordError, atomic_path
+from jalign.records import RecordError, atomic_path, iter_jsonl
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes) of PATH, gunzipped when it ends in .gz; a broken gzip stream is a
-    RecordError naming the file."""
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
-            yield from enumerate(fh, start=1)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise RecordError(f"{path}: not a readable gzip file ({exc})") from None
 
 
 def _count(value: dict, field: str, where: str) -> None:
@@ -75,38 +65,38 @@ def _probability(p: object) -> bool:
 
 
 def read_entries(path: Path) -> Iterator[tuple[str, dict]]:
-    """(key, answer) per line; a bad line names file, line and field."""
-    for lineno, raw in _lines(path):
-        where = f"{path}:{lineno}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RecordError(
-                f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
-            ) from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not _KEY.match(str(row.get("key", ""))):
-            raise RecordError(f"{where}: field 'key' must be a 64-digit hex cache key")
-        value = row.get("value")
-        _check_value(value, where)
-        yield row["key"], value
+    """(key, answer) per line of PATH (gunzipped when it ends in .gz), decoded by the records reader; a
+    bad line names file, line and field, a broken gzip stream names the file."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
+            for lineno, row in iter_jsonl(fh, path):
+                where = f"{path}:{lineno}"
+                if not _KEY.match(str(row.get("key", ""))):
+                    raise RecordError(f"{where}: field 'key' must be a 64-digit hex cache key")
+                _check_value(row.get("value"), where)
+                yield row["key"], row["value"]
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise RecordError(f"{path}: not a readable gzip file ({exc})") from None
 
 
 @click.group("cache")
 def main() -> None:
-    """Export and import LLM answers (the response cache), to share them with a team."""
+    """Export and import LLM answers (the response cache), to share them with a team.
+
+    The cache is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite: the one every stage reads.
+    """
 
 
 @main.command("export")
 @click.argument("out_path", type=click.Path(dir_okay=False, path_type=Path))
 def export(out_path: Path) -> None:
-    """Write every cached answer to OUT_PATH (JSONL; gzip when it ends in .gz). Entries `import` would
-    refuse (an empty answer an older cache kept) are left out and counted."""
+    """Write every answer of the LLM cache to OUT_PATH (JSONL; gzip when it ends in .gz). Entries
+    `import` would refuse (an empty answer an older cache kept) are left out and counted.
+
+    The cache read is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite.
+    """
     cache = ResponseCache()
     n, left_out = 0, 0
     with (
@@ -133,7 +123,11 @@ def export(out_path: Path) -> None:
 @main.command("import")
 @click.argument("in_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(in_path: Path) -> None:
-    """Add the answers in IN_PATH to the cache; answers already there are kept."""
+    """Add the answers in IN_PATH to the LLM cache that stages read; answers already there are kept.
+
+    That cache is the file JALIGN_LLM_CACHE names (relative: from the repository root), else
+    <repository root>/.jalign/llm-cache.sqlite. The line printed at the end names it.
+    """
     cache = ResponseCache()
     entries = dict(read_entries(in_path))  # validate the whole file before writing anything
     added = cache.add_missing(entries)

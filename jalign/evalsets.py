@@ -258,7 +258,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def _hub_rows(
     dataset: str | None, config: str | None, split: str, revision: str | None
 ) -> list[tuple[int, dict[str, Any]]]:
-    from datasets import load_dataset
+    from jalign.hub_reads import load_dataset
 
     rows = load_dataset(dataset, config, split=split, revision=revision)
     return [(i, dict(row)) for i, row in enumerate(rows, start=1)]

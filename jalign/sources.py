@@ -48,7 +48,7 @@ def _rows(source: SourceConfig) -> list[Record]:
 
             return pq.read_table(path).to_pylist()
         return read_jsonl(path)
-    from datasets import load_dataset
+    from jalign.hub_reads import load_dataset
 
     dataset = load_dataset(source.hf_dataset, source.hf_config, split=source.split, revision=source.revision)
     return list(dataset)

@@ -11,13 +11,32 @@ _JAPANESE = re.compile(
 )
 
 
+class _CharKinds(dict):
+    """Code point -> "j" (Japanese), "o" (another letter or number) or "_" (not counted: punctuation,
+    digits, spaces, symbols), each worked out the first time it is seen: `str.translate` then classifies
+    a whole text in C, where a per-character Unicode look-up in Python was most of a cached translate
+    rerun (filters call `japanese_ratio` several times per row)."""
+
+    def __missing__(self, code_point: int) -> str:
+        ch = chr(code_point)
+        if unicodedata.category(ch)[0] not in "LN" or ch.isdigit():
+            kind = "_"
+        else:
+            kind = "j" if _JAPANESE.match(ch) else "o"
+        self[code_point] = kind
+        return kind
+
+
+_KINDS = _CharKinds()  # at most one entry per character ever seen
+
+
 def japanese_ratio(text: str) -> float:
     """Share of Japanese characters among the letters and ideographs (punctuation, digits and spaces
     do not count either way, so '12 × 15 = 180。答えは180です。' is all Japanese)."""
-    counted = [ch for ch in text if unicodedata.category(ch)[0] in "LN" and not ch.isdigit()]
-    if not counted:
-        return 0.0
-    return sum(1 for ch in counted if _JAPANESE.match(ch)) / len(counted)
+    kinds = text.translate(_KINDS)
+    japanese = kinds.count("j")
+    counted = japanese + kinds.count("o")
+    return japanese / counted if counted else 0.0
 
 
 def contains_any(text: str, keywords: tuple[str, ...]) -> str | None:

@@ -71,8 +71,10 @@ def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    kwargs = resolve(ref).pretrained_kwargs()
-    tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+    source = resolve(ref)
+    kwargs = source.pretrained_kwargs()
+    with source.downloading():
+        tokenizer = AutoTokenizer.from_pretrained(**kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     quant = None
@@ -91,9 +93,10 @@ def load_policy(ref: str, quantization: Literal["nf4", "none"], dtype: str):
         # One copy per process under `accelerate launch` (DDP); ZeRO-3 / FSDP shard it afterwards.
         device_map = {"": PartialState().local_process_index}
     warn_if_bf16_is_emulated(dtype, "cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(
-        **kwargs, dtype=torch_dtype(dtype), quantization_config=quant, device_map=device_map
-    )
+    with source.downloading():
+        model = AutoModelForCausalLM.from_pretrained(
+            **kwargs, dtype=torch_dtype(dtype), quantization_config=quant, device_map=device_map
+        )
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 

@@ -86,11 +86,16 @@ def train(config: EncoderConfig, train_rows: list[Record], out_dir: Path, live_d
 
     from jalign.models import resolve
 
-    kwargs = resolve(config.model).pretrained_kwargs()
-    tokenizer = AutoTokenizer.from_pretrained(**kwargs)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        **kwargs, num_labels=2, id2label={0: "rejected", 1: "chosen"}, label2id={"rejected": 0, "chosen": 1}
-    )
+    source = resolve(config.model)
+    kwargs = source.pretrained_kwargs()
+    with source.downloading():
+        tokenizer = AutoTokenizer.from_pretrained(**kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            **kwargs,
+            num_labels=2,
+            id2label={0: "rejected", 1: "chosen"},
+            label2id={"rejected": 0, "chosen": 1},
+        )
     dataset = Dataset.from_list([{"text": r["text"], "label": int(r["label"])} for r in train_rows]).map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=config.max_length),
         batched=True,

@@ -16,6 +16,7 @@ import click
 
 from jalign.config import load_section
 from jalign.judging import calibrated_margin, outcome_from_margin, position_prior, shown_answer
+from jalign.judgments import check_judgments
 from jalign.records import (
     Record,
     RecordError,
@@ -232,6 +233,7 @@ def main(
     judgments = read_jsonl(
         judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method")
     )
+    check_judgments(judgments, rows, judgments_path, responses_path)
     try:
         decided, pairs, stats = decide(judgments, rows, config)
     except RecordError as exc:  # a judgments file not written by the judge stage, or edited by hand

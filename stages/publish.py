@@ -56,7 +56,7 @@ from jalign.hub_cards import (
     usage_models,
 )
 from jalign.models import MANIFEST, PACKAGED
-from jalign.records import RecordError, line_of, read_jsonl, write_json
+from jalign.records import RecordError, json_error, line_of, read_jsonl, write_json
 from jalign.stage import log, log_params, provenance, setup_logging
 
 INSTRUCTIONS = "data/instructions/curated.jsonl"
@@ -211,7 +211,7 @@ class Project:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise RecordError(f"{rel}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+            raise RecordError(f"{rel}:{exc.lineno}: not valid JSON ({json_error(exc)})") from exc
         if not isinstance(data, dict):
             raise RecordError(f"{rel}: expected a JSON object")
         return data

@@ -205,7 +205,8 @@ def self_instruct(
             "output": a["output"],
             "viewpoint": a["viewpoint"],
             "source": "self_instruct",
-            "lineage": {"parent_id": None, "operation": "self_instruct", "round": 0},
+            # a task is its own root, as evolve names the root of every descendant
+            "lineage": {"parent_id": None, "root_id": a["id"], "operation": "self_instruct", "round": 0},
             "generator": generator,
             "license": [config.license],
             "model_terms": [config.generator.terms],

@@ -10,7 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from commands import main as cli
+from jalign import models
 from jalign.models import MANIFEST, PACKAGED, ModelSource, ModelSourceError, cache_home, resolve
 
 
@@ -118,6 +122,34 @@ def test_missing_local_directory_points_at_dvc_repro(ref):
         resolve(ref)
     assert "`dvc repro models`" in str(info.value)
     assert ref in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("ref", "fix"),
+    [
+        ("models/classifier/e5-small", "`dvc repro classifier@e5-small`"),
+        ("./models/classifier/minilm", "`dvc repro classifier@minilm`"),
+        ("models/sft", "`dvc repro sft`"),
+        ("models/dpo/checkpoint-1", "`dvc repro dpo`"),
+        ("models/base/gemma-3-270m", "`dvc repro models`"),
+    ],
+)
+def test_a_missing_pipeline_model_names_the_stage_that_makes_it(tmp_path, monkeypatch, ref, fix):
+    """`jalign reward --model models/classifier/x` said "run `dvc repro models`" (issue 20, item 10)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text('{"text": "答え"}\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["reward", "--model", ref, "in.jsonl", "out.jsonl"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert result.output == f"error: {ref}: local model directory does not exist (run {fix} or `dvc pull`)\n"
+
+
+def test_the_stages_named_for_missing_models_write_those_folders():
+    dvc = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text(encoding="utf-8"))
+    for folder, stage in models.MADE_BY.items():
+        entry = dvc["stages"][stage]
+        outs = (entry.get("do") or entry)["outs"]
+        assert any(str(out).startswith(folder) for out in outs), (folder, stage)
+        assert ("foreach" in entry) == (folder == "models/classifier")  # one folder per foreach key
 
 
 @pytest.mark.parametrize("ref", ["not a model", "org/name/extra", "name-only", "org/@rev"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jalign import records
 from jalign.records import (
     RecordError,
     atomic_path,
@@ -63,6 +64,25 @@ def test_bad_json_names_file_and_line(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}:3: not valid JSON")  # blank line 2 still counts as a line
     assert "column" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # json's own message ends in "at" in these two
+        (b'{"id": "3', "Unterminated string starting at column 8"),  # the last line, cut short
+        (b'{"id": "3\n', "Invalid control character at column 10"),
+        (b'{"id": }\n', "Expecting value at column 8"),
+        (b'{"id": "1"}}\n', "Extra data at column 12"),
+    ],
+)
+def test_a_json_error_reads_as_one_phrase_naming_its_column(tmp_path, line, message):
+    """Not "starting at at column 8" (issue 20, item 10)."""
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(line)
+    with pytest.raises(RecordError) as info:
+        read_jsonl(path)
+    assert str(info.value) == f"{path}:1: not valid JSON ({message})"
 
 
 def test_non_object_line(tmp_path):
@@ -135,6 +155,35 @@ def test_a_surrogate_pair_escape_is_valid_text(tmp_path):
     path = tmp_path / "ok.jsonl"
     path.write_bytes(b'{"id": "\\ud83d\\ude00"}\n')  # one emoji, escaped as a pair
     assert read_jsonl(path, required=("id",)) == [{"id": "\U0001f600"}]
+
+
+def test_only_a_line_with_a_surrogate_escape_is_walked_for_one(tmp_path, monkeypatch):
+    """Decoded from valid UTF-8, a string can hold a lone surrogate only through a `\\ud800`-style escape:
+    lines without one are not walked field by field (issue 20, item 14), with the same results."""
+    walked = []
+    real = records._unencodable_field
+
+    def spy(value, path=""):
+        if not path:  # a record, not one of its fields
+            walked.append(value)
+        return real(value, path)
+
+    monkeypatch.setattr(records, "_unencodable_field", spy)
+    path = tmp_path / "many.jsonl"
+    plain = [
+        {"id": str(i), "text": "日本語の文章 \\u escape-like text", "nested": {"a": [1, "x"]}}
+        for i in range(50)
+    ]
+    escaped = {"id": "e", "text": "\U0001f600"}  # written as the pair \\ud83d\\ude00: valid, and walked
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plain) + json.dumps(escaped) + "\n",
+        encoding="utf-8",
+    )
+    assert read_jsonl(path) == [*plain, escaped]
+    assert walked == [escaped]
+    path.write_bytes(b'{"id": "\\uD800"}\n')  # upper-case hex is an escape too
+    with pytest.raises(RecordError, match="field 'id' holds a lone surrogate escape"):
+        read_jsonl(path)
 
 
 def test_user_prompt_appends_the_input_when_there_is_one():

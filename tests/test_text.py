@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
+import unicodedata
+
 import pytest
 
 from jalign import prompts
+from jalign import text as text_module
 from jalign.text import (
     contains_any,
     is_punctuation_only,
@@ -12,6 +17,18 @@ from jalign.text import (
     template_labels,
     template_residue,
 )
+
+# The definition before issue 20 (item 14), a per-character loop: the measure must not change.
+_REFERENCE_JAPANESE = re.compile(
+    r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f\u4e00-\u9fff\u3400-\u4dbf々〆ヵヶ]"
+)
+
+
+def reference_ratio(text: str) -> float:
+    counted = [ch for ch in text if unicodedata.category(ch)[0] in "LN" and not ch.isdigit()]
+    if not counted:
+        return 0.0
+    return sum(1 for ch in counted if _REFERENCE_JAPANESE.match(ch)) / len(counted)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +61,61 @@ def test_japanese_ratio_ignores_digits_and_punctuation_in_mixed_text():
     base = japanese_ratio("答えはabcです")
     assert base == pytest.approx(5 / 8)
     assert japanese_ratio("答えは 12,345 abc です!!!。") == pytest.approx(base)
+
+
+MIXED = [
+    "日本語の文章です。ひらがな、カタカナ、漢字。",
+    "ｶﾀｶﾅ ﾊﾝｶｸ｡｢ｶｷﾞ｣",  # half-width katakana and half-width punctuation
+    "ＡＢＣ　ａｂｃ　１２３　！？",  # full-width Latin, digits and punctuation
+    "絵文字😀👍🏽👨‍👩‍👧 と ❤️",  # emoji, skin tone, ZWJ sequence, variation selector
+    "²³¹ ①②③ ⅠⅡⅫ ½ ㊀ 〇 一二三",  # digits that are not decimal, Roman numerals, fractions
+    "・゛゜゠ー々〆ヵヶゝゞヽヾ",  # kana punctuation and marks inside the Japanese ranges
+    "が\u304b\u3099 é\u0065\u0301",  # combining marks
+    "𠮷野家 𪚲 𠀋",  # CJK Extension B (outside the counted ranges)
+    "한국어 中文 English Ελληνικά Русский العربية",
+    "\u200b\u00a0\ufeff\t\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", MIXED)
+def test_japanese_ratio_equals_the_per_character_definition(text):
+    assert japanese_ratio(text) == reference_ratio(text)
+
+
+def test_japanese_ratio_classifies_every_bmp_character_as_before():
+    """Each character between a Japanese and a Latin letter: 1/2 when it does not count, 1/3 when it
+    is a non-Japanese letter, 2/3 when it is Japanese."""
+    for cp in range(0x10000):
+        probe = f"{chr(cp)}あa"
+        assert japanese_ratio(probe) == reference_ratio(probe), hex(cp)
+
+
+def test_japanese_ratio_equals_the_definition_on_random_mixed_text():
+    rng = random.Random(20)
+    pool = "".join(MIXED) + "".join(chr(cp) for cp in range(0x3000, 0x3100)) + "abcXYZ0129 .,"
+    for _ in range(300):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 400)))
+        assert japanese_ratio(text) == reference_ratio(text)
+
+
+def test_japanese_ratio_classifies_each_distinct_character_once(monkeypatch):
+    """The measure runs three times per translated row: each character's Unicode category is looked up
+    once, not once per occurrence (issue 20, item 14). Counted, not timed."""
+    calls = []
+
+    class CountingUnicodedata:
+        def __getattr__(self, name):
+            return getattr(unicodedata, name)
+
+        def category(self, ch):
+            calls.append(ch)
+            return unicodedata.category(ch)
+
+    monkeypatch.setattr(text_module, "unicodedata", CountingUnicodedata())
+    text = "日本語のテキストとEnglish、数字123。" * 200
+    assert japanese_ratio(text) == reference_ratio(text)
+    assert len(calls) <= len(set(text))  # the loop before: one per character
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jalign.errors import JalignError
+
 CACHE_RELATIVE = Path(".jalign") / "llm-cache.sqlite"
 _EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
 
@@ -49,6 +51,13 @@ def cache_path() -> Path:
     return project_root() / (configured or CACHE_RELATIVE)
 
 
+class CacheError(JalignError, RuntimeError):
+    """The LLM cache cannot be opened or written: the message names its file and the fix."""
+
+
+_FIX = "make its folder writable, or set JALIGN_LLM_CACHE to a writable file path"
+
+
 def cache_key(payload: dict[str, Any]) -> str:
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -64,15 +73,23 @@ def _connect(path: Path) -> sqlite3.Connection:
 class ResponseCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"LLM cache {self.path}: cannot create its folder ({exc.strerror}): {_FIX}"
+            ) from None
         self._local = threading.local()
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        with conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-                " created REAL DEFAULT (julianday('now')))"
-            )
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                    " created REAL DEFAULT (julianday('now')))"
+                )
+        except sqlite3.Error as exc:  # SQLite's own message names no file
+            raise CacheError(f"LLM cache {self.path}: cannot open it ({exc}): {_FIX}") from None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -114,15 +131,18 @@ class ResponseCache:
             with self._conn() as conn:
                 conn.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", rows)
         except sqlite3.Error as exc:
-            raise RuntimeError(f"LLM cache {self.path}: writing answers failed: {exc}") from exc
+            raise CacheError(f"LLM cache {self.path}: writing answers failed ({exc}): {_FIX}") from exc
 
     def add_missing(self, items: dict[str, dict[str, Any]]) -> int:
         """Insert the entries whose key is not cached yet (one transaction); return how many were new."""
         conn = self._conn()
-        with conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO responses (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
-            )
-            return conn.total_changes - before
+        try:
+            with conn:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO responses (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+                )
+                return conn.total_changes - before
+        except sqlite3.Error as exc:
+            raise CacheError(f"LLM cache {self.path}: cannot write it ({exc}): {_FIX}") from None

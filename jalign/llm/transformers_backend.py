@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import replace
@@ -20,7 +21,14 @@ from transformers import (
 
 from jalign.llm.prompting import choice_token_ids, cut_at_stop, end_token_ids, load_tokenizer, render_prompt
 from jalign.llm.types import Admit, Choice, Generation, LLMConfig, OnResult, Request
-from jalign.models import pick_device, resolve, resolve_dtype, torch_dtype, warn_if_bf16_is_emulated
+from jalign.models import (
+    ModelSource,
+    pick_device,
+    resolve,
+    resolve_dtype,
+    torch_dtype,
+    warn_if_bf16_is_emulated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +41,16 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
     same answers as the unmerged model at the speed of the plain one. The adapter directory's
     tokenizer (saved with the adapter by the training stages) is used when it has one.
     """
-    kwargs = resolve(ref).pretrained_kwargs()
+    source = resolve(ref)
     adapter_source = resolve(adapter) if adapter else None
-    tokenizer = load_tokenizer(ref, adapter)
+    with source.downloading(), adapter_source.downloading() if adapter_source else contextlib.nullcontext():
+        return _load(source, adapter_source, dtype, device)
+
+
+def _load(source: ModelSource, adapter_source: ModelSource | None, dtype: str, device: str):
+    """`load`'s work, inside the guards that turn a Hub the model cannot come from into one line."""
+    kwargs = source.pretrained_kwargs()
+    tokenizer = load_tokenizer(source.ref, adapter_source.ref if adapter_source else None)
     dtype = resolve_dtype(dtype, device)
     warn_if_bf16_is_emulated(dtype, device)
     model = AutoModelForCausalLM.from_pretrained(**kwargs, dtype=torch_dtype(dtype))
@@ -53,7 +68,8 @@ def load(ref: str, dtype: str, device: str, adapter: str | None = None):
         model.load_state_dict(merged.state_dict())
         del merged
     model.to(device).eval()
-    log.info("loaded %s%s on %s (%s)", ref, f" + {adapter}" if adapter else "", device, model.dtype)
+    adapter_note = f" + {adapter_source.ref}" if adapter_source else ""
+    log.info("loaded %s%s on %s (%s)", source.ref, adapter_note, device, model.dtype)
     return tokenizer, model
 
 

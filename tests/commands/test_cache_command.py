@@ -119,3 +119,33 @@ def test_export_leaves_out_entries_import_would_refuse_and_says_how_many(tmp_pat
     assert [r["key"] for r in rows] == ["a" * 64]
     monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "new.sqlite"))
     assert CliRunner().invoke(main, ["cache", "import", str(tmp_path / "out.jsonl")]).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.jsonl.gz"])
+def test_a_cache_file_is_decoded_by_the_records_reader_plain_or_gzipped(tmp_path, monkeypatch, name):
+    """Import reads through `records.iter_jsonl` (issue 20, item 13): a lone surrogate escape, which no
+    text can hold, is refused naming file, line and field, gzipped or not, instead of failing inside
+    SQLite; a JSON error names its column as every other reader does."""
+    monkeypatch.setenv("JALIGN_LLM_CACHE", str(tmp_path / "c.sqlite"))
+    good = json.dumps({"key": "b" * 64, "value": {"text": "答え", "input_tokens": 1, "output_tokens": 1}})
+    bad = json.dumps({"key": "a" * 64, "value": {"text": "\ud800", "input_tokens": 1, "output_tokens": 1}})
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(tmp_path / name, "wb") as fh:
+        fh.write(f"{good}\n{bad}\n".encode())
+    result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / name)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{name}:2: field 'value.text' holds a lone surrogate escape" in result.output
+    with opener(tmp_path / name, "wb") as fh:
+        fh.write(f'{good}\n{{"key": "a'.encode())  # cut short
+    result = CliRunner().invoke(main, ["cache", "import", str(tmp_path / name)])
+    assert f"{name}:2: not valid JSON (Unterminated string starting at column 9)" in result.output
+    assert len(ResponseCache()) == 0
+
+
+@pytest.mark.parametrize("command", ["import", "export"])
+def test_help_says_which_cache_it_works_on(command):
+    """`cache import --help` did not say which cache it imports into (issue 20, item 10)."""
+    result = CliRunner().invoke(main, ["cache", command, "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # click wraps the help text
+    assert "JALIGN_LLM_CACHE" in text and ".jalign/llm-cache.sqlite" in text

@@ -25,7 +25,7 @@ from commands import main as cli
 from jalign.config import ConfigError, from_dict, read_params
 from jalign.hub import LicenseTally, lock_inputs, row_licenses, write_parquet
 from jalign.records import RecordError
-from stages.publish import HubConfig
+from stages.publish import HubConfig, Project
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
 TOKEN = f"hf_test_{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
@@ -536,3 +536,12 @@ def test_errors_are_redacted_and_a_missing_token_is_explained(
     for text in (result.output, caplog.text, captured.out, captured.err):
         assert TOKEN not in text
     assert not (project / "metrics/hub.json").exists()
+
+
+def test_a_bad_json_file_of_the_project_names_its_line_and_column(tmp_path: Path):
+    """The wording of every JSON error (issue 20, item 10): what is wrong, then where on the line."""
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "judge.json").write_text('{\n  "a": "b\n}\n', encoding="utf-8")
+    with pytest.raises(RecordError) as info:
+        Project(tmp_path, {}).json("metrics/judge.json")
+    assert str(info.value) == "metrics/judge.json:2: not valid JSON (Invalid control character at column 10)"

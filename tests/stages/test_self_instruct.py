@@ -121,7 +121,8 @@ TASKS = [
 
 
 def test_generated_rows_carry_the_seed_licence_and_the_generator_terms(tmp_path):
-    """Licence provenance: every generated row holds the seeds' licence and its generator's terms."""
+    """Licence provenance: every generated row holds the seeds' licence and its generator's terms; and
+    its lineage, with the root every evolved descendant names."""
     import threading
 
     import fake_openai
@@ -158,3 +159,7 @@ def test_generated_rows_carry_the_seed_licence_and_the_generator_terms(tmp_path)
         assert record["model_terms"] == ["qwen-research"]
         assert record["generator"] == "gen-model" and record["source"] == "self_instruct"
         assert record["viewpoint"] in ("正確性", "安全性")
+        # a task is its own root, as evolve's children name theirs (issue 20, item 10)
+        assert record["lineage"] == {
+            "parent_id": None, "root_id": record["id"], "operation": "self_instruct", "round": 0
+        }  # fmt: skip
