@@ -1,8 +1,10 @@
 """`backend: ray`: each call is one Ray Data job (`ray.data.llm`), on a local Ray or a cluster of nodes.
 
 engine vllm: one vLLM engine per data-parallel replica (`ray.concurrency`), each spanning
-  tensor_parallel_size x pipeline_parallel_size GPUs, behind Ray's chat-template / tokenize / detokenize
-  stages. Needs vllm on every GPU node; written from the ray 2.60 source and not run here (no GPU).
+  tensor_parallel_size x pipeline_parallel_size GPUs (or the `placement_group` given, e.g. CPUs for vLLM's
+  CPU build). Rows carry the prompt tokens, made in the driver by the code the in-process engines use
+  (jalign.llm.prompting): Ray's own chat-template and tokenize stages put a second <bos> before Gemma's
+  chat prompts. Needs vllm on every node; run in CI on a local Ray with vLLM's CPU build.
 engine http: Ray's HTTP request processor against any OpenAI-compatible endpoint (`vllm serve`, OpenAI),
   sending the openai backend's request bodies, parsing answers and classifying faults with its code.
 
@@ -37,6 +39,7 @@ from jalign.llm.openai_backend import (
     status_error,
     transport_error,
 )
+from jalign.llm.prompting import end_token_ids, generation_eos, load_tokenizer, render_prompt
 from jalign.llm.retry import FatalError, RetryableError, RetryPolicy, with_retries
 from jalign.llm.types import (
     Admit,
@@ -46,7 +49,6 @@ from jalign.llm.types import (
     OnResult,
     RaySettings,
     Request,
-    render_raw,
     request_url,
 )
 
@@ -243,18 +245,27 @@ class RayBackend:
             "max_tokens": s.max_tokens,
             "seed": s.seed,
             "stop": list(s.stop),
+            "stop_token_ids": self._prompting[1],  # the end-of-turn set of the in-process engines
             "repetition_penalty": s.repetition_penalty,
         }
         if choices is not None:
             params |= {"max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
-        row: dict[str, Any] = {"index": index, "sampling_params": params}
-        if self.config.prompt_format == "raw":
-            row["prompt"] = render_raw(request.messages)
-        else:
-            row["messages"] = [dict(m) for m in request.messages]
+        tokenizer = self._prompting[0]
+        text = render_prompt(tokenizer, request, self.config.prompt_format, self.config.model)
+        row: dict[str, Any] = {
+            "index": index,
+            "sampling_params": params,
+            "tokenized_prompt": tokenizer(text, add_special_tokens=False)["input_ids"],
+        }
         if self.config.adapter:
             row["model"] = self.config.adapter  # a model other than the engine's: a LoRA request
         return row
+
+    @functools.cached_property
+    def _prompting(self) -> tuple[Any, list[int]]:
+        """The role's tokenizer and end-of-turn ids, loaded on the first vllm row."""
+        tokenizer = load_tokenizer(self.config.model, self.config.adapter)
+        return tokenizer, end_token_ids(tokenizer, generation_eos(self.config.model))
 
     def _vllm_processor(self):
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
@@ -268,7 +279,15 @@ class RayBackend:
             batch_size=self.settings.batch_size,
             accelerator_type=self.settings.accelerator_type,
             max_tasks_in_flight_per_actor=self.settings.max_tasks_in_flight_per_actor,
-            chat_template_stage=self.config.prompt_format == "chat",
+            placement_group_config=self.settings.placement_group,
+            # Ray's default exports engine metrics through vLLM's Ray logger, which imports ray.serve:
+            # with the `ray` extra (ray[data]) every engine replica died at start-up.
+            log_engine_metrics=False,
+            chat_template_stage=False,  # rows carry their tokens (see the module docstring)
+            tokenize_stage=False,
+            # the engine detokenizes its own output (SamplingParams.detokenize); a detokenize actor would
+            # hold one more CPU, and on two CPUs the job's preprocess task then waited for ever
+            detokenize_stage=False,
             should_continue_on_error=True,  # an engine error fails its row, not the whole job
         )
         return build_processor(config, postprocess=_vllm_output)

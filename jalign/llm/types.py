@@ -91,6 +91,11 @@ class RaySettings:
     accelerator_type: str | None = param(
         "vllm: GPU type the engines run on (H100, A100 ...); null: any.", default=None
     )
+    placement_group: dict[str, Any] | None = param(
+        "vllm: Ray placement group of one engine replica, e.g. {bundles: [{CPU: 2}]} for vLLM's CPU build on "
+        "machines without GPUs; null: Ray's default, one GPU per tensor/pipeline-parallel worker.",
+        default=None,
+    )
     max_tasks_in_flight_per_actor: int | None = param(
         "vllm: batches queued on each engine replica; null: Ray's default.", ge=1, default=None
     )

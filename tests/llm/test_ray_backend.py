@@ -24,6 +24,7 @@ from jalign.config import ConfigError, from_dict  # noqa: E402
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling  # noqa: E402
 from jalign.llm.client import identity  # noqa: E402
 from jalign.llm.ray_backend import RayBackend, _vllm_output  # noqa: E402
+from jalign.llm.transformers_backend import TransformersBackend  # noqa: E402
 from jalign.llm.types import RaySettings, VLLMSettings  # noqa: E402
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
@@ -326,12 +327,8 @@ def test_vllm_processor_wiring(local_ray, tiny_lm_dir, monkeypatch, tmp_path):
     config = llm_config(model=str(tiny_lm_dir), backend="ray", ray=settings)
     backend = RayBackend(config)
     processor = backend._vllm_processor()
-    assert processor.list_stage_names() == [
-        "ChatTemplateStage",
-        "TokenizeStage",
-        "vLLMEngineStage",
-        "DetokenizeStage",
-    ]
+    # rows carry their prompt tokens: no chat-template or tokenize stage (a second <bos> for Gemma)
+    assert processor.list_stage_names() == ["vLLMEngineStage"]
     engine = processor.get_stage_by_name("vLLMEngineStage")
     assert engine.fn_constructor_kwargs["engine_kwargs"] | {"task_type": None} == {
         "dtype": "bfloat16",
@@ -347,15 +344,17 @@ def test_vllm_processor_wiring(local_ray, tiny_lm_dir, monkeypatch, tmp_path):
     assert pool.max_tasks_in_flight_per_actor == 8
 
     row = backend._vllm_row(7, user("こんにちは", make_sampling(stop=("。",))), None)
-    first = processor.get_stage_by_name("ChatTemplateStage")
-    assert set(first.get_required_input_keys()) <= set(row)
     assert set(engine.get_required_input_keys()) <= set(row)
     assert row["sampling_params"]["stop"] == ["。"]
+    local = TransformersBackend(dataclasses.replace(config, backend="transformers", ray=None))
+    chat = local.render(user("こんにちは"))
+    assert row["tokenized_prompt"] == local.tokenizer(chat, add_special_tokens=False)["input_ids"]
+    assert row["sampling_params"]["stop_token_ids"] == local.eos_ids
 
     raw = dataclasses.replace(config, prompt_format="raw", ray=ray_settings())
     raw_processor = RayBackend(raw)._vllm_processor()
-    assert raw_processor.list_stage_names()[0] == "TokenizeStage"  # the prompt is used as is
-    assert RayBackend(raw)._vllm_row(0, user("続き"), None)["prompt"] == "続き"
+    tokens = RayBackend(raw)._vllm_row(0, user("これは"), None)["tokenized_prompt"]
+    assert local.tokenizer.decode(tokens) == "<bos>これは"  # raw text after BOS, as transformers sends it
     single = raw_processor.get_stage_by_name("vLLMEngineStage")
     assert single.map_batches_kwargs["num_gpus"] == 1
 
@@ -474,3 +473,36 @@ def test_identity_shares_the_cache_of_the_backend_it_stands_in_for(tiny_lm_dir, 
     assert before["adapter"] == str(adapter) and before != identity(vllm)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained in place
     assert identity(with_adapter) != before
+
+
+@pytest.mark.slow
+def test_the_vllm_engine_runs_on_a_local_ray_on_cpus(local_ray, tiny_vllm_lm_dir, tmp_path):
+    """The real `ray.data.llm` vLLM processor with vLLM's CPU build, one engine replica on one CPU
+    bundle: its greedy answers are the transformers backend's, and a prompt past max_model_len is a
+    failure row while the job goes on."""
+    from helpers import require_vllm
+
+    require_vllm()
+    settings = ray_settings(
+        concurrency=1,
+        batch_size=4,
+        engine_kwargs={"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30, "max_model_len": 256},
+        placement_group={"bundles": [{"CPU": 1}]},
+    )
+    config = llm_config(
+        model=str(tiny_vllm_lm_dir), backend="ray", dtype="float32", device="cpu", ray=settings
+    )
+    greedy = make_sampling(temperature=0.0, top_p=1.0, max_tokens=12)
+    requests = [
+        user(q, greedy)
+        for q in ("日本の首都はどこですか？", "1+1は？", "日本語の文章を書いてください。" * 20)
+    ]
+    client = LLMClient(config, cache=ResponseCache(tmp_path / "ray.sqlite"))
+    answers = client.generate(requests)
+    local = LLMClient(
+        dataclasses.replace(config, backend="transformers", ray=None),
+        cache=ResponseCache(tmp_path / "tf.sqlite"),
+    ).generate(requests[:2])
+    assert [a.text for a in answers[:2]] == [a.text for a in local]
+    assert [a.input_tokens for a in answers[:2]] == [a.input_tokens for a in local]
+    assert not answers[2].ok and "vllm:" in answers[2].error
