@@ -46,12 +46,17 @@ class Price:
 @dataclass(frozen=True)
 class VLLMSettings:
     """`vllm.LLM` engine arguments a production run needs (backend: vllm). Validated against vLLM's
-    own EngineArgs when vLLM is installed; vLLM is never imported on a CPU machine."""
+    own EngineArgs where vLLM is installed; vLLM is imported only when a vllm role answers."""
 
     tensor_parallel_size: int = param("GPUs per model replica (tensor parallel).", ge=1)
     pipeline_parallel_size: int = param("Pipeline-parallel stages.", ge=1)
     max_model_len: int | None = param("Context length; null = the model's.", ge=1)
-    gpu_memory_utilization: float = param("Share of GPU memory vLLM may take.", gt=0, le=1)
+    gpu_memory_utilization: float = param(
+        "Share of GPU memory vLLM may take (on vLLM's CPU build: of RAM, for the KV cache; set "
+        "extra.kv_cache_memory_bytes instead).",
+        gt=0,
+        le=1,
+    )
     enable_prefix_caching: bool = param(
         "Reuse the KV cache of shared prompt prefixes (the judge prompt's long shared preamble)."
     )
@@ -131,7 +136,7 @@ class LLMConfig:
     )
     backend: Backend = param(
         "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
-        "API, `vllm serve`), vllm (in-process on a GPU machine), ray (one Ray Data job per call: vLLM "
+        "API, `vllm serve`), vllm (in-process: the `vllm` extra on a GPU, vLLM's CPU build elsewhere), ray (one Ray Data job per call: vLLM "
         "engines on a cluster, or HTTP workers; see `ray`), openai_batch (the OpenAI Batch API; see "
         "`batch`)."
     )
