@@ -322,6 +322,7 @@ def dataset_plan(
     models = models_of(project, card["usage_metrics"])
     facts = card_facts(project, tally, overridden, models, card["metrics"], card["artifact_path"])
     readme = out / "README.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)  # a dataset whose splits are all empty has no files yet
     readme.write_text(dataset_card(card, facts, rows, configs), encoding="utf-8")
     files.append(UploadFile.of("README.md", readme))
     return RepoPlan(artifact, repo_id, "dataset", files, tally, rows, facts.license, overridden, refusal)

@@ -315,6 +315,15 @@ def test_dry_run_on_a_clone_without_outputs_says_how_to_get_them(project: Path):
     assert "data/instructions/curated.jsonl: file not found (`dvc pull` fetches" in result.output
 
 
+def test_a_dataset_with_no_rows_is_planned_with_its_card(project: Path):
+    """A curate gate that keeps nothing (the default profile's 270M tagger) left the plan without a folder
+    for the card: the publish stage died with FileNotFoundError."""
+    write_jsonl(project / "data/instructions/curated.jsonl", [])
+    result = publish("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "rows default/train: 0" in result.output or "rows train: 0" in result.output, result.output
+
+
 def test_plan_stage_writes_the_plan_without_pushing(project: Path):
     result = publish()  # hub.push: false, the DVC stage's default
     assert result.exit_code == 0, result.output
