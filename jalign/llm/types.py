@@ -136,7 +136,8 @@ class LLMConfig:
     )
     backend: Backend = param(
         "transformers (local batched generate), openai (any OpenAI-compatible endpoint: the OpenAI "
-        "API, `vllm serve`), vllm (in-process: the `vllm` extra on a GPU, vLLM's CPU build elsewhere), ray (one Ray Data job per call: vLLM "
+        "API, `vllm serve`), vllm (in-process: the `vllm` extra on a GPU, vLLM's CPU build elsewhere), "
+        "ray (one Ray Data job per call: vLLM "
         "engines on a cluster, or HTTP workers; see `ray`), openai_batch (the OpenAI Batch API; see "
         "`batch`)."
     )
