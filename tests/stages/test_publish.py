@@ -321,7 +321,8 @@ def test_a_dataset_with_no_rows_is_planned_with_its_card(project: Path):
     write_jsonl(project / "data/instructions/curated.jsonl", [])
     result = publish("--dry-run")
     assert result.exit_code == 0, result.output
-    assert "rows default/train: 0" in result.output or "rows train: 0" in result.output, result.output
+    plan = result.output.split("dataset alice/jalign-ja-instructions", 1)[1].split("\ndataset ", 1)[0]
+    assert "rows default/train: 0" in plan and "README.md" in plan and ".parquet" not in plan, plan
 
 
 def test_plan_stage_writes_the_plan_without_pushing(project: Path):
