@@ -16,7 +16,7 @@ from typing import Any
 
 from jalign.config import as_dict
 from jalign.errors import JalignError
-from jalign.records import Record, clean_stale_temp, write_jsonl
+from jalign.records import Record, clean_stale_temp, write_json, write_jsonl
 from jalign.redact import RedactingFilter, redact
 
 log = logging.getLogger("jalign")
@@ -65,6 +65,49 @@ def provenance() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return {"git_commit": commit or None, "python": platform.python_version(), "packages": versions}
+
+
+# What a metrics file never holds: who made it (provenance, model identities, usage per role), how it was
+# configured (policy echoes), free text (failure reasons) and the machine's speed. All of it goes to the
+# `.meta.json` file beside, which stays tracked but is not a DVC metric, so `dvc metrics diff` lists only
+# figures a reviewer compares across runs.
+META_ONLY_KEYS = frozenset({"provenance", "usage", "policy", "reasons"})
+MACHINE_KEYS = frozenset({"tokens_per_second", "peak_memory_mb"})
+
+
+def is_metric_key(key: str) -> bool:
+    return key not in META_ONLY_KEYS and key not in MACHINE_KEYS and not key.endswith("_seconds")
+
+
+def numbers_only(record: dict[str, Any]) -> dict[str, Any]:
+    """The comparable figures of a stage report: int and float leaves (bools, strings and None are
+    descriptions, not figures), without the META_ONLY_KEYS / machine-speed subtrees; empty dicts drop."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if not is_metric_key(str(key)):
+            continue
+        if isinstance(value, dict):
+            nested = numbers_only(value)
+            if nested:
+                out[key] = nested
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def meta_path_for(metrics_path: str | Path) -> Path:
+    """metrics/dpo.json -> metrics/dpo.meta.json (declared in dvc.yaml as a plain, uncached out)."""
+    path = Path(metrics_path)
+    return path.with_name(f"{path.stem}.meta.json")
+
+
+def write_metrics(metrics_path: str | Path, report: dict[str, Any]) -> None:
+    """Write a stage's report as two files: its figures to `metrics_path` (a DVC metric) and the whole
+    report, provenance included, to the `.meta.json` beside it."""
+    write_json(
+        meta_path_for(metrics_path), {**report, "provenance": report.get("provenance") or provenance()}
+    )
+    write_json(metrics_path, numbers_only(report))
 
 
 class Failures:

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from jalign.config import load_section, param
-from jalign.records import Record, read_jsonl, write_json
-from jalign.stage import log, provenance, setup_logging, start_stage
+from jalign.records import Record, read_jsonl
+from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
 
 
@@ -159,4 +159,4 @@ def main(name: str, data_dir: str, out_dir: str, live_dir: str, metrics_path: st
     rewards = RewardModel(str(out), max_length=config.max_length).score([r["text"] for r in eval_rows])
     metrics = {**classification_metrics(eval_rows, rewards), **stats, "encoder": name, "model": config.model}
     log.info("classifier %s: %s", name, json.dumps(metrics))
-    write_json(metrics_path, {**metrics, "provenance": provenance()})
+    write_metrics(metrics_path, {**metrics})

@@ -18,8 +18,8 @@ from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.llm import Choice, LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, read_jsonl, user_prompt, write_json, write_jsonl
-from jalign.stage import Failures, log, mean
+from jalign.records import Record, read_jsonl, user_prompt, write_jsonl
+from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import japanese_ratio
 
 QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}
@@ -250,7 +250,7 @@ def main(
         k: v.get("usage", {}).get("total") for k, v in previous.items()
     }
     log.info("curated %d of %d instructions", len(kept), len(records))
-    write_json(
+    write_metrics(
         metrics_path,
         {
             **report,

@@ -22,10 +22,9 @@ from jalign.records import (
     RecordError,
     provenance_of,
     read_jsonl,
-    write_json,
     write_jsonl,
 )
-from jalign.stage import log, provenance, rate, setup_logging, start_stage
+from jalign.stage import log, rate, setup_logging, start_stage, write_metrics
 from jalign.verdicts import Outcome, parse_verdict
 from stages.judge import JudgeConfig, load_responses
 
@@ -241,7 +240,7 @@ def main(
     write_jsonl(decided_path, decided)
     write_jsonl(out_path, pairs)
     log.info("kept %d of %d pairs (agreement %s)", len(pairs), stats["pairs_judged"], stats["agreement_rate"])
-    write_json(
+    write_metrics(
         metrics_path,
-        {**stats, "method": judgments[0]["method"] if judgments else None, "provenance": provenance()},
+        {**stats, "method": judgments[0]["method"] if judgments else None},
     )

@@ -16,8 +16,8 @@ from typing import Literal
 import click
 
 from jalign.config import load_section, param
-from jalign.records import read_jsonl, write_json
-from jalign.stage import log, provenance, setup_logging, start_stage
+from jalign.records import read_jsonl
+from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import (
     LoraSettings,
     Stopwatch,
@@ -218,4 +218,4 @@ def main(
         )
     metrics = train(config, Path(data_dir), sft_adapter, Path(out_dir), live_dir)
     log.info("dpo: %s", json.dumps(metrics))
-    write_json(metrics_path, {**metrics, "model": config.model, "provenance": provenance()})
+    write_metrics(metrics_path, {**metrics, "model": config.model})

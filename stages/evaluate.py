@@ -22,8 +22,8 @@ from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt
 from jalign.judging import ask
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, write_json, write_jsonl
-from jalign.stage import Failures, log
+from jalign.records import Record, write_jsonl
+from jalign.stage import Failures, log, write_metrics
 from jalign.verdicts import parse_arena, parse_rating
 
 GRADE_SCALES = {"jalign": (1, 5), "elyza": (1, 5), "mt_bench": (1, 10)}  # arena_hard: pairwise only
@@ -415,7 +415,7 @@ def main(
     write_jsonl(answers_path, answer_rows)
     write_jsonl(judgments_path, judgments)
     log.info("%d answers, %d pairwise judgments, %d grades", len(answer_rows), len(games), len(grades))
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "items": len(items),

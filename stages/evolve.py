@@ -24,8 +24,8 @@ from jalign.config import load_section, param
 from jalign.ifeval.compose import constrain
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_json, write_jsonl
-from jalign.stage import Failures, log, mean
+from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_jsonl
+from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import first_paragraph, is_punctuation_only, japanese_ratio
 
 INPUT_FIELDS = ("id", "instruction", "output")
@@ -298,7 +298,7 @@ def main(in_path: str, out_path: str, failures_path: str, metrics_path: str, par
     run.finish(input_rows=parents, failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, out)
     evolved = [r for r in out if r["source"] == "evol_instruct"]
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "inputs": len(records),

@@ -35,10 +35,9 @@ from jalign.records import (
     check_unique_ids,
     line_of,
     read_jsonl,
-    write_json,
     write_jsonl,
 )
-from jalign.stage import Failures, log
+from jalign.stage import Failures, log, write_metrics
 from jalign.verdicts import parse_verdict
 
 
@@ -274,7 +273,7 @@ def main(
     run.finish(input_rows=rows_in, failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(judgments_path, judgments)
     log.info("%d judgments of %d pairs (%d canary judgments)", len(judgments), pairs, len(tasks) - 2 * pairs)
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "pairs": pairs,

@@ -21,9 +21,9 @@ import click
 
 from jalign.config import load_section, param
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.records import Record, RecordError, licence_list, read_jsonl, write_json, write_jsonl
+from jalign.records import Record, RecordError, licence_list, read_jsonl, write_jsonl
 from jalign.reward import classifier_text
-from jalign.stage import log, provenance, setup_logging, start_stage
+from jalign.stage import log, setup_logging, start_stage, write_metrics
 
 FORMATS = ("pairwise", "kto", "binary")
 
@@ -159,4 +159,4 @@ def main(pairs_paths: tuple[str, ...], out_dir: str, metrics_path: str, params_p
     for (fmt, split), rows in sets.items():
         write_jsonl(Path(out_dir) / f"{fmt}_{split}.jsonl", rows)
     log.info("preference rows: %s", report["rows"])
-    write_json(metrics_path, {**report, "provenance": provenance()})
+    write_metrics(metrics_path, {**report})

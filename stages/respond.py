@@ -19,10 +19,9 @@ from jalign.records import (
     provenance_of,
     read_jsonl,
     user_prompt,
-    write_json,
     write_jsonl,
 )
-from jalign.stage import Failures, log, mean
+from jalign.stage import Failures, log, mean, write_metrics
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,7 @@ def main(
     write_jsonl(out_path, out)
     complete = sum(len(r["responses"]) == len(config.responders) for r in out)
     log.info("%d of %d prompts answered by every responder", complete, len(out))
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "prompts": len(out),

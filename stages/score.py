@@ -27,7 +27,7 @@ from jalign.ifeval.stats import accuracy, paired_difference, per_instruction
 from jalign.judging import calibrated_margin, outcome_from_margin, position_prior
 from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
-from jalign.stage import log, mean, provenance, rate, setup_logging, start_stage
+from jalign.stage import log, mean, rate, setup_logging, start_stage, write_metrics
 from jalign.text import japanese_ratio
 from jalign.verdicts import parse_arena, parse_rating, swap_label
 from stages.evaluate import EvaluateConfig, transcript
@@ -566,7 +566,10 @@ def _fmt(value: Any) -> str:
 @click.option("--answers", "answers_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--judgments", "judgments_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--usage", "usage_path", type=click.Path(exists=True, dir_okay=False), help="the evaluate stage's metrics"
+    "--usage",
+    "usage_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="the evaluate stage's report (metrics/evaluate.meta.json)",
 )
 @click.option("--games", "games_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--battles", "battles_path", required=True, type=click.Path(dir_okay=False))
@@ -612,7 +615,7 @@ def main(
                 v["ci_high"],
                 v["invalid"],
             )
-    write_json(metrics_path, {**metrics, "provenance": provenance()})
+    write_metrics(metrics_path, metrics)
 
 
 def metrics_policy(config: EvaluateConfig) -> dict:

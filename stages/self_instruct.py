@@ -26,10 +26,9 @@ from jalign.records import (
     check_unique_ids,
     line_of,
     read_jsonl,
-    write_json,
     write_jsonl,
 )
-from jalign.stage import Failures, log, mean
+from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import contains_any, japanese_ratio
 
 SEED_FIELDS = ("id", "viewpoint", "instruction", "output")
@@ -238,7 +237,7 @@ def main(seeds_path: str, out_path: str, failures_path: str, metrics_path: str, 
     generated = config.rounds * config.prompts_per_round
     run.finish(input_rows=generated, failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, records)
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "seeds": len(seeds),

@@ -16,7 +16,7 @@ import click
 
 from jalign.config import load_section, param
 from jalign.records import Record, read_jsonl, user_prompt, write_json
-from jalign.stage import log, provenance, setup_logging, start_stage
+from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import (
     LoraSettings,
     Stopwatch,
@@ -140,4 +140,4 @@ def main(data_path: str, out_dir: str, live_dir: str, metrics_path: str, params_
     else:
         metrics = train(config, records, out, live_dir)
     log.info("sft: %s", json.dumps(metrics))
-    write_json(metrics_path, {**metrics, "model": config.model, "provenance": provenance()})
+    write_metrics(metrics_path, {**metrics, "model": config.model})

@@ -21,9 +21,9 @@ from jalign import prompts
 from jalign.config import load_section, param
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, check_unique_ids, provenance_of, write_json, write_jsonl
+from jalign.records import Record, check_unique_ids, provenance_of, write_jsonl
 from jalign.sources import SourceConfig, load_source
-from jalign.stage import Failures, log, mean
+from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import first_paragraph, japanese_ratio, template_labels, template_residue
 
 # Tasks about the English language itself. Patterns are deliberately narrow ("letter" alone would
@@ -202,7 +202,7 @@ def main(out_path: str, failures_path: str, metrics_path: str, params_path: str)
     run.finish(input_rows=len(rows), failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, out)
     log.info("translated %d of %d source prompts", len(out), len(rows))
-    write_json(
+    write_metrics(
         metrics_path,
         {
             "sources": dict(Counter(r["source"] for r in rows)),

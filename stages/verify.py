@@ -26,8 +26,8 @@ from jalign.ifeval import follows_instructions, validate_instructions
 from jalign.ifeval.compose import SPECS_PATH, compose_rows, load_specs, read_questions
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
-from jalign.records import Record, line_of, provenance_of, read_jsonl, write_json, write_jsonl
-from jalign.stage import Failures, log, rate
+from jalign.records import Record, line_of, provenance_of, read_jsonl, write_jsonl
+from jalign.stage import Failures, log, rate, write_metrics
 from jalign.text import distinct_ngram_ratio, japanese_ratio
 
 
@@ -294,4 +294,4 @@ def main(
     write_jsonl(out_path, pairs)
     write_jsonl(samples_path, samples)
     log.info("verify: %d pairs from %d prompts (%s dropped)", len(pairs), len(rows), stats["dropped"])
-    write_json(metrics_path, {**stats, **run.metrics()})
+    write_metrics(metrics_path, {**stats, **run.metrics()})
