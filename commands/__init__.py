@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "stages.dpo:main",
     "evaluate": "stages.evaluate:main",
     "score-eval": "stages.score:main",
+    "summary": "stages.summary:main",
     "publish": "stages.publish:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",

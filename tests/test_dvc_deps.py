@@ -28,6 +28,7 @@ CHEAP_STAGES = {
     "verify",
     "preferences",
     "evaluate",
+    "summary",
     "score",
     "publish",
 }

@@ -12,7 +12,15 @@ from jalign.errors import JalignError
 from jalign.llm import BudgetExceeded
 from jalign.models import ModelSourceError
 from jalign.records import RecordError
-from jalign.stage import FailureRateExceeded, Failures, mean, provenance, start_stage
+from jalign.stage import (
+    FailureRateExceeded,
+    Failures,
+    mean,
+    numbers_only,
+    provenance,
+    start_stage,
+    write_metrics,
+)
 
 
 def test_failures_count_lost_rows_not_failed_calls(tmp_path):
@@ -96,3 +104,33 @@ def test_start_stage_logs_params_and_removes_only_its_outputs_stale_temps(tmp_pa
         start_stage("train", {"beta": 0.1}, [adapter, metrics])
     assert not any(p.exists() for p in stale) and other.exists()
     assert 'train params: {"beta": 0.1}' in caplog.text and "removed a temp file" in caplog.text
+
+
+def test_write_metrics_keeps_figures_in_the_metric_and_everything_in_the_report_beside(tmp_path):
+    failures = Failures("judge")
+    failures.add("p1", "judge", "HTTP 500: upstream\nmulti-line")
+    report = {
+        "kept": 6,
+        "agreement_rate": 0.5,
+        "method": "logprob",  # a description, not a figure
+        "enabled": True,  # a bool is no figure either
+        "unset": None,
+        "failures": failures.summary(10),  # its counts stay; its free-text reasons move out
+        "usage": {"total": {"requests": 3, "usd": 0.01}},  # differs on every rerun (cache hits)
+        "policy": {"strong_weight": 3},  # an echo of params, already in dvc params diff
+        "train_seconds": 12.5,  # the machine's speed
+        "tokens_per_second": 40.1,
+        "per_set": {"a": {"score": 51.0, "judge": "gpt"}, "b": {"judge": "gpt"}},  # b: nothing left
+    }
+    metrics_path = tmp_path / "metrics" / "judge.json"
+    write_metrics(metrics_path, report)
+    assert json.loads(metrics_path.read_text()) == {
+        "kept": 6,
+        "agreement_rate": 0.5,
+        "failures": {"input_rows": 10, "lost_rows": 1, "failure_rate": 0.1},
+        "per_set": {"a": {"score": 51.0}},
+    }
+    meta = json.loads((tmp_path / "metrics" / "judge.meta.json").read_text())
+    assert {k: v for k, v in meta.items() if k != "provenance"} == report
+    assert set(meta["provenance"]) == {"git_commit", "python", "packages"}
+    assert numbers_only({"provenance": {"python": 3.11}}) == {}

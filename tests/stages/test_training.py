@@ -212,4 +212,7 @@ def test_skipped_sft_leaves_a_file_in_its_live_folder_for_git(tmp_path):
         "enabled": False,
         "reason": "sft.enabled is false",
     }
-    assert json.loads(metrics.read_text())["enabled"] is False
+    # The metric holds no figure (a skipped stage has none); the report beside it says why.
+    assert json.loads(metrics.read_text()) == {}
+    report = json.loads((metrics.parent / "sft.meta.json").read_text())
+    assert report["enabled"] is False and report["reason"] == "sft.enabled is false"
