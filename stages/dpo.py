@@ -2,7 +2,8 @@
 
 params -> TRL config -> trainer, nothing more. Karasu's hyper-parameters (learning_rate 5e-6, batch 4,
 eval batch 2, seed 42, gradient accumulation 4, cosine, 1 epoch, bfloat16, paged_adamw_8bit) are the
-production preset (README); the default profile shrinks steps and lengths so a CPU finishes in minutes.
+karasu preset (docs/configuration.md); the default profile shrinks steps and lengths so a CPU finishes in
+minutes.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class TrainConfig:
         "sigmoid = DPO (Rafailov et al. 2023), ipo (Azar et al. 2023), kto (KTOTrainer on the unpaired set)."
     )
     beta: float = param(
-        "Strength of the pull towards the reference. Article 001: the best beta differs per method "
-        "(0.01 .. 0.6); Zephyr did best at 0.01.",
+        "Strength of the pull towards the reference. In Hugging Face's DPO / IPO / KTO comparison the best "
+        "beta differs per method (0.01 .. 0.6); Zephyr did best at 0.01.",
         gt=0,
     )
     learning_rate: float = param("Peak learning rate (Karasu: 5e-6).", gt=0)

