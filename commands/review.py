@@ -113,18 +113,6 @@ def changed(entry: dict[str, Any]) -> bool:
     return entry.get("old") != entry.get("new")
 
 
-def params_section(params: Diff) -> str:
-    rows = [
-        [f"`{key}`" if name == "params.yaml" else f"`{name}`: `{key}`", fmt(e.get("old")), fmt(e.get("new"))]
-        for name, keys in sorted(params.items())
-        for key, e in sorted(keys.items())
-        if changed(e)
-    ]
-    if not rows:
-        return "### Params\n\nNo param changed."
-    return f"### Params ({len(rows)} changed)\n\n" + table(["param", "base", "head"], rows)
-
-
 def eval_section(metrics: dict[str, dict[str, Any]]) -> tuple[list[list[str]], set[str]]:
     """Rows (candidate, set, score base → head, Δ, both CIs, overlap, style-controlled score) for every
     cell whose score or CI changed, and the keys they used. Unchanged sides come from `--all`."""
@@ -185,12 +173,112 @@ class Group:
     note: str = ""
 
 
+SUMMARY_FILE = "metrics/summary.json"
+# metrics/summary.json's keys (stages/summary.py) as the comment names them, in its order.
+HEADLINE_LABELS = {
+    "score": "Evaluation score (baseline = 50)",
+    "if_base": "IFEval strict, baseline (%)",
+    "if_cand": "IFEval strict, candidate (%)",
+    "if_gain": "IFEval paired gain (points)",
+    "judge_agree": "Judge swap agreement",
+    "pairs": "Preference pairs kept",
+    "train_loss": "DPO train loss",
+    "eval_loss": "DPO eval loss",
+    "rm_acc": "Classifier pairwise accuracy",
+    "usd": "USD spent",
+    "rows_lost": "Rows lost to failures",
+}
+# Figures shown inside another row: the CIs and p next to their estimate.
+FOLDED = {"score_lo", "score_hi", "if_lo", "if_hi", "if_p"}
+# A judge whose verdicts flip this often when the answers swap places, or that this often answers
+# nothing parseable, is mostly noise: the comment flags it rather than letting its scores stand silently.
+MIN_AGREEMENT = 0.6
+MAX_INVALID = 0.05
+EVAL_JUDGE_KEY = re.compile(r"^judge_reliability\.(?P<set>[^.]+)\.(?P<field>[a-z_]+)$")
+EVAL_JUDGE_FIELDS = {"swap_agreement": "agreement", "position_bias": "position bias",
+                     "invalid_rate": "invalid", "length_bias": "length bias"}  # fmt: skip
+PREFERENCE_JUDGE_FIELDS = {"agreement_rate": "agreement", "position_bias_rate": "position bias",
+                           "invalid_rate": "invalid", "length_bias": "length bias"}  # fmt: skip
+
+
+def side(entry: dict[str, Any], which: str, low: dict[str, Any], high: dict[str, Any]) -> str:
+    """An estimate with its CI at one revision: `21.25 [8.75, 33.75]`."""
+    value = entry.get(which)
+    if value is None:
+        return "—"
+    if low.get(which) is None and high.get(which) is None:
+        return fmt(value)
+    return f"{fmt(value)} {interval(low.get(which), high.get(which))}"
+
+
+def headline_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per headline figure: base, head, Δ and what the CIs say (estimates carry theirs)."""
+    rows = []
+    for key, entry in summary.items():
+        if key in FOLDED:
+            continue
+        label = HEADLINE_LABELS.get(key) or HEADLINE_LABELS["rm_acc"] + f" `{key.removeprefix('rm_acc_')}`"
+        note = ""
+        if key == "score":
+            low, high = summary.get("score_lo", {}), summary.get("score_hi", {})
+            overlap = ci_overlap(low.get("old"), high.get("old"), low.get("new"), high.get("new"))
+            note = {True: "CIs overlap: within the noise", False: "**CIs apart: a real change**", None: ""}[
+                overlap
+            ]
+        elif key == "if_gain":
+            low, high = summary.get("if_lo", {}), summary.get("if_hi", {})
+            new_low, new_high, p = low.get("new"), high.get("new"), summary.get("if_p", {}).get("new")
+            if is_number(new_low) and is_number(new_high):
+                beyond = new_low > 0 or new_high < 0
+                note = ("**CI excludes 0**" if beyond else "CI includes 0: within the noise") + (
+                    f"; McNemar p = {fmt(p)}" if p is not None else ""
+                )
+        else:
+            low = high = {}
+        rows.append([label, side(entry, "old", low, high), side(entry, "new", low, high),
+                     delta(entry.get("old"), entry.get("new")), note])  # fmt: skip
+    return rows
+
+
+def judge_flag(field: str, value: Any) -> str:
+    if not is_number(value):
+        return ""
+    if field in ("swap_agreement", "agreement_rate") and value < MIN_AGREEMENT:
+        return f"⚠ below {MIN_AGREEMENT}: verdicts flip when the answers swap"
+    if field == "invalid_rate" and value > MAX_INVALID:
+        return f"⚠ above {MAX_INVALID}: many unparseable verdicts"
+    return ""
+
+
+def judge_rows(evals: dict[str, dict[str, Any]], judge: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Both judges' reliability at both revisions, changed or not: the reader asks this every time."""
+    rows = []
+    for key, entry in sorted(evals.items()):
+        match = EVAL_JUDGE_KEY.match(key)
+        if match and match["field"] in EVAL_JUDGE_FIELDS:
+            label, field = f"evaluation `{match['set']}`", match["field"]
+            flag = judge_flag(field, entry.get("new"))
+            rows.append([label, EVAL_JUDGE_FIELDS[field], *change_cells(entry), flag])
+    for field, label in PREFERENCE_JUDGE_FIELDS.items():
+        if field in judge:
+            flag = judge_flag(field, judge[field].get("new"))
+            rows.append(["preference pairs", label, *change_cells(judge[field]), flag])
+    return rows
+
+
+def collapsed(title: str, body: str) -> str:
+    return f"<details><summary>{title}</summary>\n\n{body}\n\n</details>"
+
+
 def build_review(
     params: Diff, metrics: Diff, plots: Sequence[Plot], base: str, head: str, notes: Sequence[str] = ()
 ) -> str:
     """The whole comment. `metrics` is `dvc metrics diff --all --json`: unchanged metrics are included so
-    that CIs are complete and unchanged groups can be named; tables list changed metrics only."""
+    that CIs are complete and the headline shows every figure. It leads with the headline figures and
+    their CIs, then whether the judges held up; everything else is collapsed."""
     used: dict[str, set[str]] = {name: set() for name in metrics}
+    summary = metrics.get(SUMMARY_FILE, {})
+    used.setdefault(SUMMARY_FILE, set()).update(summary)
     evals = metrics.get(EVAL_FILE, {})
     eval_rows, eval_keys = eval_section(evals)
     eval_judge = sorted(k for k in evals if k.startswith("judge_reliability."))
@@ -208,9 +296,40 @@ def build_review(
     for name, keys in funnel_keys.items():
         used.setdefault(name, set()).update(keys)
 
+    changed_params = [
+        (f"`{key}`" if name == "params.yaml" else f"`{name}`: `{key}`", e)
+        for name, keys in sorted(params.items())
+        for key, e in sorted(keys.items())
+        if changed(e)
+    ]
+    params_line = (
+        "Params changed: "
+        + ", ".join(f"{key} {fmt(e.get('old'))} → {fmt(e.get('new'))}" for key, e in changed_params[:6])
+        + (f" and {len(changed_params) - 6} more (below)" if len(changed_params) > 6 else "")
+        if changed_params
+        else "No param changed."
+    )
+    sections = [f"{MARKER}\n## jalign review: `{base}` → `{head}`", params_line]
+    if summary:
+        sections.append(
+            "### Headline\n\n"
+            + table(["figure", "base", "head", "Δ", "noise"], headline_rows(summary))
+            + "\n\nCIs are 95% bootstrap intervals; a difference whose intervals overlap (score) or whose "
+            "paired interval includes 0 (IFEval) is within the evaluation noise."
+        )
+    judges = judge_rows(evals, judge)
+    if judges:
+        sections.append(
+            "### Did the judge hold up?\n\n"
+            + table(["judge", "figure", "base → head", "Δ", ""], judges)
+            + f"\n\nagreement: verdicts that survive swapping the two answers (want ≥ {MIN_AGREEMENT}); "
+            "position bias: first-position wins beyond chance; invalid: unparseable verdicts, never counted "
+            "as a win; length bias: the longer answer's win share."
+        )
+
     groups = [
         Group(
-            "Evaluation scores",
+            "Evaluation scores, every candidate and set",
             [
                 "candidate",
                 "set",
@@ -223,8 +342,7 @@ def build_review(
             ],
             eval_rows,
             bool(eval_keys),
-            "CIs that do not overlap mark a change larger than the evaluation noise; style-controlled: the"
-            " score with answer length and markdown controlled for.",
+            "style-controlled: the score with answer length and markdown controlled for.",
         ),
         Group(
             "Verifiable instructions (IFEval, checked by program)",
@@ -233,12 +351,6 @@ def build_review(
             bool(eval_ifeval),
             "paired.<candidate>: the candidate minus the baseline on the same prompts, in points, with its "
             "paired bootstrap CI; a ci_low above 0 is a gain beyond the noise.",
-        ),
-        Group(
-            "Judge reliability",
-            ["file", "metric", "base → head", "Δ"],
-            metric_rows(judge, list(JUDGE_KEYS), "judge.json") + metric_rows(evals, eval_judge, "eval.json"),
-            bool(judge) or bool(eval_judge),
         ),
         Group(
             "DPO",
@@ -267,12 +379,14 @@ def build_review(
             any(name in metrics for name in FUNNEL),
         ),
     ]
-    sections = [f"{MARKER}\n## jalign review: `{base}` → `{head}`", params_section(params)]
+    if changed_params:
+        param_rows = [[key, fmt(e.get("old")), fmt(e.get("new"))] for key, e in changed_params]
+        title = f"Params ({len(changed_params)} changed)"
+        sections.append(collapsed(title, table(["param", "base", "head"], param_rows)))
     for g in groups:
         if g.rows:
-            sections.append(
-                f"### {g.title}\n\n" + table(g.header, g.rows) + (f"\n\n{g.note}" if g.note else "")
-            )
+            body = table(g.header, g.rows) + (f"\n\n{g.note}" if g.note else "")
+            sections.append(collapsed(f"{g.title} ({len(g.rows)} changed)", body))
     unchanged = [g.title for g in groups if g.present and not g.rows]
     if unchanged:
         sections.append("Unchanged: " + ", ".join(unchanged) + ".")
@@ -285,16 +399,23 @@ def build_review(
     ]
     if other:
         sections.append(
-            f"<details><summary>Other changed metrics ({len(other)})</summary>\n\n"
-            + table(["file", "metric", "base → head", "Δ"], other)
-            + "\n\n</details>"
+            collapsed(
+                f"Other changed metrics ({len(other)})", table(["file", "metric", "base → head", "Δ"], other)
+            )
         )
     if plots:
         sections.append(
-            "### Changed plots\n\n" + "\n\n".join(f"![{escape_title(p.title)}]({p.link})" for p in plots)
+            collapsed(
+                f"Changed plots ({len(plots)})",
+                "\n\n".join(f"![{escape_title(p.title)}]({p.link})" for p in plots),
+            )
         )
     if notes:
         sections.append("\n".join(f"> {note}" for note in notes))
+    sections.append(
+        "Who made these figures (git commit, packages, models, usage, licences): `metrics/*.meta.json`; "
+        "the data behind them (prompts, both answers, the judge's words): `reports/index.html`."
+    )
     return "\n\n".join(sections) + "\n"
 
 
@@ -368,13 +489,6 @@ def check_rev(rev: str, root: Path) -> None:
 
 
 def render_png(spec: dict[str, Any], path: Path) -> None:
-    try:
-        import vl_convert  # noqa: F401  (only this command needs it)
-    except ImportError as exc:
-        raise click.ClickException(
-            "rendering plots needs the review extra: pip install -e '.[review]'"
-        ) from exc
-
     png = vegalite_to_png(spec)  # offline, Japanese labels in a CJK font
     with atomic_path(path) as tmp:
         tmp.write_bytes(png)

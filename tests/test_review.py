@@ -150,27 +150,61 @@ def full_metrics() -> dict:
     }
 
 
-def test_build_review_sections():
+def summary_metrics() -> dict:
+    return {
+        "score": d(48.75, 61.25),
+        "score_lo": d(40.0, 58.75),
+        "score_hi": d(57.5, 66.25),
+        "if_base": d(6.94, 6.94),
+        "if_cand": d(8.33, 12.5),
+        "if_gain": d(1.39, 5.56),
+        "if_lo": d(-4.17, 1.39),
+        "if_hi": d(6.94, 9.72),
+        "if_p": d(0.727, 0.031),
+        "judge_agree": d(0.8, 0.9),
+        "usd": d(0.0, 0.0),
+    }
+
+
+def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_collapsed():
     params = {"params.yaml": {"train.beta": d(0.01, 0.1), "train.loss": d("sigmoid", "ipo")}}
-    md = build_review(
-        params, full_metrics(), [Plot("DPO loss", "review/dpo-loss.png")], "origin/main", "HEAD"
-    )
+    metrics = {"metrics/summary.json": summary_metrics(), **full_metrics()}
+    metrics["metrics/eval.json"] |= {
+        "judge_reliability.ja_eval.swap_agreement": d(0.8, 0.55),
+        "judge_reliability.ja_eval.invalid_rate": d(0.0, 0.0),
+    }
+    md = build_review(params, metrics, [Plot("DPO loss", "review/dpo-loss.png")], "origin/main", "HEAD")
     assert md.startswith(MARKER + "\n## jalign review: `origin/main` → `HEAD`")
-    assert "### Params (2 changed)" in md and "| `train.beta` | 0.01 | 0.1 |" in md
-    assert "| `train.loss` | sigmoid | ipo |" in md
-    assert "| `dpo` | `ja_eval` | 0.5 → 0.62 | +0.12 | [0.45, 0.55] | [0.58, 0.66] | **no** | — |" in md
-    assert "| judge.json | `agreement_rate` | 0.15 → 0.4 | +0.25 |" in md
-    assert "| eval.json | `judge_reliability.swap_agreement` | 0.8 → 0.9 | +0.1 |" in md
-    assert "position_bias_rate" not in md  # unchanged headline metrics are not listed
-    assert "| `eval_loss` | 0.6977 → 0.65 | -0.0477 |" in md and "train_loss" not in md
-    assert "| `e5-small` | `pairwise_accuracy` | 0.5 → 0.75 | +0.25 |" in md
-    assert "Unchanged: Data funnel." in md
-    details = md.split("<details>", 1)[1]
-    assert "Other changed metrics (2)" in details  # wins and loss_type; not the commit, not unchanged f1
-    assert "| `metrics/dpo.json` | `loss_type` | sigmoid → ipo | — |" in details
-    assert "| `metrics/eval.json` | `candidates.dpo.ja_eval.wins` | 10 → 14 | +4 |" in details
+    assert "Params changed: `train.beta` 0.01 → 0.1, `train.loss` sigmoid → ipo" in md
+    headline = md.split("### Headline", 1)[1].split("###", 1)[0]
+    # The estimate carries its CI; CIs apart, and a paired CI above 0, are called out.
+    assert (
+        "| Evaluation score (baseline = 50) | 48.75 [40, 57.5] | 61.25 [58.75, 66.25] | +12.5 |"
+        " **CIs apart: a real change** |" in headline
+    )
+    assert "| IFEval paired gain (points) | 1.39 [-4.17, 6.94] | 5.56 [1.39, 9.72] | +4.17 |" in headline
+    assert "**CI excludes 0**; McNemar p = 0.031" in headline
+    assert "| IFEval strict, baseline (%) | 6.94 | 6.94 | = |" in headline  # unchanged, still shown
+    assert "score_lo" not in headline and "if_p" not in headline  # folded into their estimate's row
+    assert md.index("### Headline") < md.index("### Did the judge hold up?") < md.index("<details>")
+    judges = md.split("### Did the judge hold up?", 1)[1].split("<details>", 1)[0]
+    assert "| evaluation `ja_eval` | agreement | 0.8 → 0.55 | -0.25 | ⚠ below 0.6" in judges
+    assert "| evaluation `ja_eval` | invalid | 0 → 0 | = |  |" in judges  # unchanged: shown too
+    assert "| preference pairs | agreement | 0.15 → 0.4 | +0.25 | ⚠ below 0.6" in judges
+    assert "| preference pairs | position bias | 0.52 → 0.52 | = |" in judges
+    rest = md.split("<details>", 1)[1]
+    assert "<summary>Params (2 changed)</summary>" in rest and "| `train.beta` | 0.01 | 0.1 |" in rest
+    assert "| `dpo` | `ja_eval` | 0.5 → 0.62 | +0.12 | [0.45, 0.55] | [0.58, 0.66] | **no** | — |" in rest
+    assert "| `eval_loss` | 0.6977 → 0.65 | -0.0477 |" in rest and "| `train_loss`" not in rest
+    assert "| `e5-small` | `pairwise_accuracy` | 0.5 → 0.75 | +0.25 |" in rest
+    assert "Unchanged: Data funnel." in rest
+    other = rest.split("Other changed metrics", 1)[1]
+    assert other.startswith(" (2)")  # wins and loss_type; not the commit, not unchanged f1
+    assert "| `metrics/dpo.json` | `loss_type` | sigmoid → ipo | — |" in other
+    assert "| `metrics/eval.json` | `candidates.dpo.ja_eval.wins` | 10 → 14 | +4 |" in other
     assert "git_commit" not in md and "`f1`" not in md and "tie_rate" not in md
-    assert md.rstrip().endswith("![DPO loss](review/dpo-loss.png)")
+    assert "<summary>Changed plots (1)</summary>\n\n![DPO loss](review/dpo-loss.png)" in md
+    assert md.rstrip().endswith("`reports/index.html`.")
 
 
 def test_plot_errors_read_as_sentences_not_python_dicts():
@@ -336,7 +370,7 @@ def test_verifiable_instruction_figures_get_their_own_table():
         "ifeval.ifeval-ja.models.base.per_instruction.strict.ja:punctuation:no_comma.accuracy": d(35.7, 40.0),
     }
     md = build_review({}, {"metrics/eval.json": evals}, [], "a", "b")
-    table = md.split("### Verifiable instructions", 1)[1].split("###", 1)[0].split("<details>", 1)[0]
+    table = md.split("<summary>Verifiable instructions", 1)[1].split("</details>", 1)[0]
     assert "| `ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.diff` | 11.11 → 15.28 | +4.17 |" in table
     assert "| `ifeval.ifeval-ja.paired.qwen2.5-7b.strict.prompt.ci_low` | 2.74 → 5.56 | +2.82 |" in table
     assert "models.qwen2.5-7b.strict.prompt.accuracy" in table
