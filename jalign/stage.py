@@ -67,11 +67,24 @@ def provenance() -> dict[str, Any]:
     return {"git_commit": commit or None, "python": platform.python_version(), "packages": versions}
 
 
-# What a metrics file never holds: who made it (provenance, model identities, usage per role), how it was
-# configured (policy echoes), free text (failure reasons) and the machine's speed. All of it goes to the
+# What a metrics file never holds: who made it (provenance, model identities, usage and spending per
+# role: the summary stage totals the money), how it was configured (echoes of params, which
+# `dvc params diff` already shows), free text (failure reasons) and the machine's speed. All of it goes to the
 # `.meta.json` file beside, which stays tracked but is not a DVC metric, so `dvc metrics diff` lists only
 # figures a reviewer compares across runs.
-META_ONLY_KEYS = frozenset({"provenance", "usage", "policy", "reasons"})
+META_ONLY_KEYS = frozenset(
+    {
+        "provenance",
+        "usage",
+        "pipeline_usage",
+        "total_tokens",
+        "total_usd",
+        "policy",
+        "beta",
+        "threshold",
+        "reasons",
+    }
+)
 MACHINE_KEYS = frozenset({"tokens_per_second", "peak_memory_mb"})
 
 
