@@ -27,7 +27,7 @@ from jalign.config import ConfigError, from_dict, read_params
 from jalign.hub import LicenseError, LicenseTally, check_licenses, lock_inputs, row_licenses, write_parquet
 from jalign.records import RecordError
 from jalign.stage import numbers_only, write_metrics
-from stages.publish import HubConfig, Project
+from stages.publish import HubConfig, Project, human_size, wrapped
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
 TOKEN = f"hf_test_{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
@@ -261,6 +261,20 @@ def test_a_refusal_is_one_line_naming_the_repo_the_reason_and_the_fix():
         "org/base (licence not recorded); fix: set `license` on those rows; name its licence in "
         "hub.base_model_licenses (or add unknown to hub.override_licenses)"
     )
+
+
+def test_plan_cells_wrap_at_their_column_within_120_columns():
+    ids = [f"licence-{i:02d} ×{i * 100}" for i in range(12)]
+    lines = wrapped("alice/repo  dataset  ", ids, 21)
+    assert len(lines) > 1 and all(len(line) <= 120 for line in lines)
+    assert all(line.startswith(" " * 21 + "licence-") for line in lines[1:])
+    assert [w.rstrip(",") for w in " ".join(lines).split()[2:]] == " ".join(ids).split()  # all, in order
+    assert [human_size(n) for n in (568, 22_423, 15_220_968, 2_400_000_000)] == [
+        "568 B",
+        "22.4 kB",
+        "15.2 MB",
+        "2.4 GB",
+    ]
 
 
 def test_hub_config_validation_names_the_field():
