@@ -112,6 +112,18 @@ class LicenseTally:
             parts.append(f"base model {model}")
         return f"{parts[0]}: {'; '.join(parts[1:])}" if len(parts) > 1 else parts[0]
 
+    def counted(self, overridden: Sequence[str] = ()) -> list[str]:
+        """The licence set, counted: `apache-2.0 ×120`, `gemma ×120 + base`, `mit (base)`; `+ base` /
+        `(base)`: the base model carries it too / only the base model does."""
+        parts = []
+        for licence in self.licenses:
+            n, base = self.rows[licence], licence in self.models
+            text = f"{licence} ×{n}" if n else licence
+            if base:
+                text += " + base" if n else " (base)"
+            parts.append(text + (" (override)" if licence in overridden else ""))
+        return parts or ["none"]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             licence: {
@@ -125,22 +137,40 @@ class LicenseTally:
 
 
 def check_licenses(
-    artifact: str, tally: LicenseTally, allowed: Sequence[str], overrides: Sequence[str]
+    repo: str, tally: LicenseTally, allowed: Sequence[str], overrides: Sequence[str]
 ) -> list[str]:
-    """The licences accepted only by override; raises LicenseError naming every refused licence.
+    """The licences accepted only by override; raises LicenseError (one line, see `refusal`) naming every
+    refused licence.
 
     `unknown` is never allowed (HubConfig rejects it in allowed_licenses); only an override accepts it.
     """
     outside = [lic for lic in tally.licenses if lic not in allowed or lic == UNKNOWN]
     refused = [lic for lic in outside if lic not in overrides]
     if refused:
-        lines = "\n".join(f"  - {lic}: {tally.describe(lic)}" for lic in refused)
-        raise LicenseError(
-            f"{artifact}: refusing to publish: licence/terms not in hub.allowed_licenses:\n{lines}\n"
-            f"Fix the data, add the id to hub.allowed_licenses, or accept it explicitly in "
-            f"hub.override_licenses (the card then states the override)."
-        )
+        raise LicenseError(refusal(repo, tally, refused))
     return outside
+
+
+def refusal(repo: str, tally: LicenseTally, refused: Sequence[str]) -> str:
+    """`REPO: refused — reason; fix: ...` on one line. Rows per file and row source stay in the plan
+    (metrics/hub.meta.json `licenses`); a row without a licence is traced to its file, since the fix is
+    there, and a base model without one to the setting that names it."""
+    reasons, fixes = [], []
+    named = [lic for lic in refused if lic != UNKNOWN]
+    if named:
+        reasons.append(f"{', '.join(named)} not in hub.allowed_licenses")
+        fixes.append(f"add {', '.join(named)} to hub.override_licenses")
+    if UNKNOWN in refused:
+        files = tally.files.get(UNKNOWN)
+        if files:
+            n = sum(files.values())
+            reasons.append(f"{n} row{'' if n == 1 else 's'} without a licence in {', '.join(sorted(files))}")
+            fixes.append("set `license` on those rows")
+        for model in tally.models.get(UNKNOWN, []):
+            reasons.append(f"no known licence for base model {model}")
+            fixes.append("name its licence in hub.base_model_licenses")
+        fixes[-1] += " (or add unknown to hub.override_licenses)"
+    return f"{repo}: refused — {', '.join(reasons)}; fix: {'; '.join(fixes)}"
 
 
 # -- Parquet ------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Hub cards: the README.md of each published repo (YAML metadata + Markdown body), from plain data.
 
-Every function here takes what the publish stage already read (metrics dicts, a dvc.lock entry, a
-licence tally) and returns text or card metadata; reading the project and deciding what may be
-published stay in `stages/publish.py`. A card is parsed back by `huggingface_hub`'s card class before
-it is written, so a card the Hub would reject fails at plan time.
+Every function here takes what the publish stage already read (stage reports, i.e. the whole
+`metrics/<stage>.meta.json`; a dvc.lock entry; a licence tally) and returns text or card metadata;
+reading the project and deciding what may be published stay in `stages/publish.py`. A card is parsed
+back by `huggingface_hub`'s card class before it is written, so a card the Hub would reject fails at
+plan time.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CardFacts:
     license: dict[str, str]  # card metadata, from card_license()
     overridden: list[str]  # ids accepted by hub.override_licenses
     models: list[dict[str, str]]  # usage_models()
-    commit: str  # git_commit() of the artifact's metrics
+    commit: str  # git_commit() of the artifact's stage report
     lock_entry: dict[str, Any] | None  # jalign.hub.lock_inputs() of the artifact
 
 
@@ -51,22 +52,22 @@ def size_category(n: int) -> str:
     return "n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
 
 
-def usage_models(metrics: Mapping[str, dict[str, Any] | None]) -> list[dict[str, str]]:
-    """Every `usage.<role>.model` in the given metrics (file -> its JSON or None): which model generated,
-    judged or tagged what."""
+def usage_models(reports: Mapping[str, dict[str, Any] | None]) -> list[dict[str, str]]:
+    """Every `usage.<role>.model` in the given stage reports (file -> its JSON or None): which model
+    generated, judged or tagged what."""
     rows = []
-    for rel, data in metrics.items():
+    for rel, data in reports.items():
         usage = (data or {}).get("usage") or {}
         for role, entry in sorted(usage.items()):
             model = entry.get("model") if isinstance(entry, dict) else None
             if isinstance(model, dict) and model.get("model"):
-                rows.append({"metrics": rel, "role": role, **{k: str(v) for k, v in sorted(model.items())}})
+                rows.append({"report": rel, "role": role, **{k: str(v) for k, v in sorted(model.items())}})
     return rows
 
 
-def git_commit(metrics: dict[str, Any] | None) -> str:
-    """The commit the artifact was made at (its metrics' provenance): stable across re-publishes."""
-    return str(((metrics or {}).get("provenance") or {}).get("git_commit") or "unknown")
+def git_commit(report: dict[str, Any] | None) -> str:
+    """The commit the artifact was made at (its stage report's provenance): stable across re-publishes."""
+    return str(((report or {}).get("provenance") or {}).get("git_commit") or "unknown")
 
 
 # -- Markdown ----------------------------------------------------------------------------------------
@@ -125,18 +126,18 @@ def licence_section(plan_tally: LicenseTally, lic: dict[str, str], overridden: l
 
 def models_section(models: list[dict[str, str]]) -> str:
     if not models:
-        return "## Models that generated and judged the data\n\nNo usage metrics were found."
+        return "## Models that generated and judged the data\n\nNo stage report with model usage was found."
     rows = [
-        [m["metrics"], m["role"], f"`{m['model']}`", m.get("backend", ""), m.get("revision", "")]
+        [m["report"], m["role"], f"`{m['model']}`", m.get("backend", ""), m.get("revision", "")]
         for m in models
     ]
     return "## Models that generated and judged the data\n\n" + table(
-        ["stage metrics", "role", "model", "backend", "revision"], rows
+        ["stage report", "role", "model", "backend", "revision"], rows
     )
 
 
 def judge_section(judge: dict[str, Any] | None, source: str) -> str:
-    """The judge stage's reliability metrics (`source`: the file they were read from, or None)."""
+    """The judge stage's reliability figures and method (`source`: the report they were read from)."""
     if judge is None:
         return f"## Judge reliability\n\n`{source}` was not found."
     keys = (
@@ -155,7 +156,7 @@ def judge_section(judge: dict[str, Any] | None, source: str) -> str:
 
 
 def funnel_section(metrics: dict[str, Any] | None, source: str) -> str:
-    """The curate stage's counts (`source`: the metrics file they were read from, or None)."""
+    """The curate stage's counts (`source`: the report they were read from)."""
     if metrics is None:
         return f"## Curation funnel\n\n`{source}` was not found."
     rows = [
@@ -185,7 +186,7 @@ def provenance_section(commit: str, entry: dict[str, Any] | None) -> str:
 def eval_results(
     metrics: dict[str, Any] | None, source: str, candidate: str, model_name: str
 ) -> tuple[list[Any], str]:
-    """model-index entries and a Markdown section from the evaluate stage's metrics (None: absent)."""
+    """model-index entries and a Markdown section from the score stage's report (None: absent)."""
     from huggingface_hub import EvalResult
 
     results = (metrics or {}).get("candidates", {}).get(candidate)

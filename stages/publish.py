@@ -12,6 +12,10 @@ models, judge reliability, hyper-parameters, eval metrics with CIs, git commit, 
 artifact whose licence set holds an id outside `hub.allowed_licenses` is refused unless the id is in
 `hub.override_licenses`. With `hub.push: false` (the DVC stage's default) or `--dry-run` nothing is
 sent: the plan (repos, files, sizes, licences) is written or printed. The token comes from HF_TOKEN only.
+The stage writes its figures (repos planned / pushed / refused, files, rows) to metrics/hub.json and the
+whole plan (repo ids, licence sets, refusals, commit SHAs) to metrics/hub.meta.json. Cards take the
+models, usage and provenance from the other stages' reports, `metrics/<stage>.meta.json`: their
+metrics/<stage>.json hold numbers only.
 This stage reads the project and decides; jalign.hub_cards renders the cards, jalign.hub uploads.
 """
 
@@ -21,7 +25,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +60,8 @@ from jalign.hub_cards import (
     usage_models,
 )
 from jalign.models import MANIFEST, PACKAGED
-from jalign.records import RecordError, json_error, line_of, read_jsonl, write_json
-from jalign.stage import log, log_params, provenance, setup_logging
+from jalign.records import RecordError, json_error, line_of, read_jsonl
+from jalign.stage import log, log_params, meta_path_for, setup_logging, write_metrics
 
 INSTRUCTIONS = "data/instructions/curated.jsonl"
 PREFERENCE_SETS = "data/preferences/sets"
@@ -77,19 +81,30 @@ UPSTREAM_IDS = {
 }
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 
-# Metrics files whose `usage.<role>.model` name the models behind each kind of artifact.
-INSTRUCTION_METRICS = ("metrics/self_instruct.json", "metrics/evolve.json", "metrics/instructions.json")
-PREFERENCE_METRICS = ("metrics/translate.json", "metrics/respond.json", "metrics/judge.json")
-CURATE_METRICS = "metrics/instructions.json"
-JUDGE_METRICS = "metrics/judge.json"
-EVAL_METRICS = "metrics/eval.json"
+# The stage reports a card reads: the whole report (`.meta.json`), since usage, model identities,
+# provenance and text fields such as the judge method are not in the numbers-only metrics files.
+# dvc.yaml's publish deps list exactly these.
+INSTRUCTION_REPORTS = (
+    "metrics/self_instruct.meta.json",
+    "metrics/evolve.meta.json",
+    "metrics/instructions.meta.json",
+)  # their `usage.<role>.model` name the models behind the instructions
+PREFERENCE_REPORTS = ("metrics/translate.meta.json", "metrics/respond.meta.json", "metrics/judge.meta.json")
+CURATE_REPORT = "metrics/instructions.meta.json"
+JUDGE_REPORT = "metrics/judge.meta.json"
+SETS_REPORT = "metrics/preferences.meta.json"
+DPO_REPORT = "metrics/dpo.meta.json"
+EVAL_REPORT = "metrics/eval.meta.json"
 
 
 @dataclass(frozen=True)
 class HubConfig:
     """params.yaml `hub`."""
 
-    push: bool = param("Upload for real; false: the stage only writes the plan to metrics/hub.json.")
+    push: bool = param(
+        "Upload for real; false: the stage only writes the plan (metrics/hub.meta.json, figures in "
+        "metrics/hub.json)."
+    )
     namespace: str = param("Hub user or organisation that owns the repos.")
     private: bool = param("Create new repos private (an existing repo keeps its visibility).")
     endpoint: str | None = param("Hub URL; null: $HF_ENDPOINT, else https://huggingface.co.")
@@ -114,7 +129,7 @@ class HubConfig:
         "Base model reference -> licence id, for Hub bases (no jalign_model.json)."
     )
     eval_candidate: str = param(
-        "The DPO model's name among metrics/eval.json candidates (its card's eval results)."
+        "The DPO model's name among the score stage's candidates (its card's eval results)."
     )
 
     def __post_init__(self) -> None:
@@ -173,10 +188,12 @@ class RepoPlan:
     card_license: dict[str, str]
     overridden: list[str]
     refusal: str | None
+    file_rows: dict[str, int] = field(default_factory=dict)  # dataset: path in repo -> rows
 
     def summary(self, endpoint: str) -> dict[str, Any]:
         prefix = "datasets/" if self.repo_type == "dataset" else ""
         return {
+            "artifact": self.artifact,
             "repo_id": self.repo_id,
             "repo_type": self.repo_type,
             "url": f"{endpoint}/{prefix}{self.repo_id}",
@@ -194,7 +211,7 @@ class RepoPlan:
 
 @dataclass
 class Project:
-    """The files a publish reads, relative to the repo root; metrics and dvc.lock are optional."""
+    """The files a publish reads, relative to the repo root; stage reports and dvc.lock are optional."""
 
     root: Path
     params: dict[str, Any]
@@ -250,9 +267,9 @@ def base_model(project: Project, ref: str | None, config: HubConfig) -> BaseMode
     return BaseModel(ref, licence, hub_id, origin)
 
 
-def models_of(project: Project, metrics_files: tuple[str, ...]) -> list[dict[str, str]]:
-    """The models behind an artifact, from its stages' usage metrics."""
-    return usage_models({rel: project.json(rel) for rel in metrics_files})
+def models_of(project: Project, reports: tuple[str, ...]) -> list[dict[str, str]]:
+    """The models behind an artifact, from its stages' reports (`usage`)."""
+    return usage_models({rel: project.json(rel) for rel in reports})
 
 
 def card_facts(
@@ -260,31 +277,31 @@ def card_facts(
     tally: LicenseTally,
     overridden: list[str],
     models: list[dict[str, str]],
-    metrics_rel: str,
+    report_rel: str,
     artifact_path: str,
 ) -> CardFacts:
-    """What every card states; the commit from the artifact's metrics, its inputs from dvc.lock."""
+    """What every card states; the commit from the artifact's stage report, its inputs from dvc.lock."""
     return CardFacts(
         tally=tally,
         license=card_license(tally.licenses),
         overridden=overridden,
         models=models,
-        commit=git_commit(project.json(metrics_rel)),
+        commit=git_commit(project.json(report_rel)),
         lock_entry=lock_inputs(project.lock(), artifact_path),
     )
 
 
-def without_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (metrics or {}).items() if k not in ("provenance", "usage")}
+def without_provenance(report: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (report or {}).items() if k not in ("provenance", "usage")}
 
 
 # -- licence decisions --------------------------------------------------------------------------------
 
 
-def decide(artifact: str, tally: LicenseTally, config: HubConfig) -> tuple[list[str], str | None]:
-    """(ids accepted by override, refusal message or None)."""
+def decide(repo_id: str, tally: LicenseTally, config: HubConfig) -> tuple[list[str], str | None]:
+    """(ids accepted by override, the one-line refusal or None)."""
     try:
-        return check_licenses(artifact, tally, config.allowed_licenses, config.override_licenses), None
+        return check_licenses(repo_id, tally, config.allowed_licenses, config.override_licenses), None
     except LicenseError as exc:
         return [], str(exc)
 
@@ -304,7 +321,7 @@ def dataset_plan(
     repo_id = config.repo_id(repo_name)
     out = work / repo_name
     tally = LicenseTally()
-    files, rows, configs = [], {}, {}
+    files, rows, configs, file_rows = [], {}, {}, {}
     for config_name, split, rel in splits:
         records = read_jsonl(project.path(rel))
         tally.add_rows(records, rel)
@@ -317,15 +334,18 @@ def dataset_plan(
         ]
         write_parquet(published, out / path_in_repo, rel)
         files.append(UploadFile.of(path_in_repo, out / path_in_repo))
+        file_rows[path_in_repo] = len(records)
         configs.setdefault(config_name, []).append({"split": split, "path": path_in_repo})
-    overridden, refusal = decide(f"{artifact} (dataset {repo_id})", tally, config)
-    models = models_of(project, card["usage_metrics"])
-    facts = card_facts(project, tally, overridden, models, card["metrics"], card["artifact_path"])
+    overridden, refusal = decide(repo_id, tally, config)
+    models = models_of(project, card["usage_reports"])
+    facts = card_facts(project, tally, overridden, models, card["report"], card["artifact_path"])
     readme = out / "README.md"
     readme.parent.mkdir(parents=True, exist_ok=True)  # a dataset whose splits are all empty has no files yet
     readme.write_text(dataset_card(card, facts, rows, configs), encoding="utf-8")
     files.append(UploadFile.of("README.md", readme))
-    return RepoPlan(artifact, repo_id, "dataset", files, tally, rows, facts.license, overridden, refusal)
+    return RepoPlan(
+        artifact, repo_id, "dataset", files, tally, rows, facts.license, overridden, refusal, file_rows
+    )
 
 
 def source_datasets(project: Project) -> list[str]:
@@ -347,10 +367,10 @@ def plan_instructions(project: Project, config: HubConfig, work: Path) -> RepoPl
         "source_datasets": ["original"],
         "task_categories": ["text-generation"],
         "tags": ["jalign", "japanese", "synthetic", "instruction-tuning", "self-instruct", "evol-instruct"],
-        "usage_metrics": INSTRUCTION_METRICS,
-        "extra": [funnel_section(project.json(CURATE_METRICS), CURATE_METRICS)],
+        "usage_reports": INSTRUCTION_REPORTS,
+        "extra": [funnel_section(project.json(CURATE_REPORT), CURATE_REPORT)],
         "artifact_path": INSTRUCTIONS,
-        "metrics": CURATE_METRICS,
+        "report": CURATE_REPORT,
     }
     return dataset_plan(
         project,
@@ -381,10 +401,10 @@ def plan_preferences(project: Project, config: HubConfig, work: Path) -> RepoPla
         "source_datasets": source_datasets(project),
         "task_categories": ["text-generation", "text-classification"],
         "tags": ["jalign", "japanese", "preference", "dpo", "kto", "reward-modeling", "synthetic"],
-        "usage_metrics": PREFERENCE_METRICS,
-        "extra": [judge_section(project.json(JUDGE_METRICS), JUDGE_METRICS)],
+        "usage_reports": PREFERENCE_REPORTS,
+        "extra": [judge_section(project.json(JUDGE_REPORT), JUDGE_REPORT)],
         "artifact_path": PREFERENCE_SETS,
-        "metrics": "metrics/preferences.json",
+        "report": SETS_REPORT,
     }
     return dataset_plan(project, config, "preferences", config.preferences_repo, splits, card, work)
 
@@ -425,12 +445,12 @@ def model_plan(
         tally.add_rows(records, rel)
         rows[rel] = len(records)
     tally.add_model(base.license, f"{base.ref or 'unknown'} ({base.origin})")
-    overridden, refusal = decide(f"{artifact} (model {repo_id})", tally, config)
+    overridden, refusal = decide(repo_id, tally, config)
     files = model_files(project.path(directory))
     # Files are read in card order (models, judge, provenance): a bad one is reported as it always was.
-    models = models_of(project, card["usage_metrics"])
-    judge = judge_section(project.json(JUDGE_METRICS), JUDGE_METRICS)
-    facts = card_facts(project, tally, overridden, models, card["metrics"], directory)
+    models = models_of(project, card["usage_reports"])
+    judge = judge_section(project.json(JUDGE_REPORT), JUDGE_REPORT)
+    facts = card_facts(project, tally, overridden, models, card["report"], directory)
     text = model_card(
         card,
         facts,
@@ -456,17 +476,17 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
     train = project.params.get("train") or {}
     loss = train.get("loss", "sigmoid")
     training = [f"{PREFERENCE_SETS}/{'kto' if loss == 'kto' else 'pairwise'}_train.jsonl"]
-    extra_datasets, usage = [], PREFERENCE_METRICS
+    extra_datasets, usage = [], PREFERENCE_REPORTS
     if train.get("start_from_sft"):  # the SFT adapter's data is in the weights too
         training.append(INSTRUCTIONS)
         extra_datasets, usage = (
             [config.repo_id(config.instructions_repo)],
-            PREFERENCE_METRICS + INSTRUCTION_METRICS,
+            PREFERENCE_REPORTS + INSTRUCTION_REPORTS,
         )
     base = base_model(project, peft.get("base_model_name_or_path") or train.get("model"), config)
     method = {"sigmoid": "DPO", "ipo": "IPO", "kto": "KTO"}.get(loss, loss)
     entries, eval_text = eval_results(
-        project.json(EVAL_METRICS), EVAL_METRICS, config.eval_candidate, config.dpo_repo
+        project.json(EVAL_REPORT), EVAL_REPORT, config.eval_candidate, config.dpo_repo
     )
     card = {
         "summary": (
@@ -485,12 +505,12 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
         "tags": ["jalign", "japanese", "trl", loss if loss != "sigmoid" else "dpo", "peft", "lora"]
         + (["qlora"] if train.get("quantization") == "nf4" else []),
         "extra_datasets": extra_datasets,
-        "usage_metrics": usage,
+        "usage_reports": usage,
         "params": {"train": train},
-        "train_metrics": without_provenance(project.json("metrics/dpo.json")),
+        "train_metrics": without_provenance(project.json(DPO_REPORT)),
         "eval_results": entries,
         "eval_text": eval_text,
-        "metrics": "metrics/dpo.json",
+        "report": DPO_REPORT,
     }
     return model_plan(project, config, "dpo", config.dpo_repo, DPO_ADAPTER, training, base, card, work)
 
@@ -503,8 +523,8 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
     encoder = ((project.params.get("classifier") or {}).get("encoders") or {}).get(name) or {}
     ref = encoder.get("model") or (project.json(model_config) or {}).get("_name_or_path")
     base = base_model(project, ref, config)
-    metrics_rel = f"metrics/classifier/{name}.json"
-    metrics = without_provenance(project.json(metrics_rel))
+    report_rel = f"metrics/classifier/{name}.meta.json"
+    metrics = without_provenance(project.json(report_rel))
     repo_name = config.classifier_repo.replace("{name}", name)
     entries, eval_text = classifier_results(metrics, config.repo_id(config.preferences_repo))
     card = {
@@ -521,12 +541,12 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
         "tags": ["jalign", "japanese", "reward-model", "text-classification"],
-        "usage_metrics": PREFERENCE_METRICS,
+        "usage_reports": PREFERENCE_REPORTS,
         "params": {f"classifier.encoders.{name}": encoder},
         "train_metrics": metrics,
         "eval_results": entries,
         "eval_text": eval_text,
-        "metrics": metrics_rel,
+        "report": report_rel,
     }
     training = [f"{PREFERENCE_SETS}/binary_train.jsonl"]
     return model_plan(project, config, f"classifier/{name}", repo_name, directory, training, base, card, work)
@@ -581,44 +601,123 @@ def push_plans(
     return results
 
 
-def report(plans: list[RepoPlan], config: HubConfig, endpoint: str, pushed: dict[str, dict] | None) -> dict:
-    public_endpoint = redact(endpoint, [])
+def figures(plans: list[RepoPlan], pushed: dict[str, dict] | None) -> dict[str, Any]:
+    """What metrics/hub.json compares across runs: counts under short keys that do not change between
+    runs (artifact names; never repo ids, licence ids or file paths), few enough for one `dvc metrics
+    show` row. Byte sizes stay in the plan: a card holds timings, so its size moves with the machine."""
     repos = {}
     for plan in plans:
-        entry = plan.summary(public_endpoint)
-        entry.update((pushed or {}).get(plan.artifact) or {"commit": None, "committed": None})
+        entry = {
+            "rows": sum(plan.rows.values()),
+            "licenses": len(plan.tally.licenses),
+            "refused": int(plan.refusal is not None),
+        }
+        if pushed is not None:
+            entry["committed"] = int(bool(pushed[plan.artifact]["committed"]))
         repos[plan.artifact] = entry
     return {
-        "pushed": pushed is not None,
-        "endpoint": public_endpoint,
-        "namespace": config.namespace,
-        "private": config.private,
-        "refused": [p.artifact for p in plans if p.refusal],
+        "planned": len(plans),
+        "pushed": len(pushed or {}),
+        "committed": sum(e.get("committed", 0) for e in repos.values()),
+        "refused": sum(e["refused"] for e in repos.values()),
+        "overridden": sum(1 for p in plans if p.overridden),
+        "files": sum(len(p.files) for p in plans),
         "repos": repos,
-        "provenance": provenance(),
     }
 
 
-def render_plan(plans: list[RepoPlan], config: HubConfig, endpoint: str) -> str:
-    lines = [
-        f"Publish plan for {redact(endpoint, [])} (new repos {'private' if config.private else 'public'}):"
-    ]
+def report(plans: list[RepoPlan], config: HubConfig, endpoint: str, pushed: dict[str, dict] | None) -> dict:
+    """The stage's report for write_metrics: the figures, then the plan (repo ids, licence sets with rows
+    per file, refusals, commit SHAs) as strings and lists, which stay in metrics/hub.meta.json only."""
+    public_endpoint = redact(endpoint, [])
+    entries = []
     for plan in plans:
-        lic = plan.card_license["license"]
-        if "license_name" in plan.card_license:
-            lic += f" ({plan.card_license['license_name']})"
-        lines.append(f"\n{plan.repo_type} {plan.repo_id}  [{plan.artifact}; card licence: {lic}]")
-        lines += [f"  {f.path_in_repo}  {f.size:,} bytes" for f in plan.files]
-        lines += [f"  rows {name}: {n}" for name, n in plan.rows.items()]
-        lines += [f"  licence {name}: {plan.tally.describe(name)}" for name in plan.tally.licenses]
-        if plan.overridden:
-            lines.append(f"  overridden: {', '.join(plan.overridden)}")
-        if plan.refusal:
-            lines.append("  REFUSED")
+        entry = plan.summary(public_endpoint)
+        entry.update((pushed or {}).get(plan.artifact) or {"commit": None, "committed": None})
+        entries.append(entry)
+    return {
+        **figures(plans, pushed),
+        "endpoint": public_endpoint,
+        "namespace": config.namespace,
+        "private": config.private,
+        "refusals": [p.refusal for p in plans if p.refusal],
+        "plan": entries,
+    }
+
+
+PLAN_WIDTH = 120  # the dry run's plan fits a 120-column terminal; long licence sets and file lists wrap
+
+
+def human_size(size: float) -> str:
+    """Decimal units, as the Hub shows sizes: 568 B, 22.4 kB, 470.6 MB."""
+    if size < 1000:
+        return f"{int(size)} B"
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size:.1f} TB"
+
+
+def wrapped(first: str, items: list[str], indent: int, width: int = PLAN_WIDTH) -> list[str]:
+    """`first` (its own spacing included) then the items joined by ", ", going on in lines indented by
+    `indent` columns."""
+    lines, line, empty = [], first, True
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if not empty and len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line, empty = " " * indent, True
+        line += ("" if empty else " ") + piece
+        empty = False
+    return [*lines, line]
+
+
+def render_plan(plans: list[RepoPlan], config: HubConfig, endpoint: str) -> str:
+    """The dry run's plan on one screen: a row per repo with its licence set counted, each repo's files
+    on a line or two, and each refusal on one line with its fix."""
+    visibility = "private" if config.private else "public"
+    header = f"Publish plan for {redact(endpoint, [])} (new repos {visibility}); a dry run sends nothing."
+    lines = [header, ""]
+    head = ["repo", "type", "files", "size", "rows"]
+    rows = [
+        [
+            p.repo_id,
+            p.repo_type,
+            str(len(p.files)),
+            human_size(sum(f.size for f in p.files)),
+            str(sum(p.rows.values())),
+        ]
+        for p in plans
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def cells(row: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+
+    lines.append(f"{cells(head)}  licences ×rows (base: the base model's)")
+    for plan, row in zip(plans, rows, strict=True):
+        first = f"{cells(row)}  "
+        lines += wrapped(first, plan.tally.counted(plan.overridden), len(first))
+    lines += ["", "Files (dataset files with their rows):"]
+    for plan in plans:
+        items = []
+        for f in plan.files:
+            n = plan.file_rows.get(f.path_in_repo)
+            rows_text = "" if n is None else f"{n} row{'' if n == 1 else 's'}, "
+            items.append(f"{f.path_in_repo} ({rows_text}{human_size(f.size)})")
+        lines += wrapped(f"{plan.repo_id}: ", items, 4)
+    refused = [p.refusal for p in plans if p.refusal]
+    if refused:
+        lines += ["", f"Refused ({len(refused)} of {len(plans)}; a push stops before sending anything):"]
+        lines += refused
     return "\n".join(lines)
 
 
 def refusals(plans: list[RepoPlan]) -> str:
+    """Every refusal, one line each."""
     return "\n".join(p.refusal for p in plans if p.refusal)
 
 
@@ -633,12 +732,14 @@ def refusals(plans: list[RepoPlan]) -> str:
     default="metrics/hub.json",
     show_default=True,
     type=click.Path(dir_okay=False),
+    help="Figures; the whole plan goes to the .meta.json beside it.",
 )
 def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
     """Publish datasets, the DPO adapter and the classifiers to the Hub (hub.push), or plan it."""
     setup_logging()
     config = load_section(HubConfig, "hub", params_path)
-    log_params("hub", config)
+    if not dry_run:  # the dry run's plan states what it needs; a params log line would only widen it
+        log_params("hub", config)
     endpoint = resolve_endpoint(config)
     project = Project(Path("."), read_params(params_path))
     with tempfile.TemporaryDirectory(prefix="jalign-publish-") as work:
@@ -649,15 +750,20 @@ def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
             raise click.ClickException(f"{exc}{hint if 'not found' in str(exc) else ''}") from None
         if dry_run:
             click.echo(render_plan(plans, config, endpoint))
-            if refusals(plans):
-                raise click.ClickException(refusals(plans))
+            refused = sum(1 for p in plans if p.refusal)
+            if refused:
+                raise click.ClickException(f"{refused} of {len(plans)} repos refused (see above)")
             return
         if not config.push:
             for plan in plans:
                 if plan.refusal:
-                    log.warning("plan only (hub.push false); a push would refuse: %s", plan.refusal)
-            write_json(metrics_path, report(plans, config, endpoint, None))
-            log.info("hub.push is false: wrote the plan to %s", metrics_path)
+                    log.warning("plan only (hub.push false); a push would stop: %s", plan.refusal)
+            write_metrics(metrics_path, report(plans, config, endpoint, None))
+            log.info(
+                "hub.push is false: wrote the plan to %s, its figures to %s",
+                meta_path_for(metrics_path),
+                metrics_path,
+            )
             return
         if refusals(plans):
             raise click.ClickException(refusals(plans))
@@ -668,4 +774,4 @@ def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
             pushed = push_plans(plans, config, token, endpoint)
         except PublishError as exc:
             raise click.ClickException(str(exc)) from None
-        write_json(metrics_path, report(plans, config, endpoint, pushed))
+        write_metrics(metrics_path, report(plans, config, endpoint, pushed))

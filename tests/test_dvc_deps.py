@@ -131,7 +131,7 @@ def params_paths(params: dict) -> dict[str, list[str]]:
     evaluate = [s[k] for s in params["evaluate"]["sets"] for k in ("path", "reference_path") if s.get(k)]
     sources = [s["path"] for s in params["translate"]["sources"] if s.get("path")]
     published = [p for name in params["hub"]["classifiers"] for p in (f"models/classifier/{name}",
-                                                                     f"metrics/classifier/{name}.json")]  # fmt: skip
+                                                                     f"metrics/classifier/{name}.meta.json")]  # fmt: skip
     return {"evaluate": evaluate, "translate": sources, "curate": evaluate, "preferences": evaluate,
             "publish": published}  # fmt: skip
 

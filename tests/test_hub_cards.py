@@ -31,14 +31,16 @@ def test_card_license_is_one_hub_id_or_other_with_a_name():
 
 
 def test_usage_models_lists_roles_with_a_model_in_file_order():
-    metrics = {
-        "metrics/b.json": {"usage": {"zeta": {"model": {"model": "m2", "backend": "openai"}}, "total": {}}},
-        "metrics/missing.json": None,
-        "metrics/a.json": {"usage": {"alpha": {"model": {"model": "m1", "revision": 3}}, "bad": 1}},
+    reports = {
+        "metrics/b.meta.json": {
+            "usage": {"zeta": {"model": {"model": "m2", "backend": "openai"}}, "total": {}}
+        },
+        "metrics/missing.meta.json": None,
+        "metrics/a.meta.json": {"usage": {"alpha": {"model": {"model": "m1", "revision": 3}}, "bad": 1}},
     }
-    assert usage_models(metrics) == [
-        {"metrics": "metrics/b.json", "role": "zeta", "backend": "openai", "model": "m2"},
-        {"metrics": "metrics/a.json", "role": "alpha", "model": "m1", "revision": "3"},
+    assert usage_models(reports) == [
+        {"report": "metrics/b.meta.json", "role": "zeta", "backend": "openai", "model": "m2"},
+        {"report": "metrics/a.meta.json", "role": "alpha", "model": "m1", "revision": "3"},
     ]
 
 

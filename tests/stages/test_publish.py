@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from safetensors.numpy import save_file
 
 from commands import main as cli
 from jalign.config import ConfigError, from_dict, read_params
-from jalign.hub import LicenseTally, lock_inputs, row_licenses, write_parquet
+from jalign.hub import LicenseError, LicenseTally, check_licenses, lock_inputs, row_licenses, write_parquet
 from jalign.records import RecordError
-from stages.publish import HubConfig, Project
+from jalign.stage import numbers_only, write_metrics
+from stages.publish import HubConfig, Project, human_size, wrapped
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
 TOKEN = f"hf_test_{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
@@ -34,7 +36,8 @@ BASE_HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"
 DATASETS = {"instructions": f"{USER}/jalign-ja-instructions", "preferences": f"{USER}/jalign-ja-preferences"}
 MODELS = {"dpo": f"{USER}/jalign-ja-dpo-adapter", "classifier/e5-small": f"{USER}/jalign-ja-reward-e5-small"}
 # HubConfig has no defaults: the repository's own hub section is the complete base of every test's.
-REPO_HUB: dict[str, Any] = read_params(Path(__file__).resolve().parents[2] / "params.yaml")["hub"]
+REPO = Path(__file__).resolve().parents[2]
+REPO_HUB: dict[str, Any] = read_params(REPO / "params.yaml")["hub"]
 
 
 # -- fixture project -----------------------------------------------------------------------------------
@@ -58,6 +61,12 @@ def usage(**roles: str) -> dict:
         }
         for role, model in roles.items()
     }
+
+
+def write_report(path: Path, report: dict) -> None:
+    """A stage report as the pipeline writes it: numbers only in `path`, the whole report beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_metrics(path, report)
 
 
 PROVENANCE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "python": "3.11"}
@@ -113,31 +122,31 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, licence in (("multilingual-e5-small", "mit"), ("gemma-3-270m", "gemma (Gemma Terms of Use)")):
         write_json(root / f"models/base/{name}/jalign_model.json", {"name": name, "license": licence})
 
-    write_json(
+    write_report(
         root / "metrics/self_instruct.json",
         {"usage": usage(generator="Qwen/Qwen2.5-7B-Instruct"), "provenance": PROVENANCE},
     )
-    write_json(
+    write_report(
         root / "metrics/evolve.json",
         {"usage": usage(generator="Qwen/Qwen2.5-7B-Instruct", judge="gpt-4o-mini")},
     )
-    write_json(root / "metrics/instructions.json", {"inputs": 5, "curated": 3, "dropped": {"near_duplicate": 2},
-               "usage": usage(curate="gpt-4o-mini"), "provenance": PROVENANCE})  # fmt: skip
-    write_json(
+    write_report(root / "metrics/instructions.json", {"inputs": 5, "curated": 3, "dropped": {"near_duplicate": 2},
+                 "usage": usage(curate="gpt-4o-mini"), "provenance": PROVENANCE})  # fmt: skip
+    write_report(
         root / "metrics/translate.json",
         {"usage": usage(translator="Qwen/Qwen2.5-7B-Instruct", reviewer="Qwen/Qwen2.5-7B-Instruct")},
     )
-    write_json(
+    write_report(
         root / "metrics/respond.json", {"usage": usage(qwen="Qwen/Qwen2.5-7B-Instruct", mini="gpt-4o-mini")}
     )
-    write_json(root / "metrics/judge.json", {"pairs_judged": 10, "kept_pairs": 4, "agreement_rate": 0.8125, "position_bias_rate": 0.12,
-               "invalid_rate": 0.03, "length_bias": 0.61, "method": "text", "usage": usage(judge="gpt-4o")})  # fmt: skip
-    write_json(root / "metrics/preferences.json", {"pairs_in": 4, "provenance": PROVENANCE})
-    write_json(root / "metrics/dpo.json", {"loss_type": "sigmoid", "beta": 0.1, "train_loss": 0.61, "eval_loss": 0.66,
-               "eval_reward_accuracy": 0.75, "steps": 3, "provenance": PROVENANCE})  # fmt: skip
-    write_json(root / "metrics/classifier/e5-small.json", {"accuracy": 0.75, "f1": 0.8, "roc_auc": 0.875,
-               "pairwise_accuracy": 1.0, "eval_rows": 2, "provenance": PROVENANCE})  # fmt: skip
-    write_json(root / "metrics/eval.json", {
+    write_report(root / "metrics/judge.json", {"pairs_judged": 10, "kept_pairs": 4, "agreement_rate": 0.8125, "position_bias_rate": 0.12,
+                 "invalid_rate": 0.03, "length_bias": 0.61, "method": "text", "usage": usage(judge="gpt-4o")})  # fmt: skip
+    write_report(root / "metrics/preferences.json", {"pairs_in": 4, "provenance": PROVENANCE})
+    write_report(root / "metrics/dpo.json", {"loss_type": "sigmoid", "beta": 0.1, "train_loss": 0.61, "eval_loss": 0.66,
+                 "eval_reward_accuracy": 0.75, "steps": 3, "provenance": PROVENANCE})  # fmt: skip
+    write_report(root / "metrics/classifier/e5-small.json", {"accuracy": 0.75, "f1": 0.8, "roc_auc": 0.875,
+                 "pairwise_accuracy": 1.0, "eval_rows": 2, "provenance": PROVENANCE})  # fmt: skip
+    write_report(root / "metrics/eval.json", {
         "candidates": {"dpo": {"jalign-ja-eval": {"score": 61.5, "ci_low": 55.0, "ci_high": 68.25, "style_controlled": {"score": 58.0},
                                                   "wins": 12, "ties": 3, "losses": 5, "invalid": 0, "invalid_rate": 0.0}}},
         "judge_reliability": {"jalign-ja-eval": {"swap_agreement": 0.9, "position_bias": 0.05, "invalid_rate": 0.0, "length_bias": 0.55}},
@@ -223,6 +232,49 @@ def test_row_licenses_accept_strings_and_lists_and_name_bad_rows():
     tally.add_model("gemma", "models/base/g")
     assert tally.rows == {"mit": 2, "gemma": 1}
     assert tally.describe("gemma") == "1 rows: a.jsonl (1); row sources: s1 (1); base model models/base/g"
+    tally.add_model("apache-2.0", "models/base/e5")
+    assert tally.counted(overridden=["gemma"]) == [
+        "apache-2.0 (base)",
+        "gemma ×1 + base (override)",
+        "mit ×2",
+    ]
+
+
+def test_a_refusal_is_one_line_naming_the_repo_the_reason_and_the_fix():
+    tally = LicenseTally()
+    tally.add_rows([{"license": "mit", "model_terms": ["gemma"]}, {"license": "cc-by-nc-4.0"}], "a.jsonl")
+    with pytest.raises(LicenseError) as info:
+        check_licenses("alice/ds", tally, ["mit"], [])
+    assert str(info.value) == (
+        "alice/ds: refused — cc-by-nc-4.0, gemma not in hub.allowed_licenses; "
+        "fix: add cc-by-nc-4.0, gemma to hub.override_licenses"
+    )
+    assert check_licenses("alice/ds", tally, ["mit"], ["cc-by-nc-4.0", "gemma"]) == ["cc-by-nc-4.0", "gemma"]
+    # Rows without a licence are traced to their file; a base model without one to the setting naming it.
+    tally = LicenseTally()
+    tally.add_rows([{"license": "mit"}, {}, {"license": []}], "data/x.jsonl")
+    tally.add_model("unknown", "org/base (licence not recorded)")
+    with pytest.raises(LicenseError) as info:
+        check_licenses("alice/m", tally, ["mit"], [])
+    assert str(info.value) == (
+        "alice/m: refused — 2 rows without a licence in data/x.jsonl, no known licence for base model "
+        "org/base (licence not recorded); fix: set `license` on those rows; name its licence in "
+        "hub.base_model_licenses (or add unknown to hub.override_licenses)"
+    )
+
+
+def test_plan_cells_wrap_at_their_column_within_120_columns():
+    ids = [f"licence-{i:02d} ×{i * 100}" for i in range(12)]
+    lines = wrapped("alice/repo  dataset  ", ids, 21)
+    assert len(lines) > 1 and all(len(line) <= 120 for line in lines)
+    assert all(line.startswith(" " * 21 + "licence-") for line in lines[1:])
+    assert [w.rstrip(",") for w in " ".join(lines).split()[2:]] == " ".join(ids).split()  # all, in order
+    assert [human_size(n) for n in (568, 22_423, 15_220_968, 2_400_000_000)] == [
+        "568 B",
+        "22.4 kB",
+        "15.2 MB",
+        "2.4 GB",
+    ]
 
 
 def test_hub_config_validation_names_the_field():
@@ -287,25 +339,42 @@ def test_lock_inputs_finds_the_stage_holding_the_artifact():
 # -- plan and dry run ---------------------------------------------------------------------------------
 
 
+def plan_rows(out: str) -> dict[str, list[str]]:
+    """The dry run's table: repo id -> its cells (the licence set as one cell)."""
+    rows = {}
+    for line in out.splitlines():
+        cells = re.split(r"\s{2,}", line)  # columns are two or more spaces apart
+        if cells[0] in {*DATASETS.values(), *MODELS.values()}:
+            rows[cells[0]] = cells
+    return rows
+
+
 def test_dry_run_lists_repos_files_sizes_and_licences_offline(project: Path):
     set_hub(project, push=True, endpoint="http://127.0.0.1:9")  # nothing listens there; no token either
     result = publish("--dry-run")
     assert result.exit_code == 0, result.output
     out = result.output
-    for repo_id in DATASETS.values():
-        assert f"dataset {repo_id}" in out
-    for repo_id in MODELS.values():
-        assert f"model {repo_id}" in out
+    table = plan_rows(out)
+    # repo, type, files, size, rows (splits together / training rows), licence set counted
+    instructions = table[DATASETS["instructions"]]
+    assert instructions[1:3] + instructions[4:] == ["dataset", "2", "3", "apache-2.0 ×3"]
+    assert re.fullmatch(r"\d+\.\d kB", instructions[3])
+    assert table[DATASETS["preferences"]][5] == "apache-2.0 ×5, cc0-1.0 ×15"  # 1+2+2 test; 3+6+6 train
+    assert table[MODELS["dpo"]][5] == "apache-2.0 (base), cc0-1.0 ×3"  # the base's licence, then its rows
+    assert table[MODELS["classifier/e5-small"]][1:3] == ["model", "3"]  # no pickle: config, weights, card
+    assert table[MODELS["classifier/e5-small"]][5] == "cc0-1.0 ×6, mit (base)"
     size = (project / "models/dpo/adapter/adapter_model.safetensors").stat().st_size
-    assert f"  adapter_model.safetensors  {size:,} bytes" in out
-    assert "data/train-00000-of-00001.parquet" in out and "pairwise/test-00000-of-00001.parquet" in out
+    assert f"adapter_model.safetensors ({size} B)" in out
+    assert "data/train-00000-of-00001.parquet (3 rows, " in out
+    assert (
+        "pairwise/test-00000-of-00001.parquet (1 row, " in out
+        and "binary/test-00000-of-00001.parquet (2 rows" in out
+    )
     assert "training_args.bin" not in out  # a pickle; never uploaded
-    assert "rows pairwise/train: 3" in out and "rows binary/test: 2" in out
-    assert "licence apache-2.0: 3 rows: data/instructions/curated.jsonl (3)" in out
-    assert "licence cc0-1.0: 15 rows" in out  # 3 pairwise + 6 kto + 6 binary train rows
-    assert f"licence apache-2.0: 0 rows: base model {BASE_HUB_ID} (hub.base_model_licenses)" in out
-    assert "licence mit: 0 rows: base model models/base/multilingual-e5-small" in out
-    assert not (project / "metrics/hub.json").exists()
+    assert "Refused" not in out
+    # One screen: every line fits 120 columns.
+    assert max(len(line) for line in out.splitlines()) <= 120 and len(out.splitlines()) < 30
+    assert not (project / "metrics/hub.json").exists() and not (project / "metrics/hub.meta.json").exists()
 
 
 def test_dry_run_on_a_clone_without_outputs_says_how_to_get_them(project: Path):
@@ -321,29 +390,53 @@ def test_a_dataset_with_no_rows_is_planned_with_its_card(project: Path):
     write_jsonl(project / "data/instructions/curated.jsonl", [])
     result = publish("--dry-run")
     assert result.exit_code == 0, result.output
-    plan = result.output.split("dataset alice/jalign-ja-instructions", 1)[1].split("\ndataset ", 1)[0]
-    assert "rows default/train: 0" in plan and "README.md" in plan and ".parquet" not in plan, plan
+    instructions = plan_rows(result.output)[DATASETS["instructions"]]
+    assert instructions[2] == "1" and instructions[4] == "0"  # the card, no rows
+    files = [line for line in result.output.splitlines() if line.startswith(f"{DATASETS['instructions']}: ")]
+    assert len(files) == 1 and "README.md" in files[0] and ".parquet" not in files[0], files
 
 
-def test_plan_stage_writes_the_plan_without_pushing(project: Path):
+def read_hub(project: Path) -> tuple[dict, dict]:
+    """(metrics/hub.json, metrics/hub.meta.json)."""
+    return tuple(json.loads((project / f"metrics/hub{s}.json").read_text()) for s in ("", ".meta"))  # type: ignore[return-value]
+
+
+def keys(tree: dict, prefix: str = "") -> list[str]:
+    """dvc's flattened metric names."""
+    return [k for key, v in tree.items() for k in (keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]  # fmt: skip
+
+
+def test_plan_stage_writes_figures_to_the_metric_and_the_plan_beside_it(project: Path):
     result = publish()  # hub.push: false, the DVC stage's default
     assert result.exit_code == 0, result.output
-    plan = json.loads((project / "metrics/hub.json").read_text())
-    assert plan["pushed"] is False and plan["refused"] == []
-    assert plan["endpoint"] == "https://huggingface.co"
-    instructions = plan["repos"]["instructions"]
+    figures, plan = read_hub(project)
+    # metrics/hub.json: counts only, under short keys that stay the same from run to run.
+    assert figures == {
+        "planned": 4, "pushed": 0, "committed": 0, "refused": 0, "overridden": 0, "files": 2 + 7 + 4 + 3,
+        "repos": {"instructions": {"rows": 3, "licenses": 1, "refused": 0},
+                  "preferences": {"rows": 20, "licenses": 2, "refused": 0},  # 1+2+2 test, 3+6+6 train
+                  "dpo": {"rows": 3, "licenses": 2, "refused": 0},  # training rows; + the base's licence
+                  "classifier/e5-small": {"rows": 6, "licenses": 2, "refused": 0}},
+    }  # fmt: skip
+    assert numbers_only(plan) == figures  # the figures are the plan's numbers, nothing else
+    # No repo id, licence id or file path in a key: they are long, and change between runs.
+    names, licences = keys(figures), {lic for repo in plan["plan"] for lic in repo["licenses"]}
+    assert max(map(len, names)) <= 40 and not any(USER in k or ".json" in k for k in names)
+    assert not licences & {part for k in names for part in k.split(".")}
+    # metrics/hub.meta.json: the whole plan, with provenance.
+    assert plan["endpoint"] == "https://huggingface.co" and plan["refusals"] == [] and plan["provenance"]
+    instructions, prefs, _, classifier = plan["plan"]
     assert instructions["repo_id"] == DATASETS["instructions"] and instructions["repo_type"] == "dataset"
     assert instructions["commit"] is None and instructions["license"] == "apache-2.0"
     assert [f["path"] for f in instructions["files"]] == ["data/train-00000-of-00001.parquet", "README.md"]
     assert all(f["size"] > 0 and len(f["sha256"]) == 64 for f in instructions["files"])
-    prefs = plan["repos"]["preferences"]
     assert prefs["license"] == "other" and prefs["license_name"] == "apache-2-0-and-cc0-1-0"
     assert prefs["licenses"]["apache-2.0"]["rows"] == 5 and prefs["rows"]["kto/test"] == 2
-    assert plan["repos"]["classifier/e5-small"]["licenses"]["mit"]["base_models"]
+    assert classifier["artifact"] == "classifier/e5-small" and classifier["licenses"]["mit"]["base_models"]
     # Deterministic: the same inputs plan the same bytes.
     assert publish().exit_code == 0
-    again = json.loads((project / "metrics/hub.json").read_text())
-    assert again["repos"] == plan["repos"]
+    again_figures, again = read_hub(project)
+    assert again["plan"] == plan["plan"] and again_figures == figures
 
 
 def test_plan_records_a_refusal_without_failing_the_stage(project: Path):
@@ -353,14 +446,20 @@ def test_plan_records_a_refusal_without_failing_the_stage(project: Path):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     result = publish()
     assert result.exit_code == 0, result.output
-    plan = json.loads((project / "metrics/hub.json").read_text())
-    assert plan["refused"] == ["classifier/e5-small"]
-    assert (
-        "gemma: 0 rows: base model models/base/gemma-3-270m"
-        in plan["repos"]["classifier/e5-small"]["refused"]
+    figures, plan = read_hub(project)
+    assert figures["refused"] == 1 and figures["repos"]["classifier/e5-small"]["refused"] == 1
+    refusal = (
+        f"{MODELS['classifier/e5-small']}: refused — gemma not in hub.allowed_licenses; "
+        "fix: add gemma to hub.override_licenses"
     )
-    dry = publish("--dry-run")  # the dry run says a push would fail
-    assert dry.exit_code == 1 and "refusing to publish" in dry.output
+    assert plan["refusals"] == [refusal] and plan["plan"][3]["refused"] == refusal
+    assert plan["plan"][3]["licenses"]["gemma"]["base_models"] == [
+        "models/base/gemma-3-270m (models/base/gemma-3-270m/jalign_model.json)"
+    ]  # where the refused licence comes from
+    dry = publish("--dry-run")  # the dry run says a push would fail, and why, on one line
+    assert dry.exit_code == 1 and "Error: 1 of 4 repos refused (see above)" in dry.output
+    assert refusal in dry.output.splitlines()
+    assert "gemma (base)" in plan_rows(dry.output)[MODELS["classifier/e5-small"]][5]
 
 
 # -- pushing --------------------------------------------------------------------------------------------
@@ -414,6 +513,9 @@ def test_publish_creates_repos_cards_and_is_idempotent(
     assert {c["config_name"] for c in card.data.configs} == {"pairwise", "kto", "binary"}
     assert "| `cc0-1.0` | 15 |" in card.text and "agreement_rate | 0.8125" in card.text
     assert "`gpt-4o`" in card.text and "`ddd444.dir`" in card.text  # judge model; dvc.lock md5
+    # Model identities and text fields come from the stage reports: metrics/<stage>.json holds numbers only.
+    assert "| metrics/judge.meta.json | judge | `gpt-4o` | openai | r1 |" in card.text
+    assert "(judge method: `text`)" in card.text
     model_card = ModelCard.load(api.hf_hub_download(MODELS["dpo"], "README.md", cache_dir=cache))
     assert model_card.data.license == "other" and model_card.data.base_model == BASE_HUB_ID
     assert model_card.data.datasets == [DATASETS["preferences"]] and model_card.data.language == "ja"
@@ -427,6 +529,7 @@ def test_publish_creates_repos_cards_and_is_idempotent(
         "`train.learning_rate` | 5e-06" in model_card.text
         and f"`{PROVENANCE['git_commit']}`" in model_card.text
     )
+    assert "| `loss_type` | sigmoid |" in model_card.text and "judged pairwise by `gpt-4o`" in model_card.text
     reward_card = ModelCard.load(
         api.hf_hub_download(MODELS["classifier/e5-small"], "README.md", cache_dir=cache)
     )
@@ -434,23 +537,25 @@ def test_publish_creates_repos_cards_and_is_idempotent(
     assert reward_card.data.license == "other" and reward_card.data.license_name == "cc0-1-0-and-mit"
     assert {r.metric_type: r.metric_value for r in reward_card.data.eval_results}["pairwise_accuracy"] == 1.0
 
-    # metrics/hub.json versions what was published.
-    report = json.loads((project / "metrics/hub.json").read_text())
-    assert report["pushed"] is True
+    # metrics/hub.json counts what was pushed; metrics/hub.meta.json versions each repo's commit.
+    figures, report = read_hub(project)
+    assert figures["pushed"] == 4 and figures["committed"] == 4 and figures["refused"] == 0
+    entries = {e["artifact"]: e for e in report["plan"]}
     for artifact, repo_id in {**DATASETS, **MODELS}.items():
         repo_type = "dataset" if artifact in DATASETS else "model"
-        assert report["repos"][artifact]["commit"] == hub.repo(repo_type, repo_id).head.sha
-        assert report["repos"][artifact]["committed"] is True
+        assert entries[artifact]["commit"] == hub.repo(repo_type, repo_id).head.sha
+        assert entries[artifact]["committed"] is True and figures["repos"][artifact]["committed"] == 1
         assert len(hub.repo(repo_type, repo_id).commits) == 2  # the Hub's initial commit + ours
 
     # Publishing unchanged artifacts makes no commit.
     assert publish().exit_code == 0
-    again = json.loads((project / "metrics/hub.json").read_text())
+    again_figures, again = read_hub(project)
+    assert again_figures["pushed"] == 4 and again_figures["committed"] == 0
     for artifact, repo_id in {**DATASETS, **MODELS}.items():
         repo_type = "dataset" if artifact in DATASETS else "model"
         assert len(hub.repo(repo_type, repo_id).commits) == 2, artifact
-        assert again["repos"][artifact]["commit"] == report["repos"][artifact]["commit"]
-        assert again["repos"][artifact]["committed"] is False
+        entry = next(e for e in again["plan"] if e["artifact"] == artifact)
+        assert entry["commit"] == entries[artifact]["commit"] and entry["committed"] is False
 
     # The token went over HTTP as a header (writes are refused without it), and nowhere else.
     writes = (
@@ -477,7 +582,7 @@ def test_a_changed_artifact_gets_one_new_commit_and_stale_files_go(
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert publish().exit_code == 0
-    assert json.loads((project / "metrics/hub.json").read_text())["endpoint"] == hub.url
+    assert read_hub(project)[1]["endpoint"] == hub.url
     (project / "models/dpo/adapter/tokenizer_config.json").unlink()
     with (project / "data/instructions/curated.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(
@@ -485,12 +590,12 @@ def test_a_changed_artifact_gets_one_new_commit_and_stale_files_go(
         )
     result = publish()
     assert result.exit_code == 0, result.output
-    report = json.loads((project / "metrics/hub.json").read_text())
-    changed = {a for a, r in report["repos"].items() if r["committed"]}
-    assert changed == {"instructions", "dpo"}
+    figures, report = read_hub(project)
+    assert {a for a, r in figures["repos"].items() if r["committed"]} == {"instructions", "dpo"}
+    assert figures["committed"] == 2 and figures["repos"]["instructions"]["licenses"] == 2
     assert "tokenizer_config.json" not in files_of(hub, "model", MODELS["dpo"])
     assert len(hub.repo("dataset", DATASETS["preferences"]).commits) == 2
-    assert report["repos"]["instructions"]["license"] == "other"  # apache-2.0 and now mit
+    assert report["plan"][0]["license"] == "other"  # apache-2.0 and now mit
 
 
 def test_licence_refusal_names_licence_rows_and_source_and_override_is_carded(
@@ -505,21 +610,34 @@ def test_licence_refusal_names_licence_rows_and_source_and_override_is_carded(
 
     result = push(project, hub, monkeypatch)
     assert result.exit_code == 1
-    assert "instructions (dataset alice/jalign-ja-instructions): refusing to publish" in result.output
-    assert "unknown: 1 rows: data/instructions/curated.jsonl (1)" in result.output
-    assert ("openai-terms: 1 rows: data/preferences/sets/pairwise_train.jsonl (1); "
-            "row sources: respond:gpt-4o-mini (1)") in result.output  # fmt: skip
-    assert "dpo (model alice/jalign-ja-dpo-adapter): refusing" in result.output  # trained on that row
+    # Each refusal on one line: the repo, what is refused (rows without a licence: their file), the fix.
+    assert result.output.splitlines() == [
+        "Error: alice/jalign-ja-instructions: refused — 1 row without a licence in "
+        "data/instructions/curated.jsonl; fix: set `license` on those rows (or add unknown to "
+        "hub.override_licenses)",
+        "alice/jalign-ja-preferences: refused — openai-terms not in hub.allowed_licenses; "
+        "fix: add openai-terms to hub.override_licenses",
+        "alice/jalign-ja-dpo-adapter: refused — openai-terms not in hub.allowed_licenses; "
+        "fix: add openai-terms to hub.override_licenses",  # trained on that row
+    ]
     assert hub.requests == []  # refused before anything is sent
+    # The plan names the refused rows' files and sources.
+    set_hub(project, push=False)
+    assert publish().exit_code == 0
+    licenses = read_hub(project)[1]["plan"][1]["licenses"]["openai-terms"]
+    assert licenses["files"] == {"data/preferences/sets/pairwise_train.jsonl": 1}
+    assert licenses["row_sources"] == {"respond:gpt-4o-mini": 1}
 
     result = push(project, hub, monkeypatch, override_licenses=["openai-terms", "unknown"])
     assert result.exit_code == 0, result.output
     card = files_of(hub, "dataset", DATASETS["preferences"])["README.md"].decode()
     assert "**Licence override**: `openai-terms` is outside" in card
     assert "license: other" in card and "openai-terms" in card.split("---")[1]  # license_name
-    report = json.loads((project / "metrics/hub.json").read_text())
-    assert report["repos"]["preferences"]["overridden"] == ["openai-terms"]
-    assert report["repos"]["instructions"]["overridden"] == ["unknown"]
+    figures, report = read_hub(project)
+    assert report["plan"][1]["overridden"] == ["openai-terms"] and report["plan"][0]["overridden"] == [
+        "unknown"
+    ]
+    assert figures["overridden"] == 3 and figures["refused"] == 0  # instructions, preferences, dpo
 
 
 def test_errors_are_redacted_and_a_missing_token_is_explained(
@@ -545,7 +663,7 @@ def test_errors_are_redacted_and_a_missing_token_is_explained(
     captured = capfd.readouterr()
     for text in (result.output, caplog.text, captured.out, captured.err):
         assert TOKEN not in text
-    assert not (project / "metrics/hub.json").exists()
+    assert not (project / "metrics/hub.json").exists() and not (project / "metrics/hub.meta.json").exists()
 
 
 def test_a_bad_json_file_of_the_project_names_its_line_and_column(tmp_path: Path):
@@ -555,3 +673,45 @@ def test_a_bad_json_file_of_the_project_names_its_line_and_column(tmp_path: Path
     with pytest.raises(RecordError) as info:
         Project(tmp_path, {}).json("metrics/judge.json")
     assert str(info.value) == "metrics/judge.json:2: not valid JSON (Invalid control character at column 10)"
+
+
+def test_dvc_yaml_lists_the_stage_reports_publish_reads(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """Cards read the whole reports (metrics/<stage>.meta.json), never the numbers-only metrics: the DVC
+    stage must depend on exactly those, or a changed model identity would not rerun it."""
+    read: set[str] = set()
+    original = Project.json
+
+    def recording(self: Project, rel: str | Path) -> dict[str, Any] | None:
+        read.add(str(rel))
+        return original(self, rel)
+
+    monkeypatch.setattr(Project, "json", recording)  # the real reader runs; this only notes its paths
+    set_hub(project, push=False)
+    assert publish("--dry-run").exit_code == 0
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["publish"]
+    reports = {r for r in read if r.startswith("metrics/")}
+    assert reports and all(r.endswith(".meta.json") for r in reports), reports
+    assert {d for d in stage["deps"] if d.startswith("metrics/")} == reports
+    assert stage["outs"] == [{"metrics/hub.meta.json": {"cache": False}}]
+    assert stage["metrics"] == [{"metrics/hub.json": {"cache": False}}]
+
+
+def test_no_secret_reaches_the_plan_its_files_or_the_log(
+    project: Path, monkeypatch: pytest.MonkeyPatch, caplog, capfd
+):
+    password = f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("HF_ENDPOINT", f"https://bob:{password}@hub.example")  # hub.endpoint: null
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    caplog.set_level(logging.DEBUG)
+    dry = publish("--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.startswith("Publish plan for https://***@hub.example (new repos private)")
+    planned = publish()  # hub.push: false
+    assert planned.exit_code == 0, planned.output
+    plan = read_hub(project)[1]
+    assert plan["endpoint"] == "https://***@hub.example"
+    assert plan["plan"][0]["url"] == f"https://***@hub.example/datasets/{DATASETS['instructions']}"
+    captured = capfd.readouterr()
+    files = [(project / "metrics" / name).read_text() for name in ("hub.json", "hub.meta.json")]
+    for text in (dry.output, planned.output, caplog.text, captured.out, captured.err, *files):
+        assert password not in text and TOKEN not in text
