@@ -214,11 +214,11 @@ def funnel(upstream: dict[str, dict], report: dict) -> dict:
 @click.option("--failures", "failures_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--upstream-metrics",
+    "--upstream-report",
     "upstream",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="metrics of earlier instruction stages, folded into one funnel",
+    help="reports (.meta.json) of earlier instruction stages, folded into one funnel with their usage",
 )
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def main(
@@ -244,7 +244,8 @@ def main(
     kept, report = curate(records, eval_prompts, client, config, run.failures)
     run.finish(input_rows=len(records), failures_path=failures_path, max_failure_rate=config.max_failure_rate)
     write_jsonl(out_path, kept)
-    previous = {Path(p).stem: json.loads(Path(p).read_text()) for p in upstream}
+    # metrics/self_instruct.meta.json -> self_instruct
+    previous = {Path(p).name.split(".")[0]: json.loads(Path(p).read_text()) for p in upstream}
     stage_metrics = run.metrics()
     usage = {"curate": stage_metrics["usage"]["total"]} | {
         k: v.get("usage", {}).get("total") for k, v in previous.items()
