@@ -4,7 +4,9 @@ values), so tests build them here instead of spelling out every field.
 - `sampling(**overrides)` and `llm_config(**overrides)`: complete test values (a mild sampler, the
   transformers backend with a chat prompt), each field overridable;
 - `repo_config(cls, section, **overrides)`: a stage config from the repository's own params.yaml (the
-  default profile), with some fields replaced.
+  default profile), with some fields replaced;
+- `require_vllm()` and `headless_dom(page, profile_dir)`: vLLM and Chromium, skipped where absent unless
+  CI requires them.
 """
 
 from __future__ import annotations
@@ -97,3 +99,29 @@ def vllm_settings(**overrides: Any):
         "extra": {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30},
     }
     return VLLMSettings(**(fields | overrides))
+
+
+def headless_dom(page: Path, profile_dir: Path) -> str:
+    """The DOM of a local HTML page after its scripts ran, serialised by Debian's headless Chromium; skip
+    without Chromium, or fail where JALIGN_REQUIRE_CHROMIUM=1 (CI), so browser checks never vanish there."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        message = "headless Chromium is not installed (Debian: apt-get install chromium, or make system-deps)"
+        if os.environ.get("JALIGN_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(message + "; JALIGN_REQUIRE_CHROMIUM=1 requires it")
+        pytest.skip(message)
+    # Virtual time lets the page's scripts finish before the DOM is dumped, with no fixed sleep. Root
+    # (containers, CI) cannot use Chromium's sandbox.
+    args = [binary, "--headless", "--disable-gpu", f"--user-data-dir={profile_dir}", "--no-first-run",
+            "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()]  # fmt: skip
+    if os.geteuid() == 0:
+        args.insert(1, "--no-sandbox")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout, f"chromium failed: {proc.stderr[-2000:]}"
+    return proc.stdout
