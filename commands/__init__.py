@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "stages.evaluate:main",
     "score-eval": "stages.score:main",
     "publish": "stages.publish:main",
+    "report": "stages.report:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
     "verdicts": "commands.verdicts:main",
