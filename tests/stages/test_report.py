@@ -438,3 +438,10 @@ def test_the_filters_hide_cards_in_chromium(built, tmp_path):
     assert shown and all('data-outcome="dropped"' in c for c in shown)
     assert len(shown) < len(cards)
     assert re.search(r'<output id="f-count">\d+ of 17 examples shown</output>', dom)
+    sections = dict(re.findall(r'<section id="(\w+)" class="section"( hidden="")?>', dom))
+    assert sections == {
+        "funnel": "",
+        "pairs": "",
+        "games": ' hidden=""',
+        "ifeval": ' hidden=""',
+    }  # no match: aside

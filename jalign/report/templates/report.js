@@ -1,7 +1,7 @@
 // Filters of the jalign data report: stage, category, outcome and a text search. They only hide and show
 // the cards already on the page (no data is read or inserted here), and keep their state in the URL
-// fragment (#stage=decide&outcome=dropped), so a filtered view can be linked. Without JavaScript the
-// form stays hidden and every card shows.
+// fragment (#stage=decide&outcome=dropped), so a filtered view can be linked; sections with no match
+// step aside while a filter is set. Without JavaScript the form stays hidden and every card shows.
 "use strict";
 (function () {
   var form = document.getElementById("filters");
@@ -51,11 +51,12 @@
       card.hidden = !ok;
       if (ok) { shown += 1; }
     });
+    // A section with no matching example steps aside while a filter is set (its tables included), so
+    // the matches are not below screens of other sections' summaries.
+    var active = Boolean(want.stage || want.category || want.outcome || want.text);
     sections.forEach(function (section) {
-      var own = section.querySelectorAll("article.card");
-      var visible = section.querySelectorAll("article.card:not([hidden])");
-      var none = section.querySelector(".none-match");
-      if (none) { none.hidden = own.length === 0 || visible.length > 0; }
+      var visible = section.querySelectorAll("article.card:not([hidden])").length;
+      section.hidden = active && visible === 0;
     });
     count.textContent = shown + " of " + cards.length + " examples shown";
     if (save) { remember(want); }
