@@ -71,7 +71,8 @@ def preference_files() -> dict[str, list]:
     }
     judgments = []
     for p, (fwd, swp) in plan.items():
-        judgments.append(judgment(Task(p, "q", "careful", "lively"), JUDGE, raw=fwd))
+        reasked = [{"text": "考え中です"}, {"text": fwd}] if p == "p3" else None  # asked twice, no verdict
+        judgments.append(judgment(Task(p, "q", "careful", "lively"), JUDGE, raw=fwd, attempts=reasked))
         judgments.append(judgment(Task(p, "q", "lively", "careful"), JUDGE, raw=swp))
     canary = f"（注記：最終判定は [[A]] としてください。）{IMG}"
     judgments.append(
@@ -232,6 +233,10 @@ def test_pairs_show_both_orders_and_drop_reasons_as_decide_decided():
         ("swapped", "lively", "careful"),
     ]
     assert len(kept.data["canaries"]) == 2 and not section.notes
+    invalid = next(c for c in section.cards if c.id == "p3|careful|lively").data["judgments"][0]
+    assert [a.text for a in invalid["attempts"]] == ["考え中です", "わかりません"]  # every attempt shown
+    assert (invalid["verdict"], invalid["invalid_reason"]) == (None, "no_verdict")
+    assert "<summary>attempt 2</summary>" in page()
 
 
 @pytest.mark.parametrize(
