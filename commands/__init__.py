@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "score-eval": "stages.score:main",
     "summary": "stages.summary:main",
     "publish": "stages.publish:main",
+    "report": "stages.report:main",
     "dedup": "commands.dedup:main",
     "reward": "commands.reward:main",
     "verdicts": "commands.verdicts:main",

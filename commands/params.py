@@ -39,6 +39,7 @@ SECTIONS: dict[str, str] = {
     "train": "stages.dpo:TrainConfig",
     "evaluate": "stages.evaluate:EvaluateConfig",
     "hub": "stages.publish:HubConfig",
+    "report": "stages.report:ReportConfig",
 }
 TOP_LEVEL = {"prices", *(name.split(".")[0] for name in SECTIONS)}
 CONF_DIR = "conf"

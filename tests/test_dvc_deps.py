@@ -31,6 +31,7 @@ CHEAP_STAGES = {
     "summary",
     "score",
     "publish",
+    "report",
 }
 
 
@@ -133,7 +134,7 @@ def params_paths(params: dict) -> dict[str, list[str]]:
     published = [p for name in params["hub"]["classifiers"] for p in (f"models/classifier/{name}",
                                                                      f"metrics/classifier/{name}.meta.json")]  # fmt: skip
     return {"evaluate": evaluate, "translate": sources, "curate": evaluate, "preferences": evaluate,
-            "publish": published}  # fmt: skip
+            "publish": published, "report": evaluate}  # fmt: skip
 
 
 def test_every_file_a_stage_reads_from_params_is_a_dependency():
