@@ -394,14 +394,20 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
             # failures they are (4 of 36 rows at the CPU profile's 12 tasks)
             "max_failure_rate": 0.2,
         },
-    )
+        # the summary stage reads the classifier's figures: the packaged e5-small, one short epoch
+        models={"packaged": ["multilingual-e5-small"]},
+        classifier={"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "max_length": 64,
+                                              "epochs": 1}}},
+    )  # fmt: skip
     commit(project, "tiny models")
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
-        dvc(project, "repro", "score", shared_cache=False)
+        dvc(project, "repro", "summary", shared_cache=False)
         commit(project, "baseline")
         baseline = read_json(project / "metrics/dpo.json")
-        assert baseline["loss_type"] == "sigmoid" and baseline["steps"] == 3
+        assert (
+            read_json(project / "metrics/dpo.meta.json")["loss_type"] == "sigmoid" and baseline["steps"] == 3
+        )
         first_answers = answers_of(project, "dpo")
         plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
         assert {
@@ -411,21 +417,31 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
             "Eval score vs baseline (95% CI)",
         } <= set(plots)
 
-        out = dvc(project, "exp", "run", "-S", "train.beta=0.3", "score", shared_cache=False)
-        assert ran_stages(out) == ["dpo", "evaluate", "score"]
+        out = dvc(project, "exp", "run", "-S", "train.beta=0.3", "summary", shared_cache=False)
+        assert ran_stages(out) == ["dpo", "evaluate", "score", "summary"]
         changed = read_json(project / "metrics/dpo.json")
-        assert changed["beta"] == 0.3 and changed["eval_loss"] != baseline["eval_loss"]
-        usage = read_json(project / "metrics/evaluate.json")["usage"]
+        assert read_json(project / "metrics/dpo.meta.json")["beta"] == 0.3
+        assert changed["eval_loss"] != baseline["eval_loss"]
+        usage = read_json(project / "metrics/evaluate.meta.json")["usage"]
         items = EVAL_ITEMS
         assert usage["evaluate.candidates[0].llm"]["new_calls"] == items  # the new adapter answered afresh
         assert usage["evaluate.candidates[0].llm"]["cached"] == 0
         assert usage["evaluate.baseline.llm"]["cached"] == items  # the base did not change
         assert answers_of(project, "dpo") != first_answers
         diff = dvc(project, "metrics", "diff")
-        assert "eval_loss" in diff and "metrics/evaluate.json" in diff
+        assert "eval_loss" in diff and "metrics/summary.json" in diff
+        # Only figures: no commit, package version, usage counter or param echo is a metric.
+        for noise in ("git_commit", "provenance", "usage", "beta", "packages"):
+            assert noise not in diff, noise
+        headline = dvc(project, "metrics", "show", "metrics/summary.json").splitlines()
+        assert max(map(len, headline)) <= 200, headline
+        # `dvc exp show` leads with the headline: the score is among its first 8 columns.
+        shown = dvc(project, "exp", "show", "--only-changed", "--no-pager", "--md", shared_cache=False)
+        columns = [c.strip() for c in shown.splitlines()[0].strip("|").split("|")]
+        assert "score" in columns[:8], columns
         for loss in ("ipo", "kto"):
             dvc(project, "exp", "run", "-S", f"train.loss={loss}", "dpo", shared_cache=False)
-            assert read_json(project / "metrics/dpo.json")["loss_type"] == loss
+            assert read_json(project / "metrics/dpo.meta.json")["loss_type"] == loss
 
         requests_before_queue = server.count
         dvc(project, "exp", "run", "--queue", "-S", "train.beta=0.01,0.1", "-S", "train.loss=sigmoid,ipo", "dpo",
