@@ -21,6 +21,7 @@ import click
 
 from jalign.charts import vegalite_to_png
 from jalign.records import atomic_path
+from stages.summary import HEADLINE
 
 # dvc's `--json` diff shape: {file: {flattened.key: {"old": x, "new": y, "diff": d}}}
 Diff = dict[str, dict[str, dict[str, Any]]]
@@ -214,7 +215,8 @@ def side(entry: dict[str, Any], which: str, low: dict[str, Any], high: dict[str,
 def headline_rows(summary: dict[str, dict[str, Any]]) -> list[list[str]]:
     """One row per headline figure: base, head, Δ and what the CIs say (estimates carry theirs)."""
     rows = []
-    for key, entry in summary.items():
+    order = {key: i for i, key in enumerate(HEADLINE)}  # the summary's own order, not dvc's
+    for key, entry in sorted(summary.items(), key=lambda kv: (order.get(kv[0], order["rm_acc"]), kv[0])):
         if key in FOLDED:
             continue
         label = HEADLINE_LABELS.get(key) or HEADLINE_LABELS["rm_acc"] + f" `{key.removeprefix('rm_acc_')}`"
@@ -253,9 +255,14 @@ def judge_flag(field: str, value: Any) -> str:
 def judge_rows(evals: dict[str, dict[str, Any]], judge: dict[str, dict[str, Any]]) -> list[list[str]]:
     """Both judges' reliability at both revisions, changed or not: the reader asks this every time."""
     rows = []
-    for key, entry in sorted(evals.items()):
-        match = EVAL_JUDGE_KEY.match(key)
-        if match and match["field"] in EVAL_JUDGE_FIELDS:
+    fields = list(EVAL_JUDGE_FIELDS)  # agreement first: the figure that says most
+    found = [(m, entry) for key, entry in evals.items() if (m := EVAL_JUDGE_KEY.match(key))]
+    matches = sorted(
+        ((m, e) for m, e in found if m["field"] in fields),
+        key=lambda me: (me[0]["set"], fields.index(me[0]["field"])),
+    )
+    for match, entry in matches:
+        if match["field"] in EVAL_JUDGE_FIELDS:
             label, field = f"evaluation `{match['set']}`", match["field"]
             flag = judge_flag(field, entry.get("new"))
             rows.append([label, EVAL_JUDGE_FIELDS[field], *change_cells(entry), flag])

@@ -168,10 +168,11 @@ def summary_metrics() -> dict:
 
 def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_collapsed():
     params = {"params.yaml": {"train.beta": d(0.01, 0.1), "train.loss": d("sigmoid", "ipo")}}
-    metrics = {"metrics/summary.json": summary_metrics(), **full_metrics()}
+    # dvc's JSON lists keys in its own order: the comment follows the summary's (score first).
+    metrics = {"metrics/summary.json": dict(reversed(summary_metrics().items())), **full_metrics()}
     metrics["metrics/eval.json"] |= {
-        "judge_reliability.ja_eval.swap_agreement": d(0.8, 0.55),
         "judge_reliability.ja_eval.invalid_rate": d(0.0, 0.0),
+        "judge_reliability.ja_eval.swap_agreement": d(0.8, 0.55),
     }
     md = build_review(params, metrics, [Plot("DPO loss", "review/dpo-loss.png")], "origin/main", "HEAD")
     assert md.startswith(MARKER + "\n## jalign review: `origin/main` → `HEAD`")
@@ -186,10 +187,16 @@ def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_coll
     assert "**CI excludes 0**; McNemar p = 0.031" in headline
     assert "| IFEval strict, baseline (%) | 6.94 | 6.94 | = |" in headline  # unchanged, still shown
     assert "score_lo" not in headline and "if_p" not in headline  # folded into their estimate's row
+    labels = [line.split(" | ")[0].lstrip("| ") for line in headline.splitlines() if line.startswith("| ")]
+    assert labels[1:4] == ["Evaluation score (baseline = 50)", "IFEval strict, baseline (%)",
+                           "IFEval strict, candidate (%)"]  # fmt: skip
     assert md.index("### Headline") < md.index("### Did the judge hold up?") < md.index("<details>")
     judges = md.split("### Did the judge hold up?", 1)[1].split("<details>", 1)[0]
     assert "| evaluation `ja_eval` | agreement | 0.8 → 0.55 | -0.25 | ⚠ below 0.6" in judges
     assert "| evaluation `ja_eval` | invalid | 0 → 0 | = |  |" in judges  # unchanged: shown too
+    assert judges.index("| evaluation `ja_eval` | agreement") < judges.index(
+        "| evaluation `ja_eval` | invalid"
+    )
     assert "| preference pairs | agreement | 0.15 → 0.4 | +0.25 | ⚠ below 0.6" in judges
     assert "| preference pairs | position bias | 0.52 → 0.52 | = |" in judges
     rest = md.split("<details>", 1)[1]
