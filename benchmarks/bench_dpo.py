@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# name -> overrides of stages.dpo.TrainConfig. "trl-lora" is what TRL does by default with a LoRA
+# name -> overrides of jalign.params.DPOConfig. "trl-lora" is what TRL does by default with a LoRA
 # config (no quantisation, bf16); "qlora-nf4" is our configuration (the Karasu setup).
 CONFIGS = {
     "trl-lora-bf16": {"quantization": "none", "dtype": "bfloat16"},
@@ -49,6 +49,7 @@ def synthetic_pairs(n: int) -> list[dict]:
 
 def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jalign.params import DPOConfig
     from jalign.records import write_jsonl
     from stages import dpo
     from stages.preferences import to_pairwise
@@ -58,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
         pairs = synthetic_pairs(args.batch * args.steps + 2)
         write_jsonl(data / "pairwise_train.jsonl", [to_pairwise(p) for p in pairs[:-2]])
         write_jsonl(data / "pairwise_eval.jsonl", [to_pairwise(p) for p in pairs[-2:]])
-        config = dpo.TrainConfig(
+        config = DPOConfig(
             model=args.model,
             per_device_train_batch_size=args.batch,
             per_device_eval_batch_size=args.batch,

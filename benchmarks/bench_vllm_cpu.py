@@ -40,8 +40,8 @@ def main() -> None:
     from jalign.config import load_section
     from jalign.judge_prompts import pairwise_prompt
     from jalign.llm import LLMClient, Request, ResponseCache, VLLMSettings, vllm_backend
-    from stages.evaluate import EvaluateConfig
-    from stages.verify import VerifyConfig, load_prompts
+    from jalign.params import EvaluateConfig, VerifyConfig
+    from stages.verify import load_prompts
 
     verify = load_section(VerifyConfig, "verify", args.params)
     judge = load_section(EvaluateConfig, "evaluate", args.params).judge

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import subprocess
 import sys
@@ -22,32 +21,48 @@ import click
 
 from jalign.config import ConfigError, describe, from_dict, load_yaml, read_params
 from jalign.llm.types import Price
+from jalign.params import (
+    CurateConfig,
+    DecideConfig,
+    DPOConfig,
+    EncoderConfig,
+    EvaluateConfig,
+    EvolveConfig,
+    HubConfig,
+    JudgeConfig,
+    ModelsConfig,
+    PreferencesConfig,
+    ReportConfig,
+    RespondConfig,
+    ScoreConfig,
+    SelfInstructConfig,
+    SFTConfig,
+    TranslateConfig,
+    VerifyConfig,
+)
 
-# params.yaml section -> its dataclass ("module:Class"); `*` is a mapping of named entries.
-SECTIONS: dict[str, str] = {
-    "models": "stages.models:ModelsConfig",
-    "self_instruct": "stages.self_instruct:SelfInstructConfig",
-    "evolve": "stages.evolve:EvolveConfig",
-    "curate": "stages.curate:CurateConfig",
-    "translate": "stages.translate:TranslateConfig",
-    "respond": "stages.respond:RespondConfig",
-    "judge": "stages.judge:JudgeConfig",
-    "verify": "stages.verify:VerifyConfig",
-    "preferences": "stages.preferences:PreferencesConfig",
-    "classifier.encoders.*": "stages.classifier:EncoderConfig",
-    "sft": "stages.sft:SFTConfig",
-    "train": "stages.dpo:TrainConfig",
-    "evaluate": "stages.evaluate:EvaluateConfig",
-    "hub": "stages.publish:HubConfig",
-    "report": "stages.report:ReportConfig",
+# params.yaml section -> its dataclass (jalign.params), in stage order; `*` is a mapping of named entries.
+SECTIONS: dict[str, type] = {
+    "models": ModelsConfig,
+    "self_instruct": SelfInstructConfig,
+    "evolve": EvolveConfig,
+    "curate": CurateConfig,
+    "translate": TranslateConfig,
+    "respond": RespondConfig,
+    "judge": JudgeConfig,
+    "decide": DecideConfig,
+    "verify": VerifyConfig,
+    "preferences": PreferencesConfig,
+    "classifier.encoders.*": EncoderConfig,
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
+    "evaluate": EvaluateConfig,
+    "score": ScoreConfig,
+    "hub": HubConfig,
+    "report": ReportConfig,
 }
 TOP_LEVEL = {"prices", *(name.split(".")[0] for name in SECTIONS)}
 CONF_DIR = "conf"
-
-
-def schema(name: str) -> type:
-    module, _, cls = SECTIONS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def compose(root: Path, preset: str | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -83,7 +98,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
         raise ConfigError(f"{where}: unknown section {unknown[0]!r} (known: {', '.join(sorted(TOP_LEVEL))})")
     for model, entry in (params.get("prices") or {}).items():
         from_dict(Price, entry, f"prices.{model}")
-    for name in SECTIONS:
+    for name, cls in SECTIONS.items():
         head, *rest = name.split(".")
         if head not in params:
             raise ConfigError(f"{where}: missing section '{head}'")
@@ -92,9 +107,9 @@ def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
             if not isinstance(entries, dict) or not entries:
                 raise ConfigError(f"{where}: {head}.{rest[0]} must map names to entries")
             for key, value in entries.items():
-                from_dict(schema(name), value, f"{head}.{rest[0]}.{key}")
+                from_dict(cls, value, f"{head}.{rest[0]}.{key}")
         else:
-            from_dict(schema(name), params[head], head)
+            from_dict(cls, params[head], head)
 
 
 def presets(root: Path) -> list[str]:
@@ -125,7 +140,7 @@ def docs_markdown() -> str:
     from jalign.training import LoraSettings
 
     shared = (LLMConfig, Sampling, VLLMSettings, RaySettings, LoraSettings)
-    sections = [(name.replace(".*", ".<name>"), schema(name)) for name in SECTIONS]
+    sections = [(name.replace(".*", ".<name>"), cls) for name, cls in SECTIONS.items()]
     sections += [
         ("<LLM role>", LLMConfig),
         ("<LLM role>.sampling", Sampling),

@@ -4,7 +4,7 @@ params.yaml is the single source of values: stage config dataclasses declare fie
 ranges)` and no defaults, so what runs is what params.yaml (composed from `conf/`) says. Every stage
 reads its own section through `load_section`, which rejects, before any work starts and naming the
 key's full dotted name:
-- unknown keys (a typo in `dvc exp run -S train.betta=0.1` fails instead of silently using nothing),
+- unknown keys (a typo in `dvc exp run -S dpo.betta=0.1` fails instead of silently using nothing),
 - wrong types, values outside a field's declared range, NaN and infinities,
 - duplicate keys in the YAML file (the last one would silently win).
 """

@@ -141,3 +141,10 @@ def _notes_block(notes: str | None) -> str:
     if notes is None or not notes.strip():
         return ""
     return "\n" + render("eval_block_notes", notes=neutralise(notes)).strip("\n") + "\n"
+
+
+def transcript(turns: list[str] | tuple[str, ...]) -> str:
+    """What the judge sees of one model: its answer, or each turn's answer labelled by turn."""
+    if len(turns) == 1:
+        return turns[0]
+    return "\n\n".join(f"（{k}問目への回答）\n{answer}" for k, answer in enumerate(turns, start=1))

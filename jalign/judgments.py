@@ -12,12 +12,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jalign.records import Record, RecordError, line_of
+from jalign.records import Record, RecordError, check_unique_ids, line_of, read_jsonl
 
 METHODS = ("text", "logprob", "reward")
 ORDERS = ("forward", "swapped")
 _AGAIN = "judge these responses again (`dvc repro judge`), or pass the responses file they were judged from"
 _RAW = {"logprob": "the probabilities of A and B", "reward": "the rewards of A and B"}
+
+
+def load_responses(path: str) -> list[Record]:
+    """Responses with every field judging needs, named by file, line and field when missing."""
+    rows = read_jsonl(path, required=("prompt_id", "prompt"))
+    for i, row in enumerate(rows):
+        lineno = line_of(rows, i)
+        responses = row.get("responses")
+        if not isinstance(responses, dict):
+            raise RecordError(f"{path}:{lineno}: field 'responses' must be a mapping of responder -> answer")
+        for name, answer in responses.items():
+            if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+                raise RecordError(f"{path}:{lineno}: field 'responses.{name}.text' must be a string")
+    check_unique_ids(rows, path, field="prompt_id")
+    return rows
 
 
 def check_judgments(

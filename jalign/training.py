@@ -28,8 +28,9 @@ class LoraSettings:
     )
 
 
-def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> None:
-    """Reject an optimizer or scheduler name transformers does not know, before any model loads."""
+def check_trainer_choices(optim: str, lr_scheduler_type: str) -> None:
+    """Reject an optimizer or scheduler name transformers does not know, before any model loads (the
+    config loader prefixes the section: `dpo: optim: ...`)."""
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
@@ -37,11 +38,11 @@ def check_trainer_choices(optim: str, lr_scheduler_type: str, where: str) -> Non
     schedulers = sorted(s.value for s in SchedulerType)
     if optim not in optimizers:
         raise ValueError(
-            f"{where}.optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})"
+            f"optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})"
         )
     if lr_scheduler_type not in schedulers:
         raise ValueError(
-            f"{where}.lr_scheduler_type: {lr_scheduler_type!r} is not a transformers scheduler "
+            f"lr_scheduler_type: {lr_scheduler_type!r} is not a transformers scheduler "
             f"(allowed: {', '.join(schedulers)})"
         )
 

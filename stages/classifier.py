@@ -11,31 +11,15 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
+from jalign.params import EncoderConfig
 from jalign.records import Record, read_jsonl
 from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import Stopwatch, dvclive_callback, peak_memory_mb
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """params.yaml `classifier.encoders.<name>`."""
-
-    model: str = param(
-        "Encoder: a local directory (models/base/multilingual-e5-small) or a Hub id BAAI/bge-m3@<rev>."
-    )
-    max_length: int = param("Tokens per text (prompt + answer), truncated beyond.", ge=8)
-    learning_rate: float = param("AdamW learning rate.", gt=0)
-    epochs: float = param("Training epochs.", gt=0)
-    batch_size: int = param("Texts per training step.", ge=1)
-    weight_decay: float = param("AdamW weight decay.", ge=0)
-    warmup_ratio: float = param("Share of steps with linear warm-up.", ge=0, lt=1)
-    seed: int = param("Training seed.", ge=0)
 
 
 def roc_auc(scores: list[float], labels: list[int]) -> float | None:

@@ -7,91 +7,28 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
 from jalign.llm import Choice, LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
+from jalign.params import CATEGORY, CurateConfig
 from jalign.records import Record, read_jsonl, user_prompt, write_jsonl
 from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import japanese_ratio
 
 QUALITY = {"1": "very_poor", "2": "poor", "3": "average", "4": "good", "5": "excellent"}
 DIFFICULTY = {"1": "very_easy", "2": "easy", "3": "medium", "4": "hard", "5": "very_hard"}
-# Magpie's task categories, lettered as in the prompt file.
-CATEGORY = dict(
-    zip(
-        "ABCDEFGHIJKL",
-        (
-            "information_seeking",
-            "reasoning",
-            "planning",
-            "editing",
-            "coding",
-            "math",
-            "role_playing",
-            "data_analysis",
-            "creative_writing",
-            "advice_seeking",
-            "brainstorming",
-            "others",
-        ),
-        strict=True,
-    )
-)
 TAGS = {
     "quality": ("curate_quality", QUALITY),
     "difficulty": ("curate_difficulty", DIFFICULTY),
     "category": ("curate_category", CATEGORY),
 }
-
-
-@dataclass(frozen=True)
-class CurateConfig:
-    """params.yaml `curate`. Thresholds apply to the probability-weighted score on the 1..5 scale
-    (G-Eval, Liu et al. 2023), steadier than the argmax label with small judges; min_quality also
-    holds for the quality tag itself (the argmax level), so that a kept row is never tagged below it."""
-
-    tagger: LLMConfig = param("Tags quality, difficulty and category as choice-constrained distributions.")
-    min_quality: float = param(
-        "Lowest input quality kept (1 very poor .. 5 excellent; Magpie keeps 3 = average and up): both the "
-        "expected score and the most likely tag must reach it (2.0 drops a row tagged very_poor).",
-        ge=1,
-        le=5,
-    )
-    min_difficulty: float = param("Lowest expected difficulty kept (1 very easy .. 5 very hard).", ge=1, le=5)
-    max_difficulty: float = param("Highest expected difficulty kept.", ge=1, le=5)
-    drop_categories: tuple[str, ...] = param("Magpie task categories to drop, e.g. [others].")
-    dedup_threshold: float = param(
-        "Character ROUGE-L F1 above this between two instructions: near-duplicate.", ge=0, le=1
-    )
-    contamination_threshold: float = param(
-        "Character ROUGE-L F1 above this to any evaluation prompt: dropped (contamination).", ge=0, le=1
-    )
-    min_choice_mass: float = param(
-        "Probability the tagger put on the offered answers; below it the row has no tag and is dropped.",
-        ge=0,
-        le=1,
-    )
-    max_failure_rate: float = param(
-        "Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        if self.min_difficulty > self.max_difficulty:
-            raise ValueError("min_difficulty must be <= max_difficulty")
-        unknown = set(self.drop_categories) - set(CATEGORY.values())
-        if unknown:
-            raise ValueError(
-                f"drop_categories: unknown {sorted(unknown)}; known: {sorted(CATEGORY.values())}"
-            )
 
 
 def tag_requests(records: list[Record], template: str, tagger: LLMConfig) -> list[Request]:

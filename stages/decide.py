@@ -4,7 +4,7 @@ Reads the `judge` stage's raw judgments and decides each one, parsing it once (t
 logprob mass floor, position calibration and the tie margin, shared with `score` in jalign.judging),
 then keeps a pair only when both orders name the same winner. A pair lost because its judge only
 repeated verdict lines an answer carried (the echo defence) is counted apart (`echoed_verdict`).
-`dvc exp run -S judge.tie_margin=0.05` reruns this stage alone; a parser fix re-decides old judgments
+`dvc exp run -S decide.tie_margin=0.05` reruns this stage alone; a parser fix re-decides old judgments
 without paying again.
 """
 
@@ -16,7 +16,8 @@ import click
 
 from jalign.config import load_section
 from jalign.judging import calibrated_margin, outcome_from_margin, position_prior, shown_answer
-from jalign.judgments import check_judgments
+from jalign.judgments import check_judgments, load_responses
+from jalign.params import DecideConfig
 from jalign.records import (
     Record,
     RecordError,
@@ -26,7 +27,6 @@ from jalign.records import (
 )
 from jalign.stage import log, rate, setup_logging, start_stage, write_metrics
 from jalign.verdicts import Outcome, parse_verdict
-from stages.judge import JudgeConfig, load_responses
 
 
 def shown_answers(j: Record, answers: dict[str, dict[str, str]]) -> tuple[str, str]:
@@ -40,7 +40,7 @@ def shown_answers(j: Record, answers: dict[str, dict[str, str]]) -> tuple[str, s
 
 
 def verdict_of(
-    j: Record, answers: dict[str, dict[str, str]], config: JudgeConfig, prior: dict[str, float]
+    j: Record, answers: dict[str, dict[str, str]], config: DecideConfig, prior: dict[str, float]
 ) -> tuple[Outcome | None, int, str]:
     """(outcome, strength, invalid reason) of one raw judgment; logprob margins after dividing out
     `prior` (empty: no calibration), a reward judgment's margin is the reward gap."""
@@ -59,7 +59,7 @@ def verdict_of(
     return outcome, int(outcome != "tie"), ""
 
 
-def run_prior(judgments: list[Record], config: JudgeConfig) -> dict[str, float]:
+def run_prior(judgments: list[Record], config: DecideConfig) -> dict[str, float]:
     """The run's mean P(A), P(B) over its logprob judgments (canaries left out), when calibrating."""
     if not config.calibrate_position:
         return {}
@@ -68,7 +68,7 @@ def run_prior(judgments: list[Record], config: JudgeConfig) -> dict[str, float]:
 
 
 def decide_all(
-    judgments: list[Record], answers: dict[str, dict[str, str]], config: JudgeConfig
+    judgments: list[Record], answers: dict[str, dict[str, str]], config: DecideConfig
 ) -> tuple[list[Record], dict[str, float]]:
     """Every judgment with `verdict`, `strength`, `invalid_reason` and `winner`, each parsed once;
     logprob judgments are decided after dividing out the run's mean P(A) and P(B) when
@@ -85,7 +85,7 @@ def decide_all(
     return decided, {c: round(v, 4) for c, v in prior.items()}
 
 
-def uncalibrated_verdict(j: Record, config: JudgeConfig) -> Outcome | None:
+def uncalibrated_verdict(j: Record, config: DecideConfig) -> Outcome | None:
     """A decided judgment's verdict without position calibration, from its stored probabilities (a
     text judgment is never calibrated: its verdict stands, not parsed again)."""
     if not j.get("calibrated"):
@@ -115,7 +115,7 @@ def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | No
 
 
 def decide(
-    judgments: list[Record], rows: dict[str, Record], config: JudgeConfig
+    judgments: list[Record], rows: dict[str, Record], config: DecideConfig
 ) -> tuple[list[Record], list[Record], dict]:
     """Pure: (decided judgments, consistent pairs, judge-reliability statistics)."""
     answers = {pid: {n: v["text"] for n, v in r["responses"].items()} for pid, r in rows.items()}
@@ -225,9 +225,8 @@ def main(
 ) -> None:
     """Decide every stored judgment and keep the pairs both orders agree on."""
     setup_logging()
-    config = load_section(JudgeConfig, "judge", params_path)
-    deciding = ("tie_margin", "calibrate_position", "min_choice_mass")
-    start_stage("decide", {k: getattr(config, k) for k in deciding}, [decided_path, out_path, metrics_path])
+    config = load_section(DecideConfig, "decide", params_path)
+    start_stage("decide", config, [decided_path, out_path, metrics_path])
     rows = {r["prompt_id"]: r for r in load_responses(responses_path)}
     judgments = read_jsonl(
         judgments_path, required=("pair_id", "prompt_id", "first", "second", "order", "method")

@@ -10,76 +10,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
+from jalign.params import DPOConfig
 from jalign.records import read_jsonl
 from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import (
-    LoraSettings,
     Stopwatch,
     check_optimizer_device,
-    check_trainer_choices,
     dvclive_callback,
     load_policy,
     lora_config,
     peak_memory_mb,
     training_dtype,
 )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """params.yaml `train`. The embedded default is a CPU profile that finishes in minutes; the karasu
-    preset holds the article's values (learning_rate 5e-6, batch 4, eval batch 2, seed 42, gradient
-    accumulation 4, cosine, 1 epoch, bfloat16, paged_adamw_8bit)."""
-
-    model: str = param("Policy; with LoRA, the adapter-disabled base is the reference model.")
-    loss: Literal["sigmoid", "ipo", "kto"] = param(
-        "sigmoid = DPO (Rafailov et al. 2023), ipo (Azar et al. 2023), kto (KTOTrainer on the unpaired set)."
-    )
-    beta: float = param(
-        "Strength of the pull towards the reference. In Hugging Face's DPO / IPO / KTO comparison the best "
-        "beta differs per method (0.01 .. 0.6); Zephyr did best at 0.01.",
-        gt=0,
-    )
-    learning_rate: float = param("Peak learning rate (Karasu: 5e-6).", gt=0)
-    per_device_train_batch_size: int = param("Pairs per device per step (Karasu: 4).", ge=1)
-    per_device_eval_batch_size: int = param("Pairs per device per eval step (Karasu: 2).", ge=1)
-    gradient_accumulation_steps: int = param("Steps accumulated per update (Karasu: 4).", ge=1)
-    num_train_epochs: float = param("Epochs (Karasu: 1).", gt=0)
-    max_steps: int = param("> 0 caps the run (CPU profile); -1 = use num_train_epochs.", ge=-1)
-    lr_scheduler_type: str = param("A transformers scheduler name (Karasu: cosine).")
-    warmup_ratio: float = param("Share of steps with warm-up.", ge=0, lt=1)
-    optim: str = param(
-        "A transformers optimizer name (Karasu: paged_adamw_8bit, CUDA only; CPU: adamw_torch)."
-    )
-    seed: int = param("Training seed (Karasu: 42).", ge=0)
-    dtype: Literal["bfloat16", "float16", "float32", "native"] = param(
-        "Compute dtype (Karasu: bfloat16); native: bfloat16 where the device runs it natively (CUDA, "
-        "AVX512-BF16 / AMX CPUs), else float32."
-    )
-    quantization: Literal["nf4", "none"] = param(
-        "nf4: QLoRA, 4-bit NF4 with double quantisation; none: LoRA."
-    )
-    lora: LoraSettings = param("LoRA adapter settings.")
-    max_length: int = param("Tokens per prompt + answer, truncated beyond.", ge=8)
-    precompute_ref_log_probs: bool = param("One reference pass up front instead of one per step.")
-    gradient_checkpointing: bool = param("Trade compute for memory.")
-    start_from_sft: bool = param("Continue from the sft stage's adapter instead of a fresh one.")
-    max_train_samples: int | None = param("Use the first N training rows; null = all.", ge=1)
-    max_eval_samples: int | None = param("Use the first N eval rows; null = all.", ge=1)
-    logging_steps: int = param("Log (DVCLive) every N steps.", ge=1)
-
-    def __post_init__(self) -> None:
-        if self.max_steps == 0:
-            raise ValueError("max_steps must be -1 (use num_train_epochs) or > 0")
-        check_trainer_choices(self.optim, self.lr_scheduler_type, "train")
-
 
 TRAINING_FIELDS = {"pairwise": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion", "label")}
 
@@ -92,7 +39,7 @@ def load_split(directory: Path, loss: str, split: str, limit: int | None) -> lis
     return rows if limit is None else rows[:limit]
 
 
-def trl_args(config: TrainConfig, output_dir: str):
+def trl_args(config: DPOConfig, output_dir: str):
     """params -> TRL config (DPOConfig or KTOConfig)."""
     from trl import DPOConfig, KTOConfig
 
@@ -132,9 +79,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def train(
-    config: TrainConfig, data_dir: Path, sft_adapter: Path | None, out_dir: Path, live_dir: str
-) -> dict:
+def train(config: DPOConfig, data_dir: Path, sft_adapter: Path | None, out_dir: Path, live_dir: str) -> dict:
     from datasets import Dataset
     from trl import DPOTrainer, KTOTrainer
 
@@ -209,13 +154,13 @@ def main(
 ) -> None:
     """QLoRA preference tuning (DPO / IPO / KTO) with TRL; adapter to --out, metrics to --metrics."""
     setup_logging()
-    config = load_section(TrainConfig, "train", params_path)
-    start_stage("train", config, [out_dir, metrics_path])
-    check_optimizer_device(config.optim, "train")
+    config = load_section(DPOConfig, "dpo", params_path)
+    start_stage("dpo", config, [out_dir, metrics_path])
+    check_optimizer_device(config.optim, "dpo")
     sft_adapter = Path(sft_dir) / "adapter" if sft_dir and (Path(sft_dir) / "adapter").exists() else None
     if config.start_from_sft and sft_adapter is None:
         raise click.ClickException(
-            "train.start_from_sft is true but the sft stage wrote no adapter (sft.enabled?)"
+            "dpo.start_from_sft is true but the sft stage wrote no adapter (sft.enabled?)"
         )
     metrics = train(config, Path(data_dir), sft_adapter, Path(out_dir), live_dir)
     log.info("dpo: %s", json.dumps(metrics))

@@ -12,87 +12,22 @@ retrained adapter answers afresh.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import click
 
-from jalign.config import load_section, param
-from jalign.evalsets import EvalItem, EvalSet, answer_temperature, load_eval_items
-from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt
+from jalign.config import load_section
+from jalign.evalsets import EvalItem, answer_temperature, load_eval_items
+from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt, transcript
 from jalign.judging import ask
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import EvaluateConfig, ModelEntry
 from jalign.records import Record, write_jsonl
 from jalign.stage import Failures, log, write_metrics
 from jalign.verdicts import parse_arena, parse_rating
 
 GRADE_SCALES = {"jalign": (1, 5), "elyza": (1, 5), "mt_bench": (1, 10)}  # arena_hard: pairwise only
 LOGPROB_GRADES = ("1", "2", "3", "4", "5")  # one token each; a 1-10 scale cannot be read this way
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str = param("Label of this model in battles, metrics and reports.")
-    llm: LLMConfig = param("The model (base + optional `adapter`) and its answer sampling.")
-    system: str = param("System message for every question; '' = none.")
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """params.yaml `evaluate`. The `evaluate` stage reads the answering and judging keys; the `score`
-    stage the scoring keys (invalid, language_penalty, min_japanese_ratio, strong_weight, bootstrap,
-    seed, style_control, tie_margin, calibrate_position, min_choice_mass, report_examples)."""
-
-    sets: tuple[EvalSet, ...] = param("Evaluation sets (also the contamination checks' reference).")
-    baseline: ModelEntry = param("The model every candidate is compared with; its score is 50.0.")
-    candidates: tuple[ModelEntry, ...] = param("Models to score against the baseline.")
-    judge: LLMConfig = param("The judge of pairwise games and single-answer grades.")
-    method: Literal["text", "logprob"] = param(
-        "text: an explanation and one of [[A>>B]] [[A>B]] [[A=B]] [[B>A]] [[B>>A]] (grades: [[n]]); "
-        "logprob: P(A) vs P(B) (grades: P('1'..'5')) from next-token log-probs, for small local judges."
-    )
-    grade: bool = param("Also grade single answers (jalign / ELYZA 1-5, MT-Bench 1-10 per turn).")
-    reask_invalid: bool = param(
-        "Re-ask a failed or unparseable judgment once, with a new seed (llm-jp-judge)."
-    )
-    mt_bench_temperatures: bool = param("Answer MT-Bench with FastChat's per-category temperatures.")
-    max_failure_rate: float = param(
-        "Largest share of games and grades that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-    invalid: Literal["loss", "tie", "drop"] = param(
-        "score: what an invalid judgment (failed or unparseable after the re-ask) counts as, for the "
-        "candidate: loss (default; never in its favour), tie, or drop. Counted and reported either way."
-    )
-    language_penalty: bool = param(
-        "score: an answer that is not Japanese (below min_japanese_ratio) loses to one that is, "
-        "whatever the judge said."
-    )
-    min_japanese_ratio: float = param("score: share of Japanese characters an answer needs.", ge=0, le=1)
-    strong_weight: int = param(
-        "score: battle rows a strong verdict (A>>B) counts as (Arena-Hard v0.1: 3).", ge=1
-    )
-    bootstrap: int = param(
-        "score: bootstrap rounds of the 95% CI (Arena-Hard uses 100; 1000 is steadier).", ge=1
-    )
-    seed: int = param("score: bootstrap seed.", ge=0)
-    style_control: bool = param("score: also fit length and markdown features (Arena-Hard v2 style control).")
-    tie_margin: float = param("score, logprob: |P(A) - P(B)| at most this is a tie.", ge=0, lt=1)
-    calibrate_position: bool = param("score, logprob: divide out the set's mean P(A), P(B) before deciding.")
-    min_choice_mass: float = param(
-        "score, logprob: less probability than this on the choices is invalid.", ge=0, le=1
-    )
-    report_examples: int = param("score: best / worst examples per candidate in eval_report.md.", ge=0)
-
-    def __post_init__(self) -> None:
-        names = [self.baseline.name, *(c.name for c in self.candidates)]
-        if not self.candidates or len(set(names)) != len(names):
-            raise ValueError(f"need at least one candidate and distinct names, got {names}")
-        if self.grade and self.method == "logprob" and any(s.format == "mt_bench" for s in self.sets):
-            raise ValueError(
-                "grade with method logprob cannot read MT-Bench's 1-10 scale from one token: "
-                "use method text, or grade: false"
-            )
 
 
 # -- answering ---------------------------------------------------------------------------------------
@@ -154,13 +89,6 @@ def verifiable_fields(item: EvalItem) -> Record:
 
 
 # -- judging -------------------------------------------------------------------------------------
-
-
-def transcript(turns: list[str] | tuple[str, ...]) -> str:
-    """What the judge sees of one model: its answer, or each turn's answer labelled by turn."""
-    if len(turns) == 1:
-        return turns[0]
-    return "\n\n".join(f"（{k}問目への回答）\n{answer}" for k, answer in enumerate(turns, start=1))
 
 
 def question_text(item: EvalItem) -> str:

@@ -15,15 +15,16 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.ifeval.compose import constrain
 from jalign.llm import LLMClient, LLMConfig, Request
 from jalign.llm_stage import StageRun
+from jalign.params import EvolveConfig, evolve_operations
 from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_jsonl
 from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import first_paragraph, is_punctuation_only, japanese_ratio
@@ -31,49 +32,8 @@ from jalign.text import first_paragraph, is_punctuation_only, japanese_ratio
 INPUT_FIELDS = ("id", "instruction", "output")
 
 
-def operations() -> dict[str, dict[str, str]]:
-    return prompts.load_yaml("evolve_operations")
-
-
-@dataclass(frozen=True)
-class EvolveConfig:
-    """params.yaml `evolve`."""
-
-    generator: LLMConfig = param("Writes the mutated instruction.")
-    responder: LLMConfig = param("Answers each surviving rewrite.")
-    judge: LLMConfig = param("Decides information gain as a choice-constrained はい/いいえ.")
-    rounds: int = param("Evolution rounds, each on the previous round's survivors (WizardLM ran 4).", ge=0)
-    operations: tuple[str, ...] = param(
-        "Mutations to sample from: constraints, deepen, concretize, reasoning, complicate_input (in-depth), "
-        "breadth (in-breadth), verifiable (appends 1-3 verifiable instructions by rule; no LLM rewrite)."
-    )
-    max_instructions: int | None = param(
-        "Evolve only the first N inputs (small CPU profiles); null = all.", ge=1
-    )
-    seed: int = param("Seed for choosing each parent's mutation.", ge=0)
-    min_gain_prob: float = param("P(はい) below this: no information gain, eliminated.", ge=0, le=1)
-    min_choice_mass: float = param(
-        "P(はい) + P(いいえ) below this: the judge answered neither; dropped, not guessed.", ge=0, le=1
-    )
-    min_output_chars: int = param("Shorter answers are eliminated.", ge=0)
-    max_instruction_chars: int = param("Longer rewrites are eliminated.", ge=1)
-    min_japanese_ratio: float = param("Share of Japanese characters a rewrite needs.", ge=0, le=1)
-    refusal_markers: tuple[str, ...] = param("Words of a refusal or apology (申し訳, できません ...).")
-    refusal_max_chars: int = param("A refusal marker in an answer shorter than this: a refusal.", ge=0)
-    template_markers: tuple[str, ...] = param("Template words a rewrite or answer must not copy.")
-    max_failure_rate: float = param(
-        "Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        unknown = [op for op in self.operations if op not in operations()]
-        if unknown or not self.operations:
-            raise ValueError(f"operations: unknown {unknown}; known: {sorted(operations())}")
-
-
 def mutation_prompt(instruction: str, operation: str) -> str:
-    op = operations()[operation]
+    op = evolve_operations()[operation]
     return prompts.render(
         "evolve",
         method=op["method"],
@@ -132,8 +92,8 @@ def evolve_round(
 ) -> list[Record]:
     rng = random.Random(f"{config.seed}-{round_no}")
     ops = [rng.choice(config.operations) for _ in parents]
-    by_rule = [(p, op) for p, op in zip(parents, ops, strict=True) if operations()[op].get("rule")]
-    by_llm = [(p, op) for p, op in zip(parents, ops, strict=True) if not operations()[op].get("rule")]
+    by_rule = [(p, op) for p, op in zip(parents, ops, strict=True) if evolve_operations()[op].get("rule")]
+    by_llm = [(p, op) for p, op in zip(parents, ops, strict=True) if not evolve_operations()[op].get("rule")]
     gen_cfg = config.generator
     rewrites = clients["generator"].generate(
         [
@@ -224,7 +184,7 @@ def evolve_round(
                     "parent_id": parent["id"],
                     "root_id": parent.get("lineage", {}).get("root_id") or parent["id"],
                     "operation": op,
-                    "kind": operations()[op]["kind"],
+                    "kind": evolve_operations()[op]["kind"],
                     "round": round_no,
                     "gain_prob": round(gain_prob, 4),
                 },

@@ -3,7 +3,7 @@
 Every pair of answers is judged twice, A/B and B/A, and every judgment is stored raw (the judge's text,
 its choice probabilities, or the two rewards) in `judgments.jsonl`. Deciding what the judgments mean
 (ties, position calibration, which pairs both orders agree on) is the `decide` stage's pure function of
-that file, so `-S judge.tie_margin=...` re-decides without re-judging (arena-hard-auto: judging and
+that file, so `-S decide.tie_margin=...` re-decides without re-judging (arena-hard-auto: judging and
 scoring are separate).
 
 Methods: `text` (free-text explanation + verdict token; an answer that does not parse is re-asked once
@@ -19,65 +19,23 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
 
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.judge_prompts import fence_answers
 from jalign.judging import ask, shown_answer
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.judgments import load_responses
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import JudgeConfig
 from jalign.records import (
     Record,
-    RecordError,
-    check_unique_ids,
-    line_of,
-    read_jsonl,
     write_jsonl,
 )
 from jalign.stage import Failures, log, write_metrics
 from jalign.verdicts import parse_verdict
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    """params.yaml `judge`. The `judge` stage reads the judging keys, the `decide` stage the deciding
-    keys (tie_margin, calibrate_position, min_choice_mass)."""
-
-    judge: LLMConfig = param("The judge model.")
-    method: Literal["text", "logprob", "reward"] = param(
-        "text: explanation + [[A]]/[[B]]/[[C]], parsed strictly; logprob: P(A) vs P(B) from next-token "
-        "log-probs (small local judges); reward: a trained preference classifier's reward margin."
-    )
-    reward_model: str | None = param("method reward: a classifier from the classifier stage.")
-    reask_invalid: bool = param("text: re-ask once (new seed) when an answer fails or has no verdict.")
-    canary_pairs: int = param(
-        "Pairs re-judged with an injected plea appended to one answer, to measure how many outcomes an "
-        "injection changes (2 extra calls per pair); 0 = off.",
-        ge=0,
-    )
-    tie_margin: float = param(
-        "decide, logprob / reward: |P(A) - P(B)| (or the reward gap) at most this is a tie.", ge=0, lt=1
-    )
-    calibrate_position: bool = param(
-        "decide, logprob: divide P(A), P(B) by their mean over the run before deciding ('Calibrate Before "
-        "Use', Zhao et al. 2021): removes a constant position prior; both orders must still agree."
-    )
-    min_choice_mass: float = param(
-        "decide, logprob: less probability than this on A+B is an invalid answer, never a verdict.",
-        ge=0,
-        le=1,
-    )
-    max_failure_rate: float = param(
-        "Largest share of pairs that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        if self.method == "reward" and not self.reward_model:
-            raise ValueError("method reward needs reward_model (e.g. models/classifier/<name>)")
 
 
 @dataclass(frozen=True)
@@ -106,21 +64,6 @@ class Task:
     def order(self) -> str:
         """forward: the alphabetically first responder is shown as A; swapped: as B."""
         return "forward" if self.first < self.second else "swapped"
-
-
-def load_responses(path: str) -> list[Record]:
-    """Responses with every field judging needs, named by file, line and field when missing."""
-    rows = read_jsonl(path, required=("prompt_id", "prompt"))
-    for i, row in enumerate(rows):
-        lineno = line_of(rows, i)
-        responses = row.get("responses")
-        if not isinstance(responses, dict):
-            raise RecordError(f"{path}:{lineno}: field 'responses' must be a mapping of responder -> answer")
-        for name, answer in responses.items():
-            if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
-                raise RecordError(f"{path}:{lineno}: field 'responses.{name}.text' must be a string")
-    check_unique_ids(rows, path, field="prompt_id")
-    return rows
 
 
 def tasks_for(rows: list[Record]) -> tuple[list[Task], int]:

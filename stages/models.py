@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from jalign.config import load_section, param
-from jalign.models import PACKAGED, materialize
+from jalign.config import load_section
+from jalign.models import materialize
+from jalign.params import ModelsConfig
 from jalign.stage import log, log_params, setup_logging
-
-
-@dataclass(frozen=True)
-class ModelsConfig:
-    """params.yaml `models`."""
-
-    packaged: tuple[str, ...] = param(
-        "Packaged models to materialise into models/base/<name> (see jalign.models.PACKAGED)."
-    )
-
-    def __post_init__(self) -> None:
-        unknown = [name for name in self.packaged if name not in PACKAGED]
-        if unknown:
-            raise ValueError(f"packaged: unknown model(s) {unknown}; known: {sorted(PACKAGED)}")
 
 
 @click.command("models")

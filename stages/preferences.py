@@ -14,31 +14,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
+from jalign.params import PreferencesConfig
 from jalign.records import Record, RecordError, licence_list, read_jsonl, write_jsonl
 from jalign.reward import classifier_text
 from jalign.stage import log, setup_logging, start_stage, write_metrics
 
 FORMATS = ("pairwise", "kto", "binary")
-
-
-@dataclass(frozen=True)
-class PreferencesConfig:
-    """params.yaml `preferences`."""
-
-    eval_size: int = param("Prompts held out for evaluation (Karasu: 234); capped at half the prompts.", ge=0)
-    seed: int = param("Seed of the train / eval split.", ge=0)
-    contamination_threshold: float = param(
-        "Character ROUGE-L F1 above this between a pair's prompt and any evaluation prompt: dropped.",
-        ge=0,
-        le=1,
-    )
 
 
 def split_by_prompt(pairs: list[Record], eval_size: int, seed: int) -> dict[str, list[Record]]:

@@ -16,6 +16,9 @@ The stage writes its figures (repos planned / pushed / refused, files, rows) to 
 whole plan (repo ids, licence sets, refusals, commit SHAs) to metrics/hub.meta.json. Cards take the
 models, usage and provenance from the other stages' reports, `metrics/<stage>.meta.json`: their
 metrics/<stage>.json hold numbers only.
+Every file it reads is a command option (dvc.yaml passes each; the defaults are the pipeline's paths, for
+a dry run by hand); the params it reads are typed: `hub`, `dpo` (the adapter's card), the published
+`classifier.encoders.<name>` and `translate.sources` (the cards' source datasets).
 This stage reads the project and decides; jalign.hub_cards renders the cards, jalign.hub uploads.
 """
 
@@ -32,7 +35,7 @@ from typing import Any
 import click
 import yaml
 
-from jalign.config import load_section, param, read_params
+from jalign.config import as_dict, load_section
 from jalign.hub import (
     UNKNOWN,
     LicenseError,
@@ -60,13 +63,11 @@ from jalign.hub_cards import (
     usage_models,
 )
 from jalign.models import MANIFEST, PACKAGED
+from jalign.params import DPOConfig, EncoderConfig, HubConfig, TranslateConfig
 from jalign.records import RecordError, json_error, line_of, read_jsonl
+from jalign.sources import SourceConfig
 from jalign.stage import log, log_params, meta_path_for, setup_logging, write_metrics
 
-INSTRUCTIONS = "data/instructions/curated.jsonl"
-PREFERENCE_SETS = "data/preferences/sets"
-DPO_ADAPTER = "models/dpo/adapter"
-CLASSIFIERS = "models/classifier"
 FORMATS = ("pairwise", "kto", "binary")
 SPLITS = {"train": "train", "eval": "test"}  # file suffix -> Hub split
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -79,92 +80,37 @@ UPSTREAM_IDS = {
     "multilingual-e5-small": "intfloat/multilingual-e5-small",
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-
-# The stage reports a card reads: the whole report (`.meta.json`), since usage, model identities,
-# provenance and text fields such as the judge method are not in the numbers-only metrics files.
-# dvc.yaml's publish deps list exactly these.
-INSTRUCTION_REPORTS = (
-    "metrics/self_instruct.meta.json",
-    "metrics/evolve.meta.json",
-    "metrics/instructions.meta.json",
-)  # their `usage.<role>.model` name the models behind the instructions
-PREFERENCE_REPORTS = ("metrics/translate.meta.json", "metrics/respond.meta.json", "metrics/judge.meta.json")
-CURATE_REPORT = "metrics/instructions.meta.json"
-JUDGE_REPORT = "metrics/judge.meta.json"
-SETS_REPORT = "metrics/preferences.meta.json"
-DPO_REPORT = "metrics/dpo.meta.json"
-EVAL_REPORT = "metrics/eval.meta.json"
 
 
 @dataclass(frozen=True)
-class HubConfig:
-    """params.yaml `hub`."""
+class Inputs:
+    """The files a publish reads, as the command's options name them (dvc.yaml passes each one; its
+    deps list the same paths). Cards read the stage reports (`.meta.json`): usage, model identities,
+    provenance and text fields such as the judge method are not in the numbers-only metrics files."""
 
-    push: bool = param(
-        "Upload for real; false: the stage only writes the plan (metrics/hub.meta.json, figures in "
-        "metrics/hub.json)."
-    )
-    namespace: str = param("Hub user or organisation that owns the repos.")
-    private: bool = param("Create new repos private (an existing repo keeps its visibility).")
-    endpoint: str | None = param("Hub URL; null: $HF_ENDPOINT, else https://huggingface.co.")
-    instructions_repo: str = param("Dataset repo name for the curated instructions (split train).")
-    preferences_repo: str = param(
-        "Dataset repo name for the preference sets (configs pairwise / kto / binary)."
-    )
-    dpo_repo: str = param("Model repo name for the DPO adapter (PEFT files).")
-    classifier_repo: str = param("Model repo name per classifier; {name} = the encoder's name.")
-    classifiers: tuple[str, ...] = param(
-        "classifier.encoders names whose models/classifier/<name> are published."
-    )
-    allowed_licenses: tuple[str, ...] = param(
-        "Licence / model-terms ids (Hub ids, lower case) an artifact may hold; anything else is refused. "
-        "An artifact's set is the union of its rows' license and model_terms (+ the base model's licence)."
-    )
-    override_licenses: tuple[str, ...] = param(
-        "Ids accepted although not allowed, after reading their terms; the card records the override. "
-        "The default profile's base is Gemma (terms id gemma). `unknown` is refused unless listed here."
-    )
-    base_model_licenses: dict[str, str] = param(
-        "Base model reference -> licence id, for Hub bases (no jalign_model.json)."
-    )
-    eval_candidate: str = param(
-        "The DPO model's name among the score stage's candidates (its card's eval results)."
-    )
+    instructions: str  # data/instructions/curated.jsonl
+    preference_sets: str  # data/preferences/sets (<format>_<split>.jsonl)
+    dpo_adapter: str  # models/dpo/adapter
+    classifiers: str  # models/classifier (<name>/ per published encoder)
+    classifier_reports: str  # metrics/classifier (<name>.meta.json)
+    self_instruct_report: str
+    evolve_report: str
+    curate_report: str
+    translate_report: str
+    respond_report: str
+    decide_report: str  # the judge reliability figures (metrics/judge.meta.json)
+    sets_report: str
+    dpo_report: str
+    eval_report: str
 
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.namespace):
-            raise ValueError(f"namespace: {self.namespace!r} is not a valid Hub user or organisation name")
-        for name in ("instructions_repo", "preferences_repo", "dpo_repo"):
-            if not _NAME.match(getattr(self, name)):
-                raise ValueError(f"{name}: {getattr(self, name)!r} is not a valid Hub repo name")
-        for encoder in self.classifiers:
-            repo = self.classifier_repo.replace("{name}", encoder)
-            if not _NAME.match(repo):
-                raise ValueError(f"classifier_repo: {repo!r} (for {encoder!r}) is not a valid Hub repo name")
-        if len(self.classifiers) > 1 and "{name}" not in self.classifier_repo:
-            raise ValueError("classifier_repo: must contain {name} when several classifiers are published")
-        models = [self.dpo_repo, *(self.classifier_repo.replace("{name}", c) for c in self.classifiers)]
-        if len(set(models)) != len(models) or self.instructions_repo == self.preferences_repo:
-            raise ValueError(
-                "instructions_repo / preferences_repo / dpo_repo / classifier_repo: repo names collide"
-            )
-        if self.endpoint is not None:
-            if not re.match(r"^https?://[^/\s]+", self.endpoint):
-                raise ValueError(f"endpoint: {self.endpoint!r} is not an http(s) URL")
-            if "@" in self.endpoint.split("/")[2]:
-                raise ValueError(
-                    "endpoint: credentials in the URL are not allowed; the token comes from HF_TOKEN"
-                )
-        for name in ("allowed_licenses", "override_licenses"):
-            ids = getattr(self, name)
-            if any(normalize_license(i) != i for i in ids):
-                raise ValueError(f"{name}: use lower-case Hub licence ids, got {list(ids)}")
-        if UNKNOWN in self.allowed_licenses:
-            raise ValueError("allowed_licenses: 'unknown' is never allowed; accept it in override_licenses")
+    @property
+    def instruction_reports(self) -> tuple[str, ...]:
+        """Their `usage.<role>.model` name the models behind the instructions."""
+        return (self.self_instruct_report, self.evolve_report, self.curate_report)
 
-    def repo_id(self, name: str) -> str:
-        return f"{self.namespace}/{name}"
+    @property
+    def preference_reports(self) -> tuple[str, ...]:
+        return (self.translate_report, self.respond_report, self.decide_report)
 
 
 @dataclass(frozen=True)
@@ -211,10 +157,14 @@ class RepoPlan:
 
 @dataclass
 class Project:
-    """The files a publish reads, relative to the repo root; stage reports and dvc.lock are optional."""
+    """What a publish reads: files relative to `root` (stage reports and dvc.lock are optional) and the
+    params of the stages whose outputs it publishes."""
 
     root: Path
-    params: dict[str, Any]
+    inputs: Inputs
+    dpo: DPOConfig
+    sources: tuple[SourceConfig, ...]  # translate.sources
+    encoders: dict[str, EncoderConfig]  # classifier.encoders of the published classifiers
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -350,12 +300,12 @@ def dataset_plan(
 
 def source_datasets(project: Project) -> list[str]:
     """`extended|<hub id>` for every Hub source of the translated prompts; `original` for local ones."""
-    sources = ((project.params.get("translate") or {}).get("sources")) or []
-    found = {f"extended|{s['hf_dataset']}" if s.get("hf_dataset") else "original" for s in sources}
+    found = {f"extended|{s.hf_dataset}" if s.hf_dataset else "original" for s in project.sources}
     return sorted(found) or ["original"]
 
 
 def plan_instructions(project: Project, config: HubConfig, work: Path) -> RepoPlan:
+    inputs = project.inputs
     card = {
         "pretty_name": "jalign Japanese instructions",
         "summary": (
@@ -367,25 +317,26 @@ def plan_instructions(project: Project, config: HubConfig, work: Path) -> RepoPl
         "source_datasets": ["original"],
         "task_categories": ["text-generation"],
         "tags": ["jalign", "japanese", "synthetic", "instruction-tuning", "self-instruct", "evol-instruct"],
-        "usage_reports": INSTRUCTION_REPORTS,
-        "extra": [funnel_section(project.json(CURATE_REPORT), CURATE_REPORT)],
-        "artifact_path": INSTRUCTIONS,
-        "report": CURATE_REPORT,
+        "usage_reports": inputs.instruction_reports,
+        "extra": [funnel_section(project.json(inputs.curate_report), inputs.curate_report)],
+        "artifact_path": inputs.instructions,
+        "report": inputs.curate_report,
     }
     return dataset_plan(
         project,
         config,
         "instructions",
         config.instructions_repo,
-        [("default", "train", INSTRUCTIONS)],
+        [("default", "train", inputs.instructions)],
         card,
         work,
     )
 
 
 def plan_preferences(project: Project, config: HubConfig, work: Path) -> RepoPlan:
+    inputs = project.inputs
     splits = [
-        (fmt_, hub, f"{PREFERENCE_SETS}/{fmt_}_{suffix}.jsonl")
+        (fmt_, hub, f"{inputs.preference_sets}/{fmt_}_{suffix}.jsonl")
         for fmt_ in FORMATS
         for suffix, hub in SPLITS.items()
     ]
@@ -401,10 +352,10 @@ def plan_preferences(project: Project, config: HubConfig, work: Path) -> RepoPla
         "source_datasets": source_datasets(project),
         "task_categories": ["text-generation", "text-classification"],
         "tags": ["jalign", "japanese", "preference", "dpo", "kto", "reward-modeling", "synthetic"],
-        "usage_reports": PREFERENCE_REPORTS,
-        "extra": [judge_section(project.json(JUDGE_REPORT), JUDGE_REPORT)],
-        "artifact_path": PREFERENCE_SETS,
-        "report": SETS_REPORT,
+        "usage_reports": inputs.preference_reports,
+        "extra": [judge_section(project.json(inputs.decide_report), inputs.decide_report)],
+        "artifact_path": inputs.preference_sets,
+        "report": inputs.sets_report,
     }
     return dataset_plan(project, config, "preferences", config.preferences_repo, splits, card, work)
 
@@ -449,7 +400,7 @@ def model_plan(
     files = model_files(project.path(directory))
     # Files are read in card order (models, judge, provenance): a bad one is reported as it always was.
     models = models_of(project, card["usage_reports"])
-    judge = judge_section(project.json(JUDGE_REPORT), JUDGE_REPORT)
+    judge = judge_section(project.json(project.inputs.decide_report), project.inputs.decide_report)
     facts = card_facts(project, tally, overridden, models, card["report"], directory)
     text = model_card(
         card,
@@ -469,30 +420,29 @@ def model_plan(
 
 
 def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
-    adapter_config = project.path(DPO_ADAPTER) / "adapter_config.json"
+    inputs, dpo = project.inputs, project.dpo
+    adapter_config = project.path(inputs.dpo_adapter) / "adapter_config.json"
     if not adapter_config.exists():
         raise RecordError(f"{adapter_config}: file not found (run the dpo stage first)")
     peft = project.json(adapter_config) or {}
-    train = project.params.get("train") or {}
-    loss = train.get("loss", "sigmoid")
-    training = [f"{PREFERENCE_SETS}/{'kto' if loss == 'kto' else 'pairwise'}_train.jsonl"]
-    extra_datasets, usage = [], PREFERENCE_REPORTS
-    if train.get("start_from_sft"):  # the SFT adapter's data is in the weights too
-        training.append(INSTRUCTIONS)
+    training = [f"{inputs.preference_sets}/{'kto' if dpo.loss == 'kto' else 'pairwise'}_train.jsonl"]
+    extra_datasets, usage = [], inputs.preference_reports
+    if dpo.start_from_sft:  # the SFT adapter's data is in the weights too
+        training.append(inputs.instructions)
         extra_datasets, usage = (
             [config.repo_id(config.instructions_repo)],
-            PREFERENCE_REPORTS + INSTRUCTION_REPORTS,
+            inputs.preference_reports + inputs.instruction_reports,
         )
-    base = base_model(project, peft.get("base_model_name_or_path") or train.get("model"), config)
-    method = {"sigmoid": "DPO", "ipo": "IPO", "kto": "KTO"}.get(loss, loss)
+    base = base_model(project, peft.get("base_model_name_or_path") or dpo.model, config)
+    method = {"sigmoid": "DPO", "ipo": "IPO", "kto": "KTO"}[dpo.loss]
     entries, eval_text = eval_results(
-        project.json(EVAL_REPORT), EVAL_REPORT, config.eval_candidate, config.dpo_repo
+        project.json(inputs.eval_report), inputs.eval_report, config.eval_candidate, config.dpo_repo
     )
+    qlora = dpo.quantization == "nf4"
     card = {
         "summary": (
-            f"A LoRA adapter for {{base}} tuned with {method} (TRL, loss `{loss}`, "
-            f"β {train.get('beta', 'n/a')}, "
-            f"{'QLoRA: 4-bit NF4 base' if train.get('quantization') == 'nf4' else 'full-precision base'}) on "
+            f"A LoRA adapter for {{base}} tuned with {method} (TRL, loss `{dpo.loss}`, β {dpo.beta}, "
+            f"{'QLoRA: 4-bit NF4 base' if qlora else 'full-precision base'}) on "
             "jalign's Japanese preference pairs, with the adapter-disabled base as the reference model."
         ),
         "usage": (
@@ -502,28 +452,29 @@ def plan_dpo(project: Project, config: HubConfig, work: Path) -> RepoPlan:
         ),
         "library_name": "peft",
         "pipeline_tag": "text-generation",
-        "tags": ["jalign", "japanese", "trl", loss if loss != "sigmoid" else "dpo", "peft", "lora"]
-        + (["qlora"] if train.get("quantization") == "nf4" else []),
+        "tags": ["jalign", "japanese", "trl", dpo.loss if dpo.loss != "sigmoid" else "dpo", "peft", "lora"]
+        + (["qlora"] if qlora else []),
         "extra_datasets": extra_datasets,
         "usage_reports": usage,
-        "params": {"train": train},
-        "train_metrics": without_provenance(project.json(DPO_REPORT)),
+        "params": {"dpo": as_dict(dpo)},
+        "train_metrics": without_provenance(project.json(inputs.dpo_report)),
         "eval_results": entries,
         "eval_text": eval_text,
-        "report": DPO_REPORT,
+        "report": inputs.dpo_report,
     }
-    return model_plan(project, config, "dpo", config.dpo_repo, DPO_ADAPTER, training, base, card, work)
+    return model_plan(project, config, "dpo", config.dpo_repo, inputs.dpo_adapter, training, base, card, work)
 
 
 def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) -> RepoPlan:
-    directory = f"{CLASSIFIERS}/{name}"
+    inputs = project.inputs
+    directory = f"{inputs.classifiers}/{name}"
     model_config = project.path(directory) / "config.json"
     if not model_config.exists():
         raise RecordError(f"{model_config}: file not found (run the classifier@{name} stage first)")
-    encoder = ((project.params.get("classifier") or {}).get("encoders") or {}).get(name) or {}
-    ref = encoder.get("model") or (project.json(model_config) or {}).get("_name_or_path")
+    encoder = project.encoders[name]
+    ref = encoder.model or (project.json(model_config) or {}).get("_name_or_path")
     base = base_model(project, ref, config)
-    report_rel = f"metrics/classifier/{name}.meta.json"
+    report_rel = f"{inputs.classifier_reports}/{name}.meta.json"
     metrics = without_provenance(project.json(report_rel))
     repo_name = config.classifier_repo.replace("{name}", name)
     entries, eval_text = classifier_results(metrics, config.repo_id(config.preferences_repo))
@@ -541,14 +492,14 @@ def plan_classifier(project: Project, config: HubConfig, name: str, work: Path) 
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
         "tags": ["jalign", "japanese", "reward-model", "text-classification"],
-        "usage_reports": PREFERENCE_REPORTS,
-        "params": {f"classifier.encoders.{name}": encoder},
+        "usage_reports": inputs.preference_reports,
+        "params": {f"classifier.encoders.{name}": as_dict(encoder)},
         "train_metrics": metrics,
         "eval_results": entries,
         "eval_text": eval_text,
         "report": report_rel,
     }
-    training = [f"{PREFERENCE_SETS}/binary_train.jsonl"]
+    training = [f"{inputs.preference_sets}/binary_train.jsonl"]
     return model_plan(project, config, f"classifier/{name}", repo_name, directory, training, base, card, work)
 
 
@@ -721,10 +672,39 @@ def refusals(plans: list[RepoPlan]) -> str:
     return "\n".join(p.refusal for p in plans if p.refusal)
 
 
+# The pipeline's paths, which dvc.yaml passes explicitly (its deps list the same): the defaults serve a
+# dry run by hand (`jalign publish --dry-run`).
+INPUTS = {
+    "instructions": ("data/instructions/curated.jsonl", "the curated instructions"),
+    "preference_sets": ("data/preferences/sets", "the preference sets (<format>_<split>.jsonl)"),
+    "dpo_adapter": ("models/dpo/adapter", "the DPO adapter (PEFT files)"),
+    "classifiers": ("models/classifier", "the classifiers, <name>/ each"),
+    "classifier_reports": ("metrics/classifier", "the classifier stages' reports, <name>.meta.json each"),
+    "self_instruct_report": ("metrics/self_instruct.meta.json", "self_instruct's report"),
+    "evolve_report": ("metrics/evolve.meta.json", "evolve's report"),
+    "curate_report": ("metrics/instructions.meta.json", "curate's report (the funnel)"),
+    "translate_report": ("metrics/translate.meta.json", "translate's report"),
+    "respond_report": ("metrics/respond.meta.json", "respond's report"),
+    "decide_report": ("metrics/judge.meta.json", "decide's report (judge reliability)"),
+    "sets_report": ("metrics/preferences.meta.json", "preferences' report"),
+    "dpo_report": ("metrics/dpo.meta.json", "dpo's report (training figures)"),
+    "eval_report": ("metrics/eval.meta.json", "score's report (eval results)"),
+}
+
+
+def input_options(command):
+    """One `--<name>` option per Inputs field."""
+    for name, (default, help_text) in reversed(INPUTS.items()):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, default=default, show_default=True, help=help_text)(command)
+    return command
+
+
 @click.command("publish")
 @click.option(
     "--dry-run", is_flag=True, help="Print what would be uploaded where; send nothing, need no token."
 )
+@input_options
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option(
     "--metrics",
@@ -734,14 +714,23 @@ def refusals(plans: list[RepoPlan]) -> str:
     type=click.Path(dir_okay=False),
     help="Figures; the whole plan goes to the .meta.json beside it.",
 )
-def main(dry_run: bool, params_path: str, metrics_path: str) -> None:
+def main(dry_run: bool, params_path: str, metrics_path: str, **paths: str) -> None:
     """Publish datasets, the DPO adapter and the classifiers to the Hub (hub.push), or plan it."""
     setup_logging()
     config = load_section(HubConfig, "hub", params_path)
     if not dry_run:  # the dry run's plan states what it needs; a params log line would only widen it
         log_params("hub", config)
+    project = Project(
+        Path("."),
+        Inputs(**paths),
+        dpo=load_section(DPOConfig, "dpo", params_path),
+        sources=load_section(TranslateConfig, "translate", params_path).sources,
+        encoders={
+            name: load_section(EncoderConfig, f"classifier.encoders.{name}", params_path)
+            for name in config.classifiers
+        },
+    )
     endpoint = resolve_endpoint(config)
-    project = Project(Path("."), read_params(params_path))
     with tempfile.TemporaryDirectory(prefix="jalign-publish-") as work:
         try:
             plans = build_plans(project, config, Path(work))

@@ -9,34 +9,17 @@ questions, and calls no model: rebuilding it is cheap.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.evalsets import load_eval_items
+from jalign.params import EvaluateConfig, ReportConfig
 from jalign.records import Record, RecordError, read_jsonl, write_text
 from jalign.report import ReportData, build_page
 from jalign.stage import log, setup_logging, start_stage
-from stages.evaluate import EvaluateConfig
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """params.yaml `report`."""
-
-    max_examples: int = param(
-        "Examples shown per stage and outcome (kept / dropped, win / loss, pass / fail ...); the rest are "
-        "counted, not shown. Bounds the page's size, which is committed to git.",
-        ge=0,
-    )
-    max_chars: int = param(
-        "Longer texts (prompts, answers, judge outputs) are cut to this many characters; the page says "
-        "how many were cut.",
-        ge=1,
-    )
 
 
 def read_meta(path: str) -> dict[str, Any]:

@@ -3,14 +3,13 @@ GPT-4o mini, each under its own system message), so the judge has something to c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.config import load_section
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import RespondConfig, ResponderConfig
 from jalign.records import (
     Record,
     RecordError,
@@ -22,37 +21,6 @@ from jalign.records import (
     write_jsonl,
 )
 from jalign.stage import Failures, log, mean, write_metrics
-
-
-@dataclass(frozen=True)
-class ResponderConfig:
-    name: str = param("Stable label of this responder in pairs and win shares.")
-    llm: LLMConfig = param("The model that answers.")
-    system: str = param("System message (Karasu set one per responder to raise answer quality); '' = none.")
-    template: str | None = param(
-        "Prompt template wrapping the user prompt: `respond` is a few-shot frame for base models; null "
-        "sends the prompt as it is (chat models)."
-    )
-
-
-@dataclass(frozen=True)
-class RespondConfig:
-    """params.yaml `respond`."""
-
-    responders: tuple[ResponderConfig, ...] = param(
-        "Two or more responders; every prompt is answered by each."
-    )
-    include_instructions: bool = param("Also answer the curated instructions of the instruction half.")
-    max_prompts: int | None = param("Answer only the first N prompts (small CPU profiles); null = all.", ge=1)
-    max_failure_rate: float = param(
-        "Largest share of prompts that may lose an answer to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        names = [r.name for r in self.responders]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(f"responders: need two or more with distinct names, got {names}")
 
 
 def load_prompt_rows(

@@ -8,7 +8,8 @@ verdict repeated `strong_weight` times, Chatbot Arena's style metadata attached)
 `jalign score`, so anyone can rescore or merge battles from elsewhere.
 
 Nothing is dropped silently: every invalid judgment is counted and its rate stands beside every score,
-whatever the policy does with it.
+whatever the policy does with it. Params: the `score` section, plus `evaluate.baseline.name` (the model
+verifiable sets are paired against), the one key it reads from `evaluate`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import numpy as np
 from jalign.config import load_section
 from jalign.ifeval import follows_instructions
 from jalign.ifeval.stats import accuracy, paired_difference, per_instruction
+from jalign.judge_prompts import transcript
 from jalign.judging import calibrated_margin, outcome_from_margin, position_prior
+from jalign.params import EvaluateConfig, ScoreConfig
 from jalign.records import Record, read_jsonl, write_json, write_jsonl, write_text
 from jalign.scoring import ScoringError, score_battles, style_metadata
 from jalign.stage import log, mean, rate, setup_logging, start_stage, write_metrics
 from jalign.text import japanese_ratio
 from jalign.verdicts import parse_arena, parse_rating, swap_label
-from stages.evaluate import EvaluateConfig, transcript
 
 # A candidate-side label -> (outcome for the candidate, strong?)
 _OUTCOME = {
@@ -46,7 +48,7 @@ _MARGIN_LABEL = {"A": "A>B", "B": "B>A", "tie": "A=B"}
 
 
 def judge_label(
-    j: Record, shown: tuple[str, str], prior: dict[str, float], config: EvaluateConfig
+    j: Record, shown: tuple[str, str], prior: dict[str, float], config: ScoreConfig
 ) -> tuple[str | None, str]:
     """The judge's label for positions A/B of one game (None + reason when invalid)."""
     if j["raw"] is None:
@@ -60,7 +62,7 @@ def judge_label(
     return _MARGIN_LABEL[outcome], ""
 
 
-def position_prior_by_set(pairs: list[Record], config: EvaluateConfig) -> dict[str, dict[str, float]]:
+def position_prior_by_set(pairs: list[Record], config: ScoreConfig) -> dict[str, dict[str, float]]:
     """Per set, the mean P(A) and P(B) of valid logprob games ('Calibrate Before Use'); sets without
     any are absent (their games are decided uncalibrated)."""
     if not config.calibrate_position:
@@ -73,9 +75,7 @@ def position_prior_by_set(pairs: list[Record], config: EvaluateConfig) -> dict[s
     return {s: prior for s, prior in priors.items() if prior}
 
 
-def decide_games(
-    judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig
-) -> list[Record]:
+def decide_games(judgments: list[Record], answers: dict[tuple, Record], config: ScoreConfig) -> list[Record]:
     """One record per pairwise judgment with the candidate's outcome after penalty and policy."""
     pairs = [j for j in judgments if j["kind"] == "pair"]
     priors = position_prior_by_set(pairs, config)
@@ -119,7 +119,7 @@ def transcript_of(answer: Record) -> str:
     return transcript(answer["turns"]) if answer["turns"] else ""
 
 
-def to_battles(games: list[Record], answers: dict[tuple, Record], config: EvaluateConfig) -> list[Record]:
+def to_battles(games: list[Record], answers: dict[tuple, Record], config: ScoreConfig) -> list[Record]:
     """Arena-Hard v0.1 battles: model_a = baseline, model_b = candidate; a strong verdict repeated."""
     battles = []
     for g in games:
@@ -181,9 +181,7 @@ def reliability(games: list[Record]) -> dict[str, Any]:
     }
 
 
-def grade_values(
-    judgments: list[Record], answers: dict[tuple, Record], config: EvaluateConfig
-) -> list[Record]:
+def grade_values(judgments: list[Record], answers: dict[tuple, Record], config: ScoreConfig) -> list[Record]:
     """Each grade judgment's value (parsed [[n]] or the expected score of P('1'..'5')), or its reason."""
     out = []
     for j in (j for j in judgments if j["kind"] == "grade"):
@@ -222,7 +220,7 @@ def mean_ci(values: list[float], rounds: int, seed: int) -> dict[str, float | No
     }
 
 
-def grade_report(grades: list[Record], config: EvaluateConfig) -> dict[str, dict[str, Any]]:
+def grade_report(grades: list[Record], config: ScoreConfig) -> dict[str, dict[str, Any]]:
     """Per model and set: mean with CI, invalid count, per category, per turn (MT-Bench)."""
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
@@ -245,7 +243,7 @@ def grade_report(grades: list[Record], config: EvaluateConfig) -> dict[str, dict
     return dict(out)
 
 
-def answer_report(answers: list[Record], config: EvaluateConfig) -> dict[str, dict[str, Any]]:
+def answer_report(answers: list[Record], config: ScoreConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for a in answers:
@@ -273,13 +271,12 @@ def ifeval_outcomes(answer: Record, mode: str) -> list[bool]:
     return follows_instructions(answer["turns"][0], ids, kwargs, answer["prompt"], mode)
 
 
-def ifeval_report(answers: list[Record], config: EvaluateConfig) -> dict[str, dict[str, Any]]:
+def ifeval_report(answers: list[Record], config: ScoreConfig, base: str) -> dict[str, dict[str, Any]]:
     """Per verifiable set: each model's strict / loose accuracies with CIs and per instruction id, and
-    each candidate's paired difference to the baseline (bootstrap CI, McNemar's exact p) on the prompts
-    the baseline answered (a failed candidate answer follows nothing: never in its favour)."""
+    each candidate's paired difference to the baseline `base` (bootstrap CI, McNemar's exact p) on the
+    prompts the baseline answered (a failed candidate answer follows nothing: never in its favour)."""
     out: dict[str, dict[str, Any]] = {}
     rows = [a for a in answers if a.get("instruction_id_list")]
-    base = config.baseline.name
     for set_name in sorted({a["set"] for a in rows}):
         by_model: dict[str, dict[str, Record]] = defaultdict(dict)
         for a in rows:
@@ -323,9 +320,10 @@ def ifeval_report(answers: list[Record], config: EvaluateConfig) -> dict[str, di
 
 
 def score(
-    answers: list[Record], judgments: list[Record], config: EvaluateConfig
+    answers: list[Record], judgments: list[Record], config: ScoreConfig, base: str
 ) -> tuple[list[Record], list[Record], dict]:
-    """Pure: (games, battles, metrics) from the stored answers and judgments."""
+    """Pure: (games, battles, metrics) from the stored answers and judgments; `base` is the baseline's
+    name (`evaluate.baseline.name`), which verifiable sets are paired against."""
     by_key = {(a["set"], a["item_id"], a["model"]): a for a in answers}
     games = decide_games(judgments, by_key, config)
     battles = to_battles(games, by_key, config)
@@ -347,7 +345,7 @@ def score(
         "grades": grades,
         "judge_reliability": {s: reliability([g for g in games if g["set"] == s]) for s in sets},
         "answers": answer_report(answers, config),
-        "ifeval": ifeval_report(answers, config),
+        "ifeval": ifeval_report(answers, config, base),
         "policy": {
             "invalid": config.invalid,
             "language_penalty": config.language_penalty,
@@ -361,7 +359,7 @@ def score(
     return games, battles, metrics
 
 
-def _scores(battles: list[Record], config: EvaluateConfig) -> dict[str, dict]:
+def _scores(battles: list[Record], config: ScoreConfig) -> dict[str, dict]:
     if not battles:
         return {}
     baseline = battles[0]["model_a"]
@@ -590,12 +588,13 @@ def main(
 ) -> None:
     """Score the stored evaluation judgments: battles, scores with CIs, grades, report, plots."""
     setup_logging()
-    config = load_section(EvaluateConfig, "evaluate", params_path)
+    config = load_section(ScoreConfig, "score", params_path)
+    baseline = load_section(EvaluateConfig, "evaluate", params_path).baseline.name
     outputs = [games_path, battles_path, metrics_path, report_path, plots_dir]
-    start_stage("score", metrics_policy(config), outputs)
+    start_stage("score", config, outputs)
     answers = read_jsonl(answers_path, required=("set", "item_id", "model"))
     judgments = read_jsonl(judgments_path, required=("kind", "set", "item_id", "method"))
-    games, battles, metrics = score(answers, judgments, config)
+    games, battles, metrics = score(answers, judgments, config, baseline)
     if usage_path:
         metrics["usage"] = json.loads(Path(usage_path).read_text(encoding="utf-8")).get("usage")
     write_jsonl(games_path, games)
@@ -616,20 +615,3 @@ def main(
                 v["invalid"],
             )
     write_metrics(metrics_path, metrics)
-
-
-def metrics_policy(config: EvaluateConfig) -> dict:
-    keys = (
-        "invalid",
-        "language_penalty",
-        "min_japanese_ratio",
-        "strong_weight",
-        "bootstrap",
-        "seed",
-        "style_control",
-        "tie_margin",
-        "calibrate_position",
-        "min_choice_mass",
-        "report_examples",
-    )
-    return {k: getattr(config, k) for k in keys}

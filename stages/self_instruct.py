@@ -11,15 +11,16 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.dedup import dedup_with_reasons
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import SelfInstructConfig
 from jalign.records import (
     Record,
     RecordError,
@@ -32,46 +33,6 @@ from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import contains_any, japanese_ratio
 
 SEED_FIELDS = ("id", "viewpoint", "instruction", "output")
-
-
-@dataclass(frozen=True)
-class SelfInstructConfig:
-    """params.yaml `self_instruct`."""
-
-    generator: LLMConfig = param("The model that writes new tasks (few-shot continuation for base models).")
-    rounds: int = param("Generation rounds; machine examples come from earlier rounds' accepted tasks.", ge=1)
-    prompts_per_round: int = param("Prompts (one new task each) per round.", ge=1)
-    human_shots: int = param("Seed tasks shown per prompt (Self-Instruct: 6).", ge=1)
-    machine_shots: int = param("Earlier generated tasks shown per prompt (Self-Instruct: 2).", ge=0)
-    seed: int = param("Seed for sampling examples and viewpoints.", ge=0)
-    min_instruction_chars: int = param("Shorter instructions are dropped.", ge=1)
-    max_instruction_chars: int = param("Longer instructions are dropped.", ge=1)
-    min_output_chars: int = param("Shorter outputs are dropped.", ge=0)
-    max_output_chars: int = param("Longer outputs are dropped.", ge=1)
-    blocklist: tuple[str, ...] = param(
-        "Keywords of tasks a text-only model cannot do (画像, ファイル ...): "
-        "Self-Instruct's filter in Japanese."
-    )
-    min_japanese_ratio: float = param("Share of Japanese characters a task needs.", ge=0, le=1)
-    rouge_threshold: float = param(
-        "A task is kept only if its character ROUGE-L F1 to every task so far is at most this "
-        "(Self-Instruct: 0.7).",
-        ge=0,
-        le=1,
-    )
-    max_failure_rate: float = param(
-        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-    license: str = param(
-        "Licence of the seed tasks; every generated row carries it (and the generator's terms)."
-    )
-
-    def __post_init__(self) -> None:
-        if self.min_instruction_chars > self.max_instruction_chars:
-            raise ValueError("min_instruction_chars must be <= max_instruction_chars")
-        if self.min_output_chars > self.max_output_chars:
-            raise ValueError("min_output_chars must be <= max_output_chars")
 
 
 def load_seeds(path: str) -> list[Record]:

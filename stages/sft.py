@@ -1,6 +1,6 @@
 """Optional LoRA / QLoRA SFT on the curated instructions (ATHEUS tuned llm-jp-3 on its instructions).
 
-Its adapter can be the starting policy for DPO (`train.start_from_sft`). When `sft.enabled` is false
+Its adapter can be the starting policy for DPO (`dpo.start_from_sft`). When `sft.enabled` is false
 the stage writes an empty output and a metrics file saying so, so the DAG stays the same.
 """
 
@@ -8,55 +8,23 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
+from jalign.params import SFTConfig
 from jalign.records import Record, read_jsonl, user_prompt, write_json
 from jalign.stage import log, setup_logging, start_stage, write_metrics
 from jalign.training import (
-    LoraSettings,
     Stopwatch,
     check_optimizer_device,
-    check_trainer_choices,
     dvclive_callback,
     load_policy,
     lora_config,
     peak_memory_mb,
     training_dtype,
 )
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    """params.yaml `sft`."""
-
-    enabled: bool = param("Run SFT; when false the stage writes an empty output and says so in its metrics.")
-    model: str = param("Base model.")
-    learning_rate: float = param("Peak learning rate (QLoRA used 1e-4 .. 2e-4).", gt=0)
-    per_device_train_batch_size: int = param("Examples per device per step.", ge=1)
-    gradient_accumulation_steps: int = param("Steps accumulated per update.", ge=1)
-    num_train_epochs: float = param("Epochs.", gt=0)
-    max_steps: int = param("> 0 caps the run (CPU profile); -1 = use num_train_epochs.", ge=-1)
-    lr_scheduler_type: str = param("A transformers scheduler name.")
-    optim: str = param("A transformers optimizer name (paged / 8-bit ones need CUDA).")
-    seed: int = param("Training seed.", ge=0)
-    dtype: Literal["bfloat16", "float16", "float32", "native"] = param(
-        "Compute dtype; native: bfloat16 where the device runs it natively (CUDA, AVX512-BF16 / AMX CPUs), "
-        "else float32."
-    )
-    quantization: Literal["nf4", "none"] = param("nf4: QLoRA; none: LoRA on the full-precision base.")
-    lora: LoraSettings = param("LoRA adapter settings.")
-    max_length: int = param("Tokens per example, truncated beyond.", ge=8)
-    logging_steps: int = param("Log (DVCLive) every N steps.", ge=1)
-
-    def __post_init__(self) -> None:
-        if self.max_steps == 0:
-            raise ValueError("max_steps must be -1 (use num_train_epochs) or > 0")
-        check_trainer_choices(self.optim, self.lr_scheduler_type, "sft")
 
 
 def to_messages(record: Record) -> Record:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Literal
 
 import click
 
 from jalign import prompts
-from jalign.config import load_section, param
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.config import load_section
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import TranslateConfig
 from jalign.records import Record, check_unique_ids, provenance_of, write_jsonl
-from jalign.sources import SourceConfig, load_source
+from jalign.sources import load_source
 from jalign.stage import Failures, log, mean, write_metrics
 from jalign.text import first_paragraph, japanese_ratio, template_labels, template_residue
 
@@ -50,32 +49,6 @@ def english_specific_kind(text: str) -> str | None:
         if pattern.search(text):
             return kind
     return None
-
-
-@dataclass(frozen=True)
-class TranslateConfig:
-    """params.yaml `translate`."""
-
-    translator: LLMConfig = param("Writes the first Japanese draft of each source prompt.")
-    reviewer: LLMConfig = param("Sees the source and the draft and writes the improved translation (Karasu).")
-    sources: tuple[SourceConfig, ...] = param("English source prompt datasets, each with its licence.")
-    english_specific: Literal["localize", "drop", "keep"] = param(
-        "Prompts about English itself (alphabetical order, rhymes, spelling ...): localise them "
-        "(あいうえお順 ...), drop them with the reason, or translate them literally."
-    )
-    min_japanese_ratio: float = param(
-        "Share of Japanese characters a translation needs (code and proper nouns stay Latin).", ge=0, le=1
-    )
-    max_chars: int = param("Longer source prompts are dropped (too_long).", ge=1)
-    max_failure_rate: float = param(
-        "Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        names = [s.name for s in self.sources]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"sources: need at least one, with distinct names, got {names}")
 
 
 def plan(rows: list[Record], config: TranslateConfig) -> tuple[list[tuple[Record, str, str | None]], Counter]:

@@ -16,71 +16,20 @@ Japanese) may be chosen; a degenerate one can still be rejected.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import click
 
-from jalign.config import load_section, param
+from jalign.config import load_section
 from jalign.ifeval import follows_instructions, validate_instructions
-from jalign.ifeval.compose import SPECS_PATH, compose_rows, load_specs, read_questions
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.ifeval.compose import compose_rows, load_specs, read_questions
+from jalign.llm import LLMClient, Request
 from jalign.llm_stage import StageRun
+from jalign.params import VerifyConfig
 from jalign.records import Record, line_of, provenance_of, read_jsonl, write_jsonl
 from jalign.stage import Failures, log, rate, write_metrics
 from jalign.text import distinct_ngram_ratio, japanese_ratio
-
-
-@dataclass(frozen=True)
-class VerifyConfig:
-    """params.yaml `verify`."""
-
-    policy: LLMConfig = param(
-        "The model sampled on-policy: the model `train` tunes, in the chat format `evaluate` answers with."
-    )
-    samples: int = param("Answers sampled per prompt (Tülu 3 samples several models; here the policy).", ge=2)
-    min_instructions: int = param(
-        "Fewest verifiable instructions appended to a training question.", ge=1, le=3
-    )
-    max_instructions: int = param("Most verifiable instructions appended to a training question.", ge=1, le=3)
-    instruction_ids: tuple[str, ...] | None = param(
-        "Instruction ids to draw for the training questions (keys of "
-        "jalign/prompts/ifeval_constraints.yaml); null = all of them."
-    )
-    seed: int = param("Seed of the instructions drawn for each training question.", ge=0)
-    max_prompts: int | None = param("Use only the first N prompts (CPU profile); null = all.", ge=1)
-    include_instructions: bool = param(
-        "Also sample the curated instructions that carry verifiable instructions (evolve's `verifiable` "
-        "operation)."
-    )
-    min_distinct_4grams: float = param(
-        "A chosen answer needs at least this share of distinct character 4-grams (a loop has few).",
-        ge=0,
-        le=1,
-    )
-    min_japanese_ratio: float = param(
-        "A chosen answer needs at least this share of Japanese letters.", ge=0, le=1
-    )
-    license: str = param("Licence of the training questions (written for jalign: apache-2.0).")
-    max_failure_rate: float = param(
-        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1
-    )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
-
-    def __post_init__(self) -> None:
-        if self.min_instructions > self.max_instructions:
-            raise ValueError(
-                f"min_instructions ({self.min_instructions}) > max_instructions ({self.max_instructions})"
-            )
-        unknown = sorted(set(self.instruction_ids or ()) - set(load_specs()))
-        if unknown:
-            raise ValueError(
-                f"instruction_ids: {unknown} not in {SPECS_PATH.name}; known: {sorted(load_specs())}"
-            )
-        if self.policy.sampling.temperature == 0:
-            raise ValueError(
-                "policy.sampling.temperature is 0: greedy answers are all alike; sample (e.g. 0.8)"
-            )
 
 
 def load_prompts(questions_path: str, instructions_path: str | None, config: VerifyConfig) -> list[Record]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import llm_config, sampling
 
-from commands.params import SECTIONS, TOP_LEVEL, schema, validate
+from commands.params import SECTIONS, TOP_LEVEL, validate
 from jalign.config import ConfigError, as_dict, from_dict, load_section, param, read_params
 from jalign.llm import LLMConfig, Sampling
 
@@ -427,7 +427,7 @@ def test_repo_params_yaml_is_valid_as_a_whole():
 @pytest.mark.parametrize("name", sorted(SECTIONS))
 def test_repo_params_yaml_loads_for_every_section(name):
     params = read_params(PARAMS)
-    cls = schema(name)
+    cls = SECTIONS[name]
     entries = section_entries(params, name)
     assert entries
     for key, raw in entries:
@@ -474,7 +474,7 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
 @pytest.mark.parametrize(
     ("dotted", "value", "expected"),
     [
-        pytest.param("train.betta", 0.1, "train.betta: unknown key (allowed: ", id="unknown-key"),
+        pytest.param("dpo.betta", 0.1, "dpo.betta: unknown key (allowed: ", id="unknown-key"),
         pytest.param(
             "judge.judge.sampling.temprature",
             0.0,
@@ -497,7 +497,7 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
         pytest.param(
             "hub.allowed_licenses", "mit", "hub.allowed_licenses: expected a list, got str", id="not-a-list"
         ),
-        pytest.param("train.beta", math.nan, "train.beta: nan is not a finite number", id="nan"),
+        pytest.param("dpo.beta", math.nan, "dpo.beta: nan is not a finite number", id="nan"),
         pytest.param(
             "respond.responders[1].llm.sampling.temperature",
             math.inf,
@@ -517,9 +517,9 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
             id="out-of-range",
         ),
         pytest.param(
-            "evaluate.tie_margin",
+            "score.tie_margin",
             1.0,
-            "evaluate.tie_margin: 1.0 is out of range (allowed: >= 0, < 1)",
+            "score.tie_margin: 1.0 is out of range (allowed: >= 0, < 1)",
             id="range-end",
         ),
         pytest.param(
@@ -529,7 +529,7 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
             id="negative-price",
         ),
         pytest.param("evolve.judge.model", None, "evolve.judge.model: expected str, got None", id="null-str"),
-        pytest.param("train.beta", None, "train.beta: expected a number, got None", id="null-number"),
+        pytest.param("dpo.beta", None, "dpo.beta: expected a number, got None", id="null-number"),
         pytest.param(
             "curate.tagger.sampling",
             None,
@@ -548,8 +548,8 @@ def test_params_checks_name_the_dotted_key(dotted, value, expected):
 
 def test_params_sections_unknown_or_missing(tmp_path):
     params = copy.deepcopy(read_params(PARAMS))
-    with pytest.raises(ConfigError, match=r"unknown section 'trian'"):
-        validate(params | {"trian": {}})
+    with pytest.raises(ConfigError, match=r"unknown section 'dop'"):
+        validate(params | {"dop": {}})
     del params["judge"]
     with pytest.raises(ConfigError, match=r"missing section 'judge'"):
         validate(params)
@@ -557,11 +557,11 @@ def test_params_sections_unknown_or_missing(tmp_path):
 
 def test_duplicate_key_in_the_repo_params_yaml_names_line_and_dotted_key(tmp_path):
     text = PARAMS.read_text(encoding="utf-8")
-    assert text.count("\ntrain:\n  model:") == 1
-    duplicated = text.replace("\ntrain:\n  model:", "\ntrain:\n  beta: 0.5\n  model:")
+    assert text.count("\ndpo:\n  model:") == 1
+    duplicated = text.replace("\ndpo:\n  model:", "\ndpo:\n  beta: 0.5\n  model:")
     path = write(tmp_path, duplicated)
-    line = duplicated[: duplicated.index("\ntrain:\n")].count("\n") + 3  # `beta: 0.5` is the 2nd line
+    line = duplicated[: duplicated.index("\ndpo:\n")].count("\n") + 3  # `beta: 0.5` is the 2nd line
     first = next(i for i, t in enumerate(duplicated.splitlines(), 1) if i > line and t.startswith("  beta: "))
     with pytest.raises(ConfigError) as info:
         read_params(path)
-    assert str(info.value) == f"{path}:{first}: train.beta: duplicate key (first at line {line})"
+    assert str(info.value) == f"{path}:{first}: dpo.beta: duplicate key (first at line {line})"

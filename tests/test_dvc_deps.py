@@ -118,8 +118,20 @@ def test_the_check_fails_when_an_import_is_not_listed():
     stage["deps"] = [d for d in stage["deps"] if d != "jalign/training.py"]
     assert "jalign/training.py" in missing_deps("dpo", stage)
     stage = copy.deepcopy(stages()["decide"])
-    stage["deps"] = [d for d in stage["deps"] if d != "stages/judge.py"]
-    assert "stages/judge.py" in missing_deps("decide", stage)  # a stage that imports another stage
+    stage["deps"] = [d for d in stage["deps"] if d != "stages/decide.py"]
+    assert "stages/decide.py" in missing_deps("decide", stage)  # the stage's own module
+
+
+def test_no_stage_module_imports_another():
+    """A stage is a thin command over library code: what two stages share (schemas in jalign.params,
+    pure functions) lives in jalign/, so a stage's deps never include another stage's module."""
+    found = {}
+    for path in sorted((REPO / "stages").glob("*.py")):
+        module = f"stages.{path.stem}"
+        others = {m for m in imported_modules(path, module) if m.startswith("stages.") and m != module}
+        if others:
+            found[module] = sorted(others)
+    assert found == {}
 
 
 def test_closure_sees_lazy_imports_inside_functions():

@@ -26,12 +26,13 @@ from jalign.config import load_section
 from jalign.evalsets import EvalSet, load_eval_items
 from jalign.ifeval.compose import compose_rows, load_specs, read_questions
 from jalign.llm import LLMClient
+from jalign.params import DPOConfig, EvaluateConfig, ModelEntry, ScoreConfig, VerifyConfig
 from jalign.stage import Failures
-from stages.dpo import TrainConfig, train
-from stages.evaluate import EvaluateConfig, ModelEntry, answer_all
+from stages.dpo import train
+from stages.evaluate import answer_all
 from stages.preferences import to_pairwise
 from stages.score import ifeval_report
-from stages.verify import VerifyConfig, load_prompts, sample_answers, verify
+from stages.verify import load_prompts, sample_answers, verify
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def adapter(pairs: list[dict], tmp: Path, name: str, swap: bool) -> str:
     )
     (data / "pairwise_eval.jsonl").write_text("", encoding="utf-8")
     config = dataclasses.replace(
-        load_section(TrainConfig, "train", REPO / "params.yaml"), model=MODEL, max_train_samples=MAX_PAIRS
+        load_section(DPOConfig, "dpo", REPO / "params.yaml"), model=MODEL, max_train_samples=MAX_PAIRS
     )
     train(config, data, None, tmp / name, str(tmp / name / "live"))
     return str(tmp / name / "adapter")
@@ -125,8 +126,7 @@ def test_dpo_on_verifier_pairs_raises_held_out_accuracy_and_swapped_pairs_lower_
     answer_rows = [
         row for entry in models for row in answer_all(items, entry, LLMClient(entry.llm), evaluate)
     ]
-    config = dataclasses.replace(evaluate, baseline=models[0], candidates=tuple(models[1:]))
-    report = ifeval_report(answer_rows, config)["no-comma"]
+    report = ifeval_report(answer_rows, load_section(ScoreConfig, "score", params), "base")["no-comma"]
 
     accuracy = {m: report["models"][m]["strict"]["prompt"]["accuracy"] for m in ("base", "dpo", "swapped")}
     tuned_diff = report["paired"]["dpo"]["strict"]["prompt"]

@@ -28,11 +28,11 @@ def test_every_preset_composes_and_validates_against_the_schema(preset):
 
 def test_presets_switch_what_they_say():
     karasu = compose(REPO, "karasu")
-    assert karasu["train"]["model"].startswith("Qwen/Qwen2.5-7B-Instruct@")
-    assert karasu["train"]["learning_rate"] == 5e-6 and karasu["train"]["optim"] == "paged_adamw_8bit"
+    assert karasu["dpo"]["model"].startswith("Qwen/Qwen2.5-7B-Instruct@")
+    assert karasu["dpo"]["learning_rate"] == 5e-6 and karasu["dpo"]["optim"] == "paged_adamw_8bit"
     assert (
-        karasu["train"]["gradient_accumulation_steps"] == 4
-        and karasu["train"]["per_device_train_batch_size"] == 4
+        karasu["dpo"]["gradient_accumulation_steps"] == 4
+        and karasu["dpo"]["per_device_train_batch_size"] == 4
     )
     assert karasu["judge"]["judge"]["model"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
     assert karasu["translate"]["translator"]["backend"] == "vllm"
@@ -41,13 +41,13 @@ def test_presets_switch_what_they_say():
     assert atheus["self_instruct"]["generator"]["model"] == "mistralai/Mistral-Small-24B-Instruct-2501"
     assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
     cpu = compose(REPO, "cpu")
-    assert cpu["train"]["model"] == "models/base/gemma-3-270m" and cpu["judge"]["method"] == "logprob"
+    assert cpu["dpo"]["model"] == "models/base/gemma-3-270m" and cpu["judge"]["method"] == "logprob"
 
 
 def test_sweep_001_declares_the_article_grid():
     grid = sweep_grid(REPO, "sweep-001")
-    assert set(grid["train.loss"].split(",")) == {"sigmoid", "ipo", "kto"}
-    assert {0.01, 0.6, 0.3} <= {float(b) for b in grid["train.beta"].split(",")}  # each method's best
+    assert set(grid["dpo.loss"].split(",")) == {"sigmoid", "ipo", "kto"}
+    assert {0.01, 0.6, 0.3} <= {float(b) for b in grid["dpo.beta"].split(",")}  # each method's best
     with pytest.raises(ConfigError, match="declares no sweep"):
         sweep_grid(REPO, "karasu")
 
@@ -72,8 +72,8 @@ def test_every_documented_field_has_help():
 
 
 def test_an_override_is_validated_like_the_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"train.beta: -0.1 is out of range"):
-        validate(compose(REPO, None, ("train.beta=-0.1",)))
+    with pytest.raises(ConfigError, match=r"dpo.beta: -0.1 is out of range"):
+        validate(compose(REPO, None, ("dpo.beta=-0.1",)))
 
 
 @pytest.mark.parametrize(
@@ -103,10 +103,10 @@ def test_light_commands_never_import_torch(tmp_path, code):
         ),
         (["params", "check", "--preset", "karasuu"], "preset 'karasuu' is not in conf/preset/"),
         (
-            ["params", "compose", "--out", "p.yaml", "train.betta=0.1"],
-            "Could not override 'train.betta'.; To append to your config use +train.betta=0.1",
+            ["params", "compose", "--out", "p.yaml", "dpo.betta=0.1"],
+            "Could not override 'dpo.betta'.; To append to your config use +dpo.betta=0.1",
         ),
-        (["params", "compose", "--out", "p.yaml", "train.beta=[0.1,"], "train.beta=[0.1,"),
+        (["params", "compose", "--out", "p.yaml", "dpo.beta=[0.1,"], "dpo.beta=[0.1,"),
     ],
 )
 def test_a_preset_or_override_typo_is_one_line_naming_it(tmp_path, monkeypatch, args, message):

@@ -151,8 +151,8 @@ def write_preset(project: Path, **sections) -> None:
         "evaluate": {
             "baseline": {"name": "base", "llm": fake_llm("fake-base")},
             "candidates": [{"name": "dpo", "system": "", "llm": fake_llm("fake-dpo")}],
-            "bootstrap": 200,
         },
+        "score": {"bootstrap": 200},
     }  # fmt: skip
     for name, values in sections.items():
         preset[name] = {**preset.get(name, {}), **values} if isinstance(values, dict) else values
@@ -186,7 +186,7 @@ def project(tmp_path: Path, tiny_lm64_dir: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
     (dest / "dvc.lock").unlink(missing_ok=True)
-    write_preset(dest, train=tiny_train(tiny_lm64_dir))
+    write_preset(dest, dpo=tiny_train(tiny_lm64_dir))
     commit(dest, "init")
     return dest
 
@@ -323,9 +323,9 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
 
         # A scoring param reruns score alone; a deciding param reruns decide (and what its output
         # feeds); a curate param reruns curate: all from stored judgments or the cache, nothing paid.
-        compose(project, "evaluate.invalid=tie")
+        compose(project, "score.invalid=tie")
         assert ran_stages(dvc(project, "repro", "score")) == ["score"]
-        compose(project, "judge.tie_margin=0.05")
+        compose(project, "decide.tie_margin=0.05")
         assert ran_stages(dvc(project, "repro", "decide")) == ["decide"]
         compose(project, "curate.dedup_threshold=0.69")
         assert ran_stages(dvc(project, "repro", "curate")) == ["curate"]
@@ -369,8 +369,8 @@ def answers_of(project: Path, model: str) -> list[list[str]]:
 def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache(
     project: Path, tiny_lm64_dir: Path
 ):
-    """`dvc exp run -S train.beta=...`: the retrained adapter answers afresh (its cache identity is its
-    content) and `dvc metrics diff` shows the evaluation; `-S train.loss=...`; the article-001 sweep
+    """`dvc exp run -S dpo.beta=...`: the retrained adapter answers afresh (its cache identity is its
+    content) and `dvc metrics diff` shows the evaluation; `-S dpo.loss=...`; the article-001 sweep
     through the queue, whose temporary workspaces use the repository's LLM cache (nothing paid twice)."""
     tiny = {"model": str(tiny_lm64_dir), "backend": "transformers", "dtype": "float32", "device": "cpu",
             "prompt_format": "chat", "terms": "apache-2.0",
@@ -379,13 +379,12 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
     write_preset(
         project,
         # a large step, so that one beta or the other gives a visibly different adapter
-        train=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.01, "max_steps": 3},
+        dpo=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.01, "max_steps": 3},
         evaluate={
             "baseline": {"name": "base", "llm": fake_llm(**tiny)},
             "candidates": [
                 {"name": "dpo", "system": "", "llm": fake_llm(adapter="models/dpo/adapter", **tiny)}
             ],
-            "bootstrap": 200,
             # the jalign set alone: the random tiny model answers the 72 ifeval-ja prompts mostly empty
             "sets": [
                 {"name": "jalign-ja-eval", "format": "jalign", "path": "data/eval/ja_eval.jsonl", "limit": 12}
@@ -417,7 +416,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
             "Eval score vs baseline (95% CI)",
         } <= set(plots)
 
-        out = dvc(project, "exp", "run", "-S", "train.beta=0.3", "summary", shared_cache=False)
+        out = dvc(project, "exp", "run", "-S", "dpo.beta=0.3", "summary", shared_cache=False)
         assert ran_stages(out) == ["dpo", "evaluate", "score", "summary"]
         changed = read_json(project / "metrics/dpo.json")
         assert read_json(project / "metrics/dpo.meta.json")["beta"] == 0.3
@@ -440,11 +439,11 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         columns = [c.strip() for c in shown.splitlines()[0].strip("|").split("|")]
         assert "score" in columns[:8], columns
         for loss in ("ipo", "kto"):
-            dvc(project, "exp", "run", "-S", f"train.loss={loss}", "dpo", shared_cache=False)
+            dvc(project, "exp", "run", "-S", f"dpo.loss={loss}", "dpo", shared_cache=False)
             assert read_json(project / "metrics/dpo.meta.json")["loss_type"] == loss
 
         requests_before_queue = server.count
-        dvc(project, "exp", "run", "--queue", "-S", "train.beta=0.01,0.1", "-S", "train.loss=sigmoid,ipo", "dpo",
+        dvc(project, "exp", "run", "--queue", "-S", "dpo.beta=0.01,0.1", "-S", "dpo.loss=sigmoid,ipo", "dpo",
             shared_cache=False)  # fmt: skip
         dvc(project, "queue", "start", "-j", "1", shared_cache=False)
         deadline = time.monotonic() + 600
@@ -459,7 +458,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         grid = set()
         for exp in runs:
             data = exp["revs"][0]["data"]
-            train = data["params"]["params.yaml"]["data"]["train"]
+            train = data["params"]["params.yaml"]["data"]["dpo"]
             metrics = data["metrics"]["metrics/dpo.json"]["data"]
             grid.add((train["beta"], train["loss"], metrics["eval_loss"]))
         assert {(b, lt) for b, lt, _ in grid} >= {

@@ -216,13 +216,13 @@ def test_nonsense_params_fail_naming_the_key_and_the_range_before_any_request(tm
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("tie_margin", -1, "judge.tie_margin: -1.0 is out of range (allowed: >= 0, < 1)"),
-        ("tie_margin", 1.5, "judge.tie_margin: 1.5 is out of range (allowed: >= 0, < 1)"),
-        ("min_choice_mass", float("nan"), "judge.min_choice_mass: nan is not a finite number"),
+        ("tie_margin", -1, "decide.tie_margin: -1.0 is out of range (allowed: >= 0, < 1)"),
+        ("tie_margin", 1.5, "decide.tie_margin: 1.5 is out of range (allowed: >= 0, < 1)"),
+        ("min_choice_mass", float("nan"), "decide.min_choice_mass: nan is not a finite number"),
     ],
 )
-def test_judge_margins_outside_their_range_are_refused(tmp_path, key, value, message):
-    params = write_params(tmp_path, "http://127.0.0.1:9/v1", lambda p: p["judge"].update({key: value}))
+def test_decide_margins_outside_their_range_are_refused(tmp_path, key, value, message):
+    params = write_params(tmp_path, "http://127.0.0.1:9/v1", lambda p: p["decide"].update({key: value}))
     for name in ("r.jsonl", "j.jsonl"):
         (tmp_path / name).touch()
     code, out = cli("decide", "--responses", str(tmp_path / "r.jsonl"), "--judgments", str(tmp_path / "j.jsonl"),

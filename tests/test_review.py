@@ -167,7 +167,7 @@ def summary_metrics() -> dict:
 
 
 def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_collapsed():
-    params = {"params.yaml": {"train.beta": d(0.01, 0.1), "train.loss": d("sigmoid", "ipo")}}
+    params = {"params.yaml": {"dpo.beta": d(0.01, 0.1), "dpo.loss": d("sigmoid", "ipo")}}
     # dvc's JSON lists keys in its own order: the comment follows the summary's (score first).
     metrics = {"metrics/summary.json": dict(reversed(summary_metrics().items())), **full_metrics()}
     metrics["metrics/eval.json"] |= {
@@ -176,7 +176,7 @@ def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_coll
     }
     md = build_review(params, metrics, [Plot("DPO loss", "review/dpo-loss.png")], "origin/main", "HEAD")
     assert md.startswith(MARKER + "\n## jalign review: `origin/main` → `HEAD`")
-    assert "Params changed: `train.beta` 0.01 → 0.1, `train.loss` sigmoid → ipo" in md
+    assert "Params changed: `dpo.beta` 0.01 → 0.1, `dpo.loss` sigmoid → ipo" in md
     headline = md.split("### Headline", 1)[1].split("###", 1)[0]
     # The estimate carries its CI; CIs apart, and a paired CI above 0, are called out.
     assert (
@@ -200,7 +200,7 @@ def test_build_review_leads_with_the_headline_then_the_judges_then_the_rest_coll
     assert "| preference pairs | agreement | 0.15 → 0.4 | +0.25 | ⚠ below 0.6" in judges
     assert "| preference pairs | position bias | 0.52 → 0.52 | = |" in judges
     rest = md.split("<details>", 1)[1]
-    assert "<summary>Params (2 changed)</summary>" in rest and "| `train.beta` | 0.01 | 0.1 |" in rest
+    assert "<summary>Params (2 changed)</summary>" in rest and "| `dpo.beta` | 0.01 | 0.1 |" in rest
     assert "| `dpo` | `ja_eval` | 0.5 → 0.62 | +0.12 | [0.45, 0.55] | [0.58, 0.66] | **no** | — |" in rest
     assert "| `eval_loss` | 0.6977 → 0.65 | -0.0477 |" in rest and "| `train_loss`" not in rest
     assert "| `e5-small` | `pairwise_accuracy` | 0.5 → 0.75 | +0.25 |" in rest
@@ -257,7 +257,7 @@ def eval_metrics(dpo: tuple[float, float, float]) -> dict:
 
 
 def write_revision(repo: Path, beta: float, dpo_eval: tuple, eval_loss: float, losses: list[float]) -> None:
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"beta": beta, "loss": "sigmoid"}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"dpo": {"beta": beta, "loss": "sigmoid"}}))
     (repo / "metrics" / "eval.json").write_text(json.dumps(eval_metrics(dpo_eval)))
     (repo / "metrics" / "dpo.json").write_text(json.dumps({"eval_loss": eval_loss, "train_loss": 0.6}))
     (repo / "plots" / "loss.tsv").write_text(
@@ -323,7 +323,7 @@ def test_review_command_on_two_commits(review_repo: Path):
     assert result.exit_code == 0, result.output
     md = result.output
     assert md == (review_repo / "out" / "review.md").read_text(encoding="utf-8")
-    assert "| `train.beta` | 0.01 | 0.1 |" in md
+    assert "| `dpo.beta` | 0.01 | 0.1 |" in md
     assert (
         "| `dpo` | `ja_eval` | 0.5 → 0.62 | +0.12 | [0.45, 0.55] | [0.58, 0.66] | **no** | 0.48 → 0.6 |" in md
     )

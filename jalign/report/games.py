@@ -169,7 +169,7 @@ def games_section(
         "Evaluation games",
         "Every candidate answer is judged against the baseline's twice, with the positions swapped. "
         "An item is a win or a loss when both games say so, split when they differ. With position "
-        "calibration (evaluate.calibrate_position) a logprob judge's label compares P(A) and P(B) after "
+        "calibration (score.calibrate_position) a logprob judge's label compares P(A) and P(B) after "
         "dividing out the set's mean P(A) and P(B), so P(A) above 0.5 can still be labelled B>A.",
         tables=[_tally(cards)],
     )

@@ -174,7 +174,6 @@ def evaluate_params(tmp_path: Path, tiny_vllm_lm_dir: Path, adapter: Path) -> Pa
         "candidates": [{"name": "tuned", "system": "", "llm": {**llm, "adapter": str(adapter)}}],
         "judge": {**llm, "prompt_format": "raw", "sampling": {**llm["sampling"], "max_tokens": 1}},
         "method": "logprob",
-        "min_choice_mass": 0.0,
     }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")

@@ -10,7 +10,8 @@ from helpers import llm_config, repo_config
 
 from jalign.evalsets import load_eval_prompts, load_eval_sets
 from jalign.llm import Choice
-from stages.curate import CATEGORY, DIFFICULTY, QUALITY, CurateConfig, tag_reason, tag_value
+from jalign.params import CATEGORY, CurateConfig
+from stages.curate import DIFFICULTY, QUALITY, tag_reason, tag_value
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = repo_config(CurateConfig, "curate", tagger=llm_config(model="org/model@abc"), min_quality=3.0,

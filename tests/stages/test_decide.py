@@ -4,32 +4,23 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 from helpers import llm_config, repo_config
 
 import stages.decide
-from jalign.config import load_section
+from jalign.params import DecideConfig, JudgeConfig, ScoreConfig
 from jalign.records import RecordError
 from stages.decide import decide, decide_all, injection_report, pair_outcomes
-from stages.evaluate import EvaluateConfig
-from stages.judge import JudgeConfig, Task, judgment
+from stages.judge import Task, judgment
 
-REPO = Path(__file__).resolve().parents[2]
-
-TEXT = repo_config(
-    JudgeConfig, "judge", judge=llm_config(model="org/judge@abc"), method="text", calibrate_position=False
-)
-LOGPROB = repo_config(
-    JudgeConfig,
-    "judge",
-    judge=llm_config(model="org/judge@abc"),
-    method="logprob",
-    tie_margin=0.05,
-    min_choice_mass=0.05,
-    calibrate_position=False,
-)
+# How the judgments were asked (the judge stage's config, stored in each judgment) ...
+TEXT_JUDGE = repo_config(JudgeConfig, "judge", judge=llm_config(model="org/judge@abc"), method="text")
+LOGPROB_JUDGE = repo_config(JudgeConfig, "judge", judge=llm_config(model="org/judge@abc"), method="logprob")
+# ... and how they are decided
+TEXT = repo_config(DecideConfig, "decide", calibrate_position=False)
+LOGPROB = DecideConfig(tie_margin=0.05, min_choice_mass=0.05, calibrate_position=False)
+CALIBRATED = dataclasses.replace(LOGPROB, calibrate_position=True)
 VERDICT_TEXT = {
     "A": "Aが具体的です。\n最終判定: [[A]]",
     "B": "Bが正確です。\n最終判定: [[B]]",
@@ -51,12 +42,12 @@ ROWS = {p: row(p, x="短い", y="ずっと長い回答です") for p in ("p1", "
 def text(pid: str, first: str, second: str, raw: str | None, canary: str | None = None) -> dict:
     """A stored text judgment: `raw` is a key of VERDICT_TEXT or the judge's own text."""
     task = Task(pid, f"質問{pid}", first, second, canary, "y" if canary else None)
-    return judgment(task, TEXT, raw=VERDICT_TEXT.get(raw, raw) if raw else None)
+    return judgment(task, TEXT_JUDGE, raw=VERDICT_TEXT.get(raw, raw) if raw else None)
 
 
 def logprob(pid: str, first: str, second: str, p_a: float, mass: float = 0.9) -> dict:
     task = Task(pid, f"質問{pid}", first, second)
-    return judgment(task, LOGPROB, raw={"A": p_a, "B": 1 - p_a}, mass=mass)
+    return judgment(task, LOGPROB_JUDGE, raw={"A": p_a, "B": 1 - p_a}, mass=mass)
 
 
 # The hand-made text set of the statistics below.
@@ -176,9 +167,7 @@ def test_calibration_removes_a_constant_position_prior():
     ]
     raw_decided, raw_pairs, raw_stats = decide(judgments, ROWS, LOGPROB)
     assert raw_pairs == [] and raw_stats["position_bias_rate"] == 1.0 and raw_stats["position_prior"] is None
-    calibrated = repo_config(JudgeConfig, "judge", judge=LOGPROB.judge, method="logprob", tie_margin=0.05,
-                             min_choice_mass=0.05, calibrate_position=True)  # fmt: skip
-    decided, pairs, stats = decide(judgments, ROWS, calibrated)
+    decided, pairs, stats = decide(judgments, ROWS, CALIBRATED)
     assert {(p["prompt_id"], p["chosen_responder"]) for p in pairs} == {("p1", "y"), ("p2", "x")}
     # prior: mean P(A) = 0.75, mean P(B) = 0.25. p1 (x, y): A 0.70/0.75 = 0.933 vs B 0.30/0.25 = 1.2 -> B
     assert stats["position_prior"] == {"A": 0.75, "B": 0.25}
@@ -262,9 +251,7 @@ def test_each_text_judgment_is_parsed_once(monkeypatch):
 
 def test_uncalibrated_position_bias_needs_no_second_decision():
     judgments = [logprob("p1", "x", "y", 0.70), logprob("p1", "y", "x", 0.80)]
-    calibrated = repo_config(JudgeConfig, "judge", judge=LOGPROB.judge, method="logprob", tie_margin=0.05,
-                             min_choice_mass=0.05, calibrate_position=True)  # fmt: skip
-    _, _, stats = decide(judgments, ROWS, calibrated)
+    _, _, stats = decide(judgments, ROWS, CALIBRATED)
     assert stats["position_bias_rate_uncalibrated"] == 1.0 and stats["position_bias_rate"] == 0.5
 
 
@@ -272,23 +259,18 @@ def test_decide_and_score_read_a_logprob_judgment_alike():
     """One calibration and tie rule: the preference judge and the evaluation agree on the same numbers."""
     from stages.score import judge_label, position_prior_by_set
 
-    evaluate = dataclasses.replace(
-        load_section(EvaluateConfig, "evaluate", REPO / "params.yaml"),
-        tie_margin=0.05,
-        min_choice_mass=0.05,
-        calibrate_position=True,
+    scoring = repo_config(
+        ScoreConfig, "score", tie_margin=0.05, min_choice_mass=0.05, calibrate_position=True
     )
     probs = [0.70, 0.80, 0.80, 0.70, 0.75, 0.9]  # prior: P(A) 0.75, P(B) 0.25 (the last is invalid)
     masses = [0.9, 0.9, 0.9, 0.9, 0.9, 0.01]
     pids = ["p1", "p1", "p2", "p2", "p3", "p3"]
     orders = [("x", "y"), ("y", "x")] * 3
     judgments = [logprob(p, *o, a, m) for p, o, a, m in zip(pids, orders, probs, masses, strict=True)]
-    calibrated = repo_config(JudgeConfig, "judge", judge=LOGPROB.judge, method="logprob", tie_margin=0.05,
-                             min_choice_mass=0.05, calibrate_position=True)  # fmt: skip
-    decided, _, _ = decide(judgments, ROWS, calibrated)
+    decided, _, _ = decide(judgments, ROWS, CALIBRATED)
     games = [{**j, "kind": "pair", "set": "s"} for j in judgments]
-    prior = position_prior_by_set(games, evaluate)["s"]
-    labels = [judge_label(g, ("", ""), prior, evaluate)[0] for g in games]
+    prior = position_prior_by_set(games, scoring)["s"]
+    labels = [judge_label(g, ("", ""), prior, scoring)[0] for g in games]
     as_label = {"A": "A>B", "B": "B>A", "tie": "A=B", None: None}
     assert labels == [as_label[j["verdict"]] for j in decided]
     assert labels == ["B>A", "A>B", "A>B", "B>A", "A=B", None]

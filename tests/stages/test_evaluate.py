@@ -14,18 +14,10 @@ from jalign.config import from_dict, load_section
 from jalign.evalsets import EvalItem
 from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache
 from jalign.models import fingerprint
+from jalign.params import EvaluateConfig, ModelEntry, ScoreConfig
 from jalign.scoring import score_battles
 from jalign.stage import Failures
-from stages.evaluate import (
-    EvaluateConfig,
-    ModelEntry,
-    answer_all,
-    answer_request,
-    grade_all,
-    grade_tasks,
-    judge_games,
-    pair_games,
-)
+from stages.evaluate import answer_all, answer_request, grade_all, grade_tasks, judge_games, pair_games
 from stages.score import score
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +36,10 @@ def fake_llm(url: str, model: str = "fake-judge", **overrides) -> LLMConfig:
 
 def config(**overrides) -> EvaluateConfig:
     return dataclasses.replace(load_section(EvaluateConfig, "evaluate", REPO / "params.yaml"), **overrides)
+
+
+def scoring(**overrides) -> ScoreConfig:
+    return dataclasses.replace(load_section(ScoreConfig, "score", REPO / "params.yaml"), **overrides)
 
 
 def client(llm: LLMConfig, tmp_path: Path) -> LLMClient:
@@ -150,7 +146,7 @@ def test_invalid_policy_loss_tie_drop_and_the_count_is_always_reported():
     ]  # fmt: skip
     results = {}
     for policy in ("loss", "tie", "drop"):
-        _, battles, metrics = score(ANSWERS, judgments, config(invalid=policy, bootstrap=50))
+        _, battles, metrics = score(ANSWERS, judgments, scoring(invalid=policy, bootstrap=50), "base")
         entry = metrics["candidates"]["dpo"]["set"]
         assert entry["invalid"] == 2 and entry["invalid_rate"] == pytest.approx(2 / 6, abs=1e-4)
         assert entry["invalid_reasons"] == {"no_verdict": 1, "llm_failure": 1}
@@ -173,11 +169,11 @@ def test_a_non_japanese_answer_loses_whatever_the_judge_said():
         answer("q1", "dpo", "Tokyo is the capital of Japan."),
     ]
     judgments = [game("q1", True, "最終判定: [[A>>B]]"), game("q1", False, "最終判定: [[B>>A]]")]
-    games, battles, metrics = score(answers, judgments, config(language_penalty=True, bootstrap=50))
+    games, battles, metrics = score(answers, judgments, scoring(language_penalty=True, bootstrap=50), "base")
     assert {g["decided_by"] for g in games} == {"language_penalty"}
     assert {b["winner"] for b in battles} == {"model_a"}
     assert metrics["candidates"]["dpo"]["set"]["language_penalties"] == 2
-    _, battles, _ = score(answers, judgments, config(language_penalty=False, bootstrap=50))
+    _, battles, _ = score(answers, judgments, scoring(language_penalty=False, bootstrap=50), "base")
     assert {b["winner"] for b in battles} == {"model_b"}
 
 
@@ -188,9 +184,11 @@ def test_logprob_games_are_decided_after_dividing_out_the_sets_position_prior():
         game("q2", True, {"A": 0.8, "B": 0.2}, "logprob", 0.9), game("q2", False, {"A": 0.8, "B": 0.2}, "logprob", 0.9),
         game("q3", True, {"A": 0.7, "B": 0.3}, "logprob", 0.9), game("q3", False, {"A": 0.9, "B": 0.1}, "logprob", 0.9),
     ]  # fmt: skip
-    _, _, raw = score(ANSWERS, judgments, config(calibrate_position=False, tie_margin=0.02, bootstrap=50))
+    _, _, raw = score(
+        ANSWERS, judgments, scoring(calibrate_position=False, tie_margin=0.02, bootstrap=50), "base"
+    )
     cal_games, _, cal = score(
-        ANSWERS, judgments, config(calibrate_position=True, tie_margin=0.02, bootstrap=50)
+        ANSWERS, judgments, scoring(calibrate_position=True, tie_margin=0.02, bootstrap=50), "base"
     )
     assert raw["judge_reliability"]["set"]["position_bias"] == 1.0  # every decisive game went to A
     assert cal["judge_reliability"]["set"]["position_bias"] < 1.0
@@ -209,7 +207,7 @@ def test_battles_score_like_jalign_score_and_carry_style_metadata(tmp_path):
         for first in (True, False)
     ]
     judgments += [game("q3", True, "最終判定: [[B>A]]"), game("q3", False, "最終判定: [[A>B]]")]
-    _, battles, metrics = score(ANSWERS, judgments, config(bootstrap=200, seed=3))
+    _, battles, metrics = score(ANSWERS, judgments, scoring(bootstrap=200, seed=3), "base")
     assert all({"question_id", "model_a", "model_b", "winner", "conv_metadata"} <= set(b) for b in battles)
     direct = score_battles(battles, "base", bootstrap=200, seed=3, style_control=True)
     mine = metrics["candidates"]["dpo"]["set"]

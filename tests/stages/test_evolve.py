@@ -12,15 +12,14 @@ from helpers import llm_config, repo_config
 from jalign.ifeval import validate_instructions
 from jalign.ifeval.compose import load_specs
 from jalign.llm import LLMClient, LLMConfig, ResponseCache
+from jalign.params import EvolveConfig, evolve_operations
 from jalign.stage import Failures
 from stages.evolve import (
-    EvolveConfig,
     clean_rewrite,
     evolve,
     evolve_round,
     instruction_reason,
     mutation_prompt,
-    operations,
     output_reason,
 )
 
@@ -30,7 +29,7 @@ PARENT = {"id": "p1", "instruction": "日本の祝日を一つ説明してくだ
 
 
 def test_every_operation_has_a_japanese_prompt_with_a_worked_example():
-    ops = operations()
+    ops = evolve_operations()
     assert {"constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"} <= set(ops)
     assert {op["kind"] for op in ops.values()} == {"in-depth", "in-breadth"}
     for name in ops:

@@ -10,11 +10,12 @@ import pytest
 from helpers import llm_config, repo_config
 
 from jalign.llm import LLMClient, ResponseCache
+from jalign.params import DecideConfig, JudgeConfig
 from jalign.records import RecordError
 from jalign.reward import RewardModel, classifier_text
 from jalign.stage import Failures
 from stages.decide import decide
-from stages.judge import JudgeConfig, Task, canary_tasks, judge_pairs, load_responses, tasks_for
+from stages.judge import Task, canary_tasks, judge_pairs, load_responses, tasks_for
 
 CONFIG = repo_config(JudgeConfig, "judge", judge=llm_config(model="org/judge@abc"), method="text")
 
@@ -126,7 +127,9 @@ def test_text_method_stores_raw_answers_and_reasks_an_unparseable_one_once(tmp_p
         assert text.count("⟪回答A:開始:") == 1 and text.count("⟪回答B:終了:") == 1
 
     # deciding: the judge always says B, so p1's orders disagree; p2 has no verdict at all
-    _, pairs, stats = decide(judgments, {r["prompt_id"]: r for r in rows}, config)
+    _, pairs, stats = decide(
+        judgments, {r["prompt_id"]: r for r in rows}, repo_config(DecideConfig, "decide")
+    )
     assert pairs == [] and stats["dropped"] == {"disagreement": 1, "invalid": 1}
     assert stats["position_bias_rate"] == 0.0 and stats["invalid_rate"] == 0.5
     assert stats["invalid_reasons"] == {"no_verdict": 2}
@@ -220,7 +223,7 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
     """The `judge.method: reward` seam, with a real (tiny, random) sequence classifier on disk."""
     tiny_classifier(tmp_path)
     config = repo_config(
-        JudgeConfig, "judge", judge=CONFIG.judge, method="reward", reward_model=str(tmp_path), tie_margin=0.0
+        JudgeConfig, "judge", judge=CONFIG.judge, method="reward", reward_model=str(tmp_path)
     )
     rows = [row("p1", x="短い", y="ずっと長い回答です")]
     tasks, _ = tasks_for(rows)
@@ -231,7 +234,9 @@ def test_reward_method_scores_with_a_trained_classifier(tmp_path: Path):
     assert judgments[0]["raw"]["A"] == judgments[1]["raw"]["B"]
     assert judgments[0]["raw"]["B"] == judgments[1]["raw"]["A"]
     assert judgments[0]["raw"]["A"] != judgments[0]["raw"]["B"]
-    decided, pairs, stats = decide(judgments, {"p1": rows[0]}, config)
+    decided, pairs, stats = decide(
+        judgments, {"p1": rows[0]}, repo_config(DecideConfig, "decide", tie_margin=0.0)
+    )
     assert decided[0]["winner"] == decided[1]["winner"] in ("x", "y")  # both orders name one winner
     assert [p["chosen_responder"] for p in pairs] == [decided[0]["winner"]]
     assert stats["agreement_rate"] == 1.0

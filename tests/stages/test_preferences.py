@@ -11,16 +11,9 @@ from helpers import repo_config
 
 from jalign.dedup import max_similarity
 from jalign.evalsets import EvalPrompt
+from jalign.params import PreferencesConfig
 from jalign.records import RecordError
-from stages.preferences import (
-    PreferencesConfig,
-    build_sets,
-    main,
-    split_by_prompt,
-    to_binary,
-    to_kto,
-    to_pairwise,
-)
+from stages.preferences import build_sets, main, split_by_prompt, to_binary, to_kto, to_pairwise
 
 
 def pair(i: int, prompt: str | None = None) -> dict:

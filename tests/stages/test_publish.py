@@ -25,9 +25,10 @@ from safetensors.numpy import save_file
 from commands import main as cli
 from jalign.config import ConfigError, from_dict, read_params
 from jalign.hub import LicenseError, LicenseTally, check_licenses, lock_inputs, row_licenses, write_parquet
+from jalign.params import HubConfig
 from jalign.records import RecordError
 from jalign.stage import numbers_only, write_metrics
-from stages.publish import HubConfig, Project, human_size, wrapped
+from stages.publish import INPUTS, Project, human_size, wrapped
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
 TOKEN = f"hf_test_{uuid.uuid4().hex}"  # made at run time: no file of the repo holds it
@@ -162,14 +163,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                 "outs": [{"path": "models/classifier/e5-small", "md5": "ggg777.dir"}]},
     }}  # fmt: skip
     (root / "dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
-    params = {
-        "translate": {"sources": [{"name": "oasst2", "hf_dataset": "OpenAssistant/oasst2", "license": "apache-2.0"}]},
-        "classifier": {"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "epochs": 3}}},
-        "train": {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
-                  "lora": {"r": 4, "alpha": 8}, "start_from_sft": False},
-        "hub": REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
-                           "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}},
-    }  # fmt: skip
+    params = read_params(REPO / "params.yaml")  # every section publish reads is typed: complete ones
+    params["translate"]["sources"] = [{"name": "oasst2", "hf_dataset": "OpenAssistant/oasst2", "license": "apache-2.0",
+                                       "revision": "0123abc", "split": "train", "prompt_field": "text", "id_field": None,
+                                       "limit": None}]  # fmt: skip
+    params["classifier"]["encoders"]["e5-small"]["model"] = "models/base/multilingual-e5-small"
+    params["dpo"] |= {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
+                      "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": "all-linear"}, "start_from_sft": False}  # fmt: skip
+    params["hub"] = REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
+                                "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     monkeypatch.chdir(root)
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -526,7 +528,7 @@ def test_publish_creates_repos_cards_and_is_idempotent(
     }
     assert "model-index" in model_card.content and "[55, 68.25]" in model_card.text
     assert (
-        "`train.learning_rate` | 5e-06" in model_card.text
+        "`dpo.learning_rate` | 5e-06" in model_card.text
         and f"`{PROVENANCE['git_commit']}`" in model_card.text
     )
     assert "| `loss_type` | sigmoid |" in model_card.text and "judged pairwise by `gpt-4o`" in model_card.text
@@ -671,7 +673,7 @@ def test_a_bad_json_file_of_the_project_names_its_line_and_column(tmp_path: Path
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "judge.json").write_text('{\n  "a": "b\n}\n', encoding="utf-8")
     with pytest.raises(RecordError) as info:
-        Project(tmp_path, {}).json("metrics/judge.json")
+        Project(tmp_path, None, None, (), {}).json("metrics/judge.json")  # type: ignore[arg-type]
     assert str(info.value) == "metrics/judge.json:2: not valid JSON (Invalid control character at column 10)"
 
 
@@ -694,6 +696,20 @@ def test_dvc_yaml_lists_the_stage_reports_publish_reads(project: Path, monkeypat
     assert {d for d in stage["deps"] if d.startswith("metrics/")} == reports
     assert stage["outs"] == [{"metrics/hub.meta.json": {"cache": False}}]
     assert stage["metrics"] == [{"metrics/hub.json": {"cache": False}}]
+
+
+def test_dvc_yaml_passes_every_input_of_publish_and_depends_on_it():
+    """Like every stage, publish takes its files from the command dvc.yaml runs (the options' defaults
+    only serve a dry run by hand), and each file it is given is a dependency."""
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["publish"]
+    words = stage["cmd"].split()
+    given = dict(zip(words[2::2], words[3::2], strict=True))
+    assert set(given) == {"--" + name.replace("_", "-") for name in INPUTS} | {"--metrics"}
+    for option, (default, _) in INPUTS.items():
+        path = given["--" + option.replace("_", "-")]
+        assert path == default, option
+        assert any(Path(path) == Path(d) or Path(d) in Path(path).parents or Path(path) in Path(d).parents
+                   for d in stage["deps"]), path  # fmt: skip
 
 
 def test_no_secret_reaches_the_plan_its_files_or_the_log(

@@ -5,7 +5,6 @@ script and markup payloads that must stay inert, in the HTML and in headless Chr
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import re
@@ -19,6 +18,7 @@ from helpers import headless_dom, llm_config, repo_config
 
 from jalign.config import read_params
 from jalign.evalsets import EvalItem
+from jalign.params import DecideConfig, EvaluateConfig, JudgeConfig, ScoreConfig
 from jalign.records import write_jsonl
 from jalign.report import ReportData, build_page
 from jalign.report.funnel import funnel
@@ -26,8 +26,8 @@ from jalign.report.ifeval_results import ifeval_section, verdicts
 from jalign.report.page import sections
 from jalign.report.pairs import pair_outcome, pairs
 from stages.decide import decide
-from stages.evaluate import EvaluateConfig, Game, Grade, game_record, grade_record, verifiable_fields
-from stages.judge import JudgeConfig, Task, judgment
+from stages.evaluate import Game, Grade, game_record, grade_record, verifiable_fields
+from stages.judge import Task, judgment
 from stages.report import main as report_command
 from stages.score import ifeval_outcomes, ifeval_report, score
 
@@ -40,9 +40,8 @@ SVG = "</div></article><svg onload=\"document.title='pwned-svg'\">"
 PAYLOAD = f"答えです。{SCRIPT}{IMG}{SVG}"
 ATTRIBUTE = "推論\" onmouseover=\"document.title='pwned-attr'"  # breaks out of a quoted attribute
 
-JUDGE = repo_config(
-    JudgeConfig, "judge", judge=llm_config(model="org/judge"), method="text", calibrate_position=False
-)
+JUDGE = repo_config(JudgeConfig, "judge", judge=llm_config(model="org/judge"), method="text")
+DECIDE = repo_config(DecideConfig, "decide", calibrate_position=False)
 NO_COMMA, KEYWORD = "ja:punctuation:no_comma", "ja:keywords:existence"
 
 
@@ -82,7 +81,7 @@ def preference_files() -> dict[str, list]:
         judgment(Task("p1", "q", "lively", "careful", canary, "lively"), JUDGE, raw=verdict("A"))
     )
     rows = {r["prompt_id"]: r for r in responses}
-    decided, kept, stats = decide(judgments, rows, JUDGE)
+    decided, kept, stats = decide(judgments, rows, DECIDE)
     return {"responses": responses, "decided": decided, "pairs": kept, "stats": stats}
 
 
@@ -97,11 +96,8 @@ def eval_items() -> list[EvalItem]:
     ]  # fmt: skip
 
 
-EVAL = dataclasses.replace(
-    repo_config(EvaluateConfig, "evaluate", method="text", judge=llm_config(model="org/judge")),
-    language_penalty=False,
-    bootstrap=50,
-)
+EVAL = repo_config(EvaluateConfig, "evaluate", method="text", judge=llm_config(model="org/judge"))
+SCORE = repo_config(ScoreConfig, "score", language_penalty=False, bootstrap=50)
 ANSWERS = {  # item -> (base, dpo)
     "q1": ("東京です。", "東京都です。首都は東京です。"),
     "q2": ("要約です。", PAYLOAD),
@@ -126,7 +122,7 @@ def eval_files() -> dict[str, list]:
             judgments.append(game_record(Game(it, "dpo", first, a, b), EVAL, raw[it.id][k], None, None))
         grade = Grade(it, "dpo", 1, "q", cand)
         judgments.append(grade_record(grade, EVAL, f"評価：[[4]]{SCRIPT}", None, None))
-    games, _, _ = score(answers, judgments, EVAL)
+    games, _, _ = score(answers, judgments, SCORE, EVAL.baseline.name)
     return {"items": items, "answers": answers, "judgments": judgments, "games": games}
 
 
@@ -287,7 +283,7 @@ def test_ifeval_verdicts_are_the_score_stages():
     section = ifeval_section(ev["answers"], "base", 20, 1500)
     table = section.tables[0]
     assert table.header == ("instruction", "n", "base", "dpo")
-    expected = ifeval_report(ev["answers"], EVAL)["ifeval-ja"]["models"]
+    expected = ifeval_report(ev["answers"], SCORE, EVAL.baseline.name)["ifeval-ja"]["models"]
     prompt_row = table.rows[0]
     assert prompt_row[2].startswith(f"{expected['base']['strict']['prompt']['accuracy']:.1f} ")
     assert {r[0]: r[2:] for r in table.rows[1:]} == {NO_COMMA: ("0.0 (0.0)", "100.0 (100.0)"),

@@ -11,9 +11,10 @@ import pytest
 from helpers import llm_config, repo_config
 
 from jalign.llm import LLMClient, ResponseCache
+from jalign.params import RespondConfig, ResponderConfig
 from jalign.records import RecordError
 from jalign.stage import Failures
-from stages.respond import RespondConfig, ResponderConfig, load_prompt_rows, respond
+from stages.respond import load_prompt_rows, respond
 
 CONFIG = repo_config(RespondConfig, "respond", max_prompts=None, include_instructions=True)
 

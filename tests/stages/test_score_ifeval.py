@@ -11,7 +11,8 @@ import pytest
 
 from jalign.config import load_section
 from jalign.evalsets import EvalItem
-from stages.evaluate import EvaluateConfig, pair_games, verifiable_fields
+from jalign.params import EvaluateConfig, ScoreConfig
+from stages.evaluate import pair_games, verifiable_fields
 from stages.score import ifeval_report, score
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,12 +22,8 @@ KEYWORD = "ja:keywords:existence"
 END = "ja:startend:end_checker"
 
 
-def config(**overrides) -> EvaluateConfig:
-    base = load_section(EvaluateConfig, "evaluate", REPO / "params.yaml")
-    return dataclasses.replace(base, **({"bootstrap": 200} | overrides))
-
-
-CONFIG = config()
+CONFIG = load_section(EvaluateConfig, "evaluate", REPO / "params.yaml")
+SCORE = dataclasses.replace(load_section(ScoreConfig, "score", REPO / "params.yaml"), bootstrap=200)
 BASE, CAND = CONFIG.baseline.name, CONFIG.candidates[0].name
 
 
@@ -82,7 +79,7 @@ def test_the_evaluate_stage_writes_what_the_checks_need():
 
 
 def test_accuracies_strict_and_loose_with_failed_answers_following_nothing():
-    report = ifeval_report(ROWS, CONFIG)
+    report = ifeval_report(ROWS, SCORE, BASE)
     assert list(report) == ["ifeval-ja"]
     entry = report["ifeval-ja"]
     assert entry["baseline"] == BASE and set(entry["models"]) == {BASE, CAND}
@@ -110,7 +107,7 @@ def test_accuracies_strict_and_loose_with_failed_answers_following_nothing():
 
 
 def test_the_paired_comparison_leaves_out_prompts_the_baseline_failed():
-    paired = ifeval_report(ROWS, CONFIG)["ifeval-ja"]["paired"]
+    paired = ifeval_report(ROWS, SCORE, BASE)["ifeval-ja"]["paired"]
     assert list(paired) == [CAND]
     strict, loose = paired[CAND]["strict"], paired[CAND]["loose"]
     assert strict["prompts"] == loose["prompts"] == 4  # i4 left out
@@ -131,7 +128,7 @@ def test_a_clearly_better_candidate_is_significant():
     items = [item(f"q{n}", (NO_COMMA,), ({},)) for n in range(30)]
     rows = [answer_row(it, BASE, "今日は、晴れです。") for it in items]
     rows += [answer_row(it, CAND, "今日は晴れです。") for it in items]
-    prompt = ifeval_report(rows, CONFIG)["ifeval-ja"]["paired"][CAND]["strict"]["prompt"]
+    prompt = ifeval_report(rows, SCORE, BASE)["ifeval-ja"]["paired"][CAND]["strict"]["prompt"]
     assert (prompt["diff"], prompt["improved"], prompt["worsened"]) == (100.0, 30, 0)
     assert prompt["ci_low"] == 100.0 and prompt["mcnemar_p"] < 1e-6
 
@@ -146,8 +143,8 @@ def test_score_reports_ifeval_and_judges_nothing_for_it():
         {"set": "ja", "item_id": "q1", "category": "知識", "model": m, "turns": ["東京です。"], "error": None}
         for m in (BASE, CAND)
     ]
-    _, battles, metrics = score([*ROWS, *plain_rows], [], CONFIG)
+    _, battles, metrics = score([*ROWS, *plain_rows], [], SCORE, BASE)
     assert battles == [] and metrics["candidates"] == {}
     assert list(metrics["ifeval"]) == ["ifeval-ja"]  # the jalign set has no instructions: not in it
-    assert metrics["ifeval"] == ifeval_report(ROWS, CONFIG)
+    assert metrics["ifeval"] == ifeval_report(ROWS, SCORE, BASE)
     assert metrics["answers"][CAND]["ifeval-ja"]["failed"] == 1

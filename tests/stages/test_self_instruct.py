@@ -9,15 +9,9 @@ import pytest
 from helpers import PARAMS, llm_config, repo_config
 
 from jalign.config import ConfigError, from_dict, read_params
+from jalign.params import SelfInstructConfig
 from jalign.records import RecordError
-from stages.self_instruct import (
-    SelfInstructConfig,
-    build_prompt,
-    load_seeds,
-    parse_task,
-    rejection_reason,
-    sample_prompts,
-)
+from stages.self_instruct import build_prompt, load_seeds, parse_task, rejection_reason, sample_prompts
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = repo_config(SelfInstructConfig, "self_instruct", generator=llm_config(model="org/model@abc"))

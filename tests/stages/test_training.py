@@ -10,6 +10,7 @@ import torch
 from helpers import repo_config
 from safetensors.torch import load_file
 
+from jalign.params import DPOConfig, SFTConfig
 from jalign.records import write_jsonl
 from jalign.reward import classifier_text
 from jalign.training import LoraSettings
@@ -41,7 +42,7 @@ def preference_dir(tmp_path: Path) -> Path:
     return out
 
 
-def config(tiny_lm64_dir: Path, **overrides) -> dpo.TrainConfig:
+def config(tiny_lm64_dir: Path, **overrides) -> DPOConfig:
     """The repo's train section, shrunk for the tiny model."""
     fields = dict(
         model=str(tiny_lm64_dir),
@@ -56,7 +57,7 @@ def config(tiny_lm64_dir: Path, **overrides) -> dpo.TrainConfig:
         max_length=64,
         lora=LORA,
     )
-    return repo_config(dpo.TrainConfig, "train", **fields | overrides)
+    return repo_config(DPOConfig, "dpo", **fields | overrides)
 
 
 def test_load_split_keeps_only_the_fields_the_trainer_reads(preference_dir):
@@ -93,7 +94,7 @@ def test_qlora_nf4_preference_training_runs_and_saves_an_adapter(
 
 
 def test_beta_changes_the_dpo_metrics(tiny_lm64_dir, preference_dir, tmp_path):
-    """`dvc exp run -S train.beta=...` must show up in `dvc metrics diff`."""
+    """`dvc exp run -S dpo.beta=...` must show up in `dvc metrics diff`."""
     runs = [
         dpo.train(
             config(tiny_lm64_dir, beta=beta, quantization="none"),
@@ -129,7 +130,7 @@ def test_sft_trains_an_adapter_that_dpo_starts_from(tiny_lm64_dir, preference_di
     starts at zero (PEFT's init) and stays near it."""
     records = [{"instruction": f"指示{i}", "input": "", "output": f"出力{i}です。"} for i in range(4)]
     sft_config = repo_config(
-        sft.SFTConfig,
+        SFTConfig,
         "sft",
         model=str(tiny_lm64_dir),
         per_device_train_batch_size=2,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from helpers import llm_config, repo_config
 
+from jalign.params import TranslateConfig
 from jalign.records import RecordError
 from jalign.sources import SourceConfig, load_source
 from jalign.text import first_paragraph
-from stages.translate import TranslateConfig, english_specific_kind, plan
+from stages.translate import english_specific_kind, plan
 
 REPO = Path(__file__).resolve().parents[2]
 # ../shared/data beside the checkout (CI lays it there); JALIGN_SHARED_DATA for a checkout elsewhere

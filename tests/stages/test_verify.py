@@ -15,8 +15,9 @@ from jalign.config import load_section
 from jalign.ifeval import IFEvalInputError, follows_instructions, validate_instructions
 from jalign.ifeval.compose import compose_rows, read_questions
 from jalign.llm import LLMClient, ResponseCache
+from jalign.params import VerifyConfig
 from jalign.stage import Failures
-from stages.verify import VerifyConfig, load_prompts, pair_of, sample_answers, verify, well_formed
+from stages.verify import load_prompts, pair_of, sample_answers, verify, well_formed
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = repo_config(VerifyConfig, "verify", policy=llm_config(model="org/policy@abc", terms="gemma"))
