@@ -25,6 +25,7 @@ from jalign.llm.types import Price
 
 # params.yaml section -> its dataclass ("module:Class"); `*` is a mapping of named entries.
 SECTIONS: dict[str, str] = {
+    "fetch": "jalign.fetch:FetchConfig",
     "models": "stages.models:ModelsConfig",
     "self_instruct": "stages.self_instruct:SelfInstructConfig",
     "evolve": "stages.evolve:EvolveConfig",
