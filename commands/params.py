@@ -3,7 +3,8 @@
 - `jalign params compose [--preset NAME]` writes params.yaml exactly as `dvc exp run` composes it
   (DVC's own compose function), so `dvc repro` users switch presets too;
 - `jalign params check [--preset NAME]` validates a composition against every stage's schema (and, with
-  no preset, that the committed params.yaml is the default composition);
+  no preset, that the committed params.yaml is the default composition), and fails for an unpinned Hub
+  reference or a missing local file (jalign.pins);
 - `jalign params docs` writes docs/params.md from the fields' help texts;
 - `jalign sweep PRESET` queues the grid a preset declares (`hydra.sweeper.params`) as DVC experiments.
 """
@@ -163,20 +164,36 @@ def compose_command(preset: str | None, out_path: str, overrides: tuple[str, ...
 @main.command("check")
 @click.option("--preset", help="check this preset's composition (default: every preset and params.yaml)")
 def check_command(preset: str | None) -> None:
-    """Validate compositions against the schema; without --preset also that params.yaml is current."""
+    """Validate compositions against the schema; without --preset also that params.yaml is current.
+    Fails for params that would not run as written: an unpinned Hub reference, a missing local file."""
     root = Path.cwd()
+    unrunnable = []
     for name in [preset] if preset else presets(root):
-        validate(compose(root, name), f"preset {name}")
+        params = compose(root, name)
+        validate(params, f"preset {name}")
+        unrunnable += runnable_problems(params, f"preset {name}", root)
         click.echo(f"preset {name}: valid", err=True)
     if preset is None:
         committed = read_params(root / "params.yaml")
         validate(committed)
+        unrunnable += runnable_problems(committed, "params.yaml", root)
         if committed != compose(root):
             raise click.ClickException(
                 "params.yaml differs from the composition of conf/: "
                 "edit conf/ and run `jalign params compose`"
             )
         click.echo("params.yaml: valid and equal to the composition of conf/", err=True)
+    if unrunnable:
+        raise click.ClickException(
+            f"{len(unrunnable)} problem(s) keep params from running as written:\n  " + "\n  ".join(unrunnable)
+        )
+
+
+def runnable_problems(params: dict[str, Any], where: str, root: Path) -> list[str]:
+    """`where: problem` for each unpinned Hub reference and missing local file (jalign.pins)."""
+    from jalign.pins import problems
+
+    return [f"{where}: {line}" for line in problems(params, root)]
 
 
 @main.command("docs")

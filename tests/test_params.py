@@ -38,7 +38,9 @@ def test_presets_switch_what_they_say():
     assert karasu["translate"]["translator"]["backend"] == "vllm"
     assert [r["llm"]["model"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
     atheus = compose(REPO, "atheus")
-    assert atheus["self_instruct"]["generator"]["model"] == "mistralai/Mistral-Small-24B-Instruct-2501"
+    assert atheus["self_instruct"]["generator"]["model"] == (
+        "mistralai/Mistral-Small-24B-Instruct-2501@9527884be6e5616bdd54de542f9ae13384489724"
+    )
     assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
     cpu = compose(REPO, "cpu")
     assert cpu["train"]["model"] == "models/base/gemma-3-270m" and cpu["judge"]["method"] == "logprob"
