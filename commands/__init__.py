@@ -17,6 +17,7 @@ from jalign.errors import JalignError
 
 # command name -> "module:attribute". Order is the pipeline's, then the tools.
 COMMANDS: dict[str, str] = {
+    "fetch": "stages.fetch:main",
     "models": "stages.models:main",
     "self-instruct": "stages.self_instruct:main",
     "evolve": "stages.evolve:main",

@@ -3,9 +3,11 @@
 - `jalign params compose [--preset NAME]` writes params.yaml exactly as `dvc exp run` composes it
   (DVC's own compose function), so `dvc repro` users switch presets too;
 - `jalign params check [--preset NAME]` validates a composition against every stage's schema (and, with
-  no preset, that the committed params.yaml is the default composition);
+  no preset, that the committed params.yaml is the default composition), and fails for an unpinned Hub
+  reference or a missing local file (jalign.pins);
 - `jalign params docs` writes docs/params.md from the fields' help texts;
-- `jalign sweep PRESET` queues the grid a preset declares (`hydra.sweeper.params`) as DVC experiments.
+- `jalign sweep PRESET` shows the runs of the grid a preset declares (`hydra.sweeper.params`); `--queue`
+  queues them as DVC experiments, `--run` also starts the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import click
 
 from jalign.config import ConfigError, describe, from_dict, load_yaml, read_params
+from jalign.fetch import FetchConfig
 from jalign.llm.types import Price
 from jalign.params import (
     CurateConfig,
@@ -43,6 +46,7 @@ from jalign.params import (
 
 # params.yaml section -> its dataclass (jalign.params), in stage order; `*` is a mapping of named entries.
 SECTIONS: dict[str, type] = {
+    "fetch": FetchConfig,
     "models": ModelsConfig,
     "self_instruct": SelfInstructConfig,
     "evolve": EvolveConfig,
@@ -177,20 +181,36 @@ def compose_command(preset: str | None, out_path: str, overrides: tuple[str, ...
 @main.command("check")
 @click.option("--preset", help="check this preset's composition (default: every preset and params.yaml)")
 def check_command(preset: str | None) -> None:
-    """Validate compositions against the schema; without --preset also that params.yaml is current."""
+    """Validate compositions against the schema; without --preset also that params.yaml is current.
+    Fails for params that would not run as written: an unpinned Hub reference, a missing local file."""
     root = Path.cwd()
+    unrunnable = []
     for name in [preset] if preset else presets(root):
-        validate(compose(root, name), f"preset {name}")
+        params = compose(root, name)
+        validate(params, f"preset {name}")
+        unrunnable += runnable_problems(params, f"preset {name}", root)
         click.echo(f"preset {name}: valid", err=True)
     if preset is None:
         committed = read_params(root / "params.yaml")
         validate(committed)
+        unrunnable += runnable_problems(committed, "params.yaml", root)
         if committed != compose(root):
             raise click.ClickException(
                 "params.yaml differs from the composition of conf/: "
                 "edit conf/ and run `jalign params compose`"
             )
         click.echo("params.yaml: valid and equal to the composition of conf/", err=True)
+    if unrunnable:
+        raise click.ClickException(
+            f"{len(unrunnable)} problem(s) keep params from running as written:\n  " + "\n  ".join(unrunnable)
+        )
+
+
+def runnable_problems(params: dict[str, Any], where: str, root: Path) -> list[str]:
+    """`where: problem` for each unpinned Hub reference and missing local file (jalign.pins)."""
+    from jalign.pins import problems
+
+    return [f"{where}: {line}" for line in problems(params, root)]
 
 
 @main.command("docs")
@@ -205,20 +225,62 @@ def docs_command(out_path: str) -> None:
     click.echo(f"wrote {out_path}", err=True)
 
 
+def sweep_runs(grid: dict[str, str]) -> list[tuple[str, ...]]:
+    """Every point of a sweep grid as its `key=value` overrides (the cartesian product DVC queues)."""
+    axes = [[f"{key}={value.strip()}" for value in values.split(",")] for key, values in grid.items()]
+    return list(itertools.product(*axes))
+
+
+def with_overrides(params: dict[str, Any], overrides: tuple[str, ...]) -> dict[str, Any]:
+    """`params` with dotted `key=value` overrides applied (values parsed as YAML, as Hydra reads them)."""
+    import copy
+
+    import yaml
+
+    result = copy.deepcopy(params)
+    for override in overrides:
+        key, _, raw = override.partition("=")
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return result
+
+
+def queue_command(preset: str, grid: dict[str, str]) -> list[str]:
+    """The one `dvc exp run --queue` that queues every run of the grid (DVC expands the comma sweeps)."""
+    command = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", f"preset={preset}"]
+    return command + list(itertools.chain.from_iterable(("-S", f"{k}={v}") for k, v in grid.items()))
+
+
 @click.command("sweep")
 @click.argument("preset")
-@click.option("--run", "run_now", is_flag=True, help="also start the queue (`dvc queue start`)")
-def sweep(preset: str, run_now: bool) -> None:
-    """Queue a preset's sweep grid as DVC experiments (e.g. sweep-001: DPO / IPO / KTO across beta)."""
+@click.option(
+    "--queue", "queue", is_flag=True, help="queue the runs as DVC experiments (dvc exp run --queue)"
+)
+@click.option("--run", "run_now", is_flag=True, help="queue the runs and start the queue (dvc queue start)")
+def sweep(preset: str, queue: bool, run_now: bool) -> None:
+    """Show the runs a preset's sweep grid (hydra.sweeper.params) would queue; --queue queues them,
+    --run also starts the queue. Every run's params are validated first."""
     root = Path.cwd()
     grid = sweep_grid(root, preset)
-    runs = 1
-    for values in grid.values():
-        runs *= len(values.split(","))
-    validate(compose(root, preset), f"preset {preset}")
-    command = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", f"preset={preset}"]
-    command += list(itertools.chain.from_iterable(("-S", f"{k}={v}") for k, v in grid.items()))
-    click.echo(f"queueing {runs} experiments: {' '.join(command[2:])}", err=True)
+    runs = sweep_runs(grid)
+    base = compose(root, preset)
+    for overrides in runs:
+        validate(with_overrides(base, overrides), f"preset {preset} with {' '.join(overrides)}")
+    click.echo(f"{preset}: {len(runs)} runs of preset {preset} ({' x '.join(grid)})")
+    width = len(str(len(runs)))
+    for i, overrides in enumerate(runs, 1):
+        click.echo(f"  {i:>{width}}  {' '.join(overrides)}")
+    if not (queue or run_now):
+        click.echo(
+            f"{len(runs)} runs, nothing queued: `jalign sweep {preset} --queue` queues them, "
+            "`--run` queues and starts them"
+        )
+        return
+    command = queue_command(preset, grid)
+    click.echo(f"queueing {len(runs)} experiments: {' '.join(command[2:])}", err=True)
     subprocess.run(command, check=True)
     if run_now:
         subprocess.run([sys.executable, "-m", "dvc", "queue", "start"], check=True)

@@ -149,10 +149,21 @@ def params_paths(params: dict) -> dict[str, list[str]]:
             "publish": published, "report": evaluate}  # fmt: skip
 
 
-def test_every_file_a_stage_reads_from_params_is_a_dependency():
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+def uncovered(params: dict) -> list[str]:
     all_stages = stages()
-    for name, paths in params_paths(params).items():
-        deps = [str(d) for d in all_stages[name].get("deps", [])]
-        for path in paths:
-            assert covered(Path(path), deps), f"{name}: {path} (named in params) is not in its deps"
+    return [f"{name}: {path} (named in params) is not in its deps"
+            for name, paths in params_paths(params).items() for path in paths
+            if not covered(Path(path), [str(d) for d in all_stages[name].get("deps", [])])]  # fmt: skip
+
+
+def test_every_file_a_stage_reads_from_params_is_a_dependency():
+    assert uncovered(yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))) == []
+
+
+@pytest.mark.parametrize("preset", ["karasu", "sweep-001"])
+def test_every_file_a_preset_fetches_is_a_dependency_of_the_stages_reading_it(preset):
+    from commands.params import compose
+
+    params = compose(REPO, preset)
+    assert any(p.startswith("data/eval/external/") for p in params_paths(params)["evaluate"])
+    assert uncovered(params) == []

@@ -4,13 +4,14 @@ schema; params.yaml and docs/params.md are never stale; light commands never imp
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from commands.params import compose, docs_markdown, presets, sweep_grid, validate
+from commands.params import compose, docs_markdown, presets, sweep_grid, sweep_runs, validate, with_overrides
 from jalign.config import ConfigError, read_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,9 @@ def test_presets_switch_what_they_say():
     assert karasu["translate"]["translator"]["backend"] == "vllm"
     assert [r["llm"]["model"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
     atheus = compose(REPO, "atheus")
-    assert atheus["self_instruct"]["generator"]["model"] == "mistralai/Mistral-Small-24B-Instruct-2501"
+    assert atheus["self_instruct"]["generator"]["model"] == (
+        "mistralai/Mistral-Small-24B-Instruct-2501@9527884be6e5616bdd54de542f9ae13384489724"
+    )
     assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
     cpu = compose(REPO, "cpu")
     assert cpu["dpo"]["model"] == "models/base/gemma-3-270m" and cpu["judge"]["method"] == "logprob"
@@ -50,6 +53,81 @@ def test_sweep_001_declares_the_article_grid():
     assert {0.01, 0.6, 0.3} <= {float(b) for b in grid["dpo.beta"].split(",")}  # each method's best
     with pytest.raises(ConfigError, match="declares no sweep"):
         sweep_grid(REPO, "karasu")
+
+
+def test_a_sweep_grid_expands_to_every_combination_and_each_run_validates():
+    runs = sweep_runs(sweep_grid(REPO, "sweep-001"))
+    assert len(runs) == 30 and len(set(runs)) == 30
+    assert runs[0] == ("dpo.loss=sigmoid", "dpo.beta=0.01") and runs[-1] == (
+        "dpo.loss=kto",
+        "dpo.beta=0.9",
+    )
+    run = with_overrides(compose(REPO, "sweep-001"), runs[-1])
+    assert run["dpo"]["loss"] == "kto" and run["dpo"]["beta"] == 0.9
+    validate(run)
+    with pytest.raises(ConfigError, match=r"train\.beta: -1\.0 is out of range"):
+        validate(with_overrides(run, ("dpo.beta=-1",)))
+
+
+def conf_copy(root: Path) -> None:
+    """conf/ of the repository under `root` (its files linked), as a project's own."""
+    (root / "conf").mkdir(parents=True)
+    for item in (REPO / "conf").iterdir():
+        (root / "conf" / item.name).symlink_to(item)
+
+
+def test_sweep_shows_every_run_and_queues_nothing_by_default(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from commands import main as jalign
+
+    conf_copy(tmp_path)  # no DVC project here: queueing anything would fail
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(jalign, ["sweep", "sweep-001"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "sweep-001: 30 runs of preset sweep-001 (dpo.loss x dpo.beta)"
+    assert (
+        lines[1] == "   1  dpo.loss=sigmoid dpo.beta=0.01"
+        and lines[30] == "  30  dpo.loss=kto dpo.beta=0.9"
+    )
+    assert lines[31] == (
+        "30 runs, nothing queued: `jalign sweep sweep-001 --queue` queues them, `--run` queues and starts them"
+    )
+    assert len(lines) == 32
+
+
+@pytest.mark.slow
+def test_sweep_queue_queues_every_run_as_a_dvc_experiment(tmp_path, monkeypatch):
+    """A real DVC project whose preset declares a 2-run grid: --queue leaves 2 queued experiments."""
+    from click.testing import CliRunner
+
+    from commands import main as jalign
+
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "conf", root / "conf")
+    (root / "conf/preset/tiny.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      train.beta: 0.1,0.2\n", encoding="utf-8"
+    )
+    stage = {"stages": {"s": {"cmd": "python -c pass", "params": ["train.beta"]}}}
+    (root / "dvc.yaml").write_text(json.dumps(stage), encoding="utf-8")
+    monkeypatch.chdir(root)
+
+    def run(*args: str) -> str:
+        return subprocess.run(args, cwd=root, check=True, capture_output=True, text=True, timeout=300).stdout
+
+    run("git", "init", "-q")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    run(sys.executable, "-m", "dvc", "config", "hydra.enabled", "true")
+    assert CliRunner().invoke(jalign, ["params", "compose", "--preset", "tiny"]).exit_code == 0
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    result = CliRunner().invoke(jalign, ["sweep", "tiny", "--queue"])
+    assert result.exit_code == 0, result.output
+    queued = [
+        line for line in run(sys.executable, "-m", "dvc", "queue", "status").splitlines() if "Queued" in line
+    ]
+    assert len(queued) == 2, queued
 
 
 def test_committed_params_yaml_is_the_default_composition_of_conf():

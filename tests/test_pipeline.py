@@ -257,7 +257,7 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
         out = dvc(project, "repro", "score")
-        assert ran_stages(out) == ["models", "self_instruct", "evolve", "curate", "translate", "respond", "judge",
+        assert ran_stages(out) == ["fetch", "models", "self_instruct", "evolve", "curate", "translate", "respond", "judge",
                                    "decide", "verify", "preferences", "sft", "dpo", "evaluate", "score"]  # fmt: skip
         paid = server.count
         assert paid > 0
