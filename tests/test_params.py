@@ -65,7 +65,7 @@ def test_a_sweep_grid_expands_to_every_combination_and_each_run_validates():
     run = with_overrides(compose(REPO, "sweep-001"), runs[-1])
     assert run["dpo"]["loss"] == "kto" and run["dpo"]["beta"] == 0.9
     validate(run)
-    with pytest.raises(ConfigError, match=r"train\.beta: -1\.0 is out of range"):
+    with pytest.raises(ConfigError, match=r"dpo\.beta: -1\.0 is out of range"):
         validate(with_overrides(run, ("dpo.beta=-1",)))
 
 
