@@ -3,6 +3,7 @@ a stage (the fetch stage's files included), and `jalign params check` fails othe
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,8 @@ def test_stage_outputs_are_read_from_dvc_yaml():
 
 
 @pytest.mark.parametrize("preset", presets(REPO))
-def test_every_preset_runs_as_written_but_atheus_elyza_which_no_public_source_pins(preset):
-    expected = [ELYZA_UNPINNED] if preset == "atheus" else []
-    assert problems(compose(REPO, preset), REPO) == expected
+def test_every_preset_runs_as_written(preset):
+    assert problems(compose(REPO, preset), REPO) == []
 
 
 def test_a_preset_naming_an_unfetched_file_is_reported():
@@ -105,11 +105,22 @@ def test_a_preset_naming_an_unfetched_file_is_reported():
     ]
 
 
-def test_params_check_fails_naming_each_problem(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_params_check_fails_naming_each_problem(monkeypatch, tmp_path):
+    """A preset reading ELYZA-tasks-100 from the Hub at its release tag, not a commit, is refused."""
+    for name in ("conf", "data/eval", "data/seeds", "data/sources", "data/ifeval"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    atheus = tmp_path / "conf/preset/atheus.yaml"
+    text = atheus.read_text(encoding="utf-8")
+    local = "{name: elyza-tasks-100, format: elyza, path: data/eval/external/elyza-tasks-100/test.jsonl}"
+    assert local in text
+    hub = '{name: elyza-tasks-100, format: elyza, hf_dataset: elyza/ELYZA-tasks-100, split: test, revision: "1.0.0"}'
+    atheus.write_text(text.replace(local, hub), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["params", "check", "--preset", "atheus"])
     assert result.exit_code == 1, result.output
     assert "1 problem(s) keep params from running as written" in result.output
     assert f"preset atheus: {ELYZA_UNPINNED}" in result.output
+    monkeypatch.chdir(REPO)
     result = CliRunner().invoke(cli, ["params", "check", "--preset", "karasu"])
     assert result.exit_code == 0, result.output
