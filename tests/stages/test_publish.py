@@ -162,14 +162,29 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                 "outs": [{"path": "models/classifier/e5-small", "md5": "ggg777.dir"}]},
     }}  # fmt: skip
     (root / "dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
-    params = {
-        "translate": {"sources": [{"name": "oasst2", "hf_dataset": "OpenAssistant/oasst2", "license": "apache-2.0"}]},
-        "classifier": {"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "epochs": 3}}},
-        "train": {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
-                  "lora": {"r": 4, "alpha": 8}, "start_from_sft": False},
-        "hub": REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
-                           "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}},
-    }  # fmt: skip
+    # The repository's params (every stage checks the whole file) with what the cards describe changed.
+    params = read_params(REPO / "params.yaml")
+    source = params["translate"]["sources"][0]
+    source.update(
+        name="oasst2",
+        hf_dataset="OpenAssistant/oasst2",
+        path=None,
+        split="train",
+        revision="main",
+        license="apache-2.0",
+    )
+    params["classifier"]["encoders"]["e5-small"].update(model="models/base/multilingual-e5-small", epochs=3)
+    params["train"].update(
+        model=BASE_HUB_ID,
+        loss="sigmoid",
+        beta=0.1,
+        learning_rate=5e-6,
+        quantization="nf4",
+        lora=params["train"]["lora"] | {"r": 4, "alpha": 8},
+        start_from_sft=False,
+    )
+    params["hub"] = REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
+                                "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     monkeypatch.chdir(root)
     monkeypatch.delenv("HF_TOKEN", raising=False)
