@@ -265,7 +265,7 @@ def test_the_whole_file_check_is_fast_and_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     seconds, torch_loaded, transformers_loaded = out.stdout.split()
     assert (torch_loaded, transformers_loaded) == ("False", "False")
-    assert float(seconds) < 1.5, seconds  # 0.34 s measured on 2 shared cores
+    assert float(seconds) < 1.5, seconds  # 0.34 s measured on 2 idle cores, 0.65 s under load
 
 
 def test_trainer_choices_read_from_the_source_are_transformers_own():

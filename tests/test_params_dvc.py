@@ -89,7 +89,6 @@ def only_stages(project: Path, *names: str, **extra: dict) -> None:
     commit(project, "stages " + " ".join([*names, *extra]))
 
 
-@pytest.mark.slow  # 10-27 s: three `dvc exp run` and an apply
 def test_an_applied_or_committed_experiment_is_never_reverted_by_the_next_run(project: Path):
     """The issue's sequence: beta applied, then another key set; beta stays (it was silently reverted
     to conf/'s value while DVC recomposed params.yaml from conf/ on every run)."""
@@ -183,7 +182,6 @@ def test_a_key_params_yaml_lacks_is_refused_by_dvc_before_anything(project: Path
     assert all(path.read_bytes() == content for path, content in outputs.items())
 
 
-@pytest.mark.slow  # 16-21 s: one run waits in an 8 s stage
 def test_a_second_dvc_exp_run_at_once_changes_nothing(project: Path):
     """Run A sets train.beta and is inside a long stage when run B sets evaluate.invalid. DVC releases its
     lock while a stage runs: B writes params.yaml before DVC refuses it (an output A holds). A's next
