@@ -78,6 +78,11 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
+        if module_name.startswith("stages.") and any(p.name == "params_path" for p in command.params):
+            # The whole params file is checked before the stage starts (commands/params.py). Imported by
+            # name: checking can refuse a run but never changes a stage's outputs, so that code is not a
+            # dependency of every stage in dvc.yaml (it is one of the `params` stage, which runs first).
+            return importlib.import_module("commands.params").checked_stage(command)
         return command
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -83,6 +84,18 @@ def _check_unique_keys(
             _check_unique_keys(loader, item, f"{key}[{i}]", done)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-05` as a number as YAML 1.2 does (PyYAML's YAML 1.1 wants a dot:
+    `1.0e-05`). DVC writes floats that way: `dvc exp run -S train.learning_rate=1e-5` must stay a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file, rejecting duplicate keys; errors name the file and line."""
     path = Path(path)
@@ -90,7 +103,7 @@ def load_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

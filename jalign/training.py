@@ -8,10 +8,15 @@ second copy of the weights in memory.
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib
+import importlib.util
 import resource
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from jalign.config import ConfigError, param
@@ -28,14 +33,34 @@ class LoraSettings:
     )
 
 
+@functools.cache
+def transformers_choices(module: str, enum: str) -> tuple[str, ...]:
+    """The string values of an enum of the installed transformers (`training_args`, `OptimizerNames`),
+    read from its source: importing transformers takes seconds, and every stage validates the whole
+    params file (these names included) before it starts. Falls back to the import if the source moved."""
+    spec = importlib.util.find_spec("transformers")
+    source = Path(spec.origin).parent / f"{module}.py" if spec and spec.origin else None
+    if source is not None and source.is_file():
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and node.name == enum:
+                values = [
+                    item.value.value
+                    for item in node.body
+                    if isinstance(item, ast.Assign)
+                    and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)
+                ]
+                if values:
+                    return tuple(sorted(values))
+    imported = getattr(importlib.import_module(f"transformers.{module}"), enum)
+    return tuple(sorted(member.value for member in imported))
+
+
 def check_trainer_choices(optim: str, lr_scheduler_type: str) -> None:
     """Reject an optimizer or scheduler name transformers does not know, before any model loads (the
     config loader prefixes the section: `dpo: optim: ...`)."""
-    from transformers.trainer_utils import SchedulerType
-    from transformers.training_args import OptimizerNames
-
-    optimizers = sorted(o.value for o in OptimizerNames)
-    schedulers = sorted(s.value for s in SchedulerType)
+    optimizers = transformers_choices("training_args", "OptimizerNames")
+    schedulers = transformers_choices("trainer_utils", "SchedulerType")
     if optim not in optimizers:
         raise ValueError(
             f"optim: {optim!r} is not a transformers optimizer (allowed: {', '.join(optimizers)})"

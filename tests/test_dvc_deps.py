@@ -32,6 +32,7 @@ CHEAP_STAGES = {
     "score",
     "publish",
     "report",
+    "params",  # the check before every stage: validation only, seconds
 }
 
 

@@ -129,8 +129,8 @@ def fake_llm(model: str = "fake-model", **overrides) -> dict:
 
 
 def write_preset(project: Path, **sections) -> None:
-    """The test's own preset (conf/preset/e2e.yaml), made the config's default, so that `dvc repro`
-    (params.yaml composed here) and `dvc exp run` (DVC composes again) agree, as in a user's repo."""
+    """The test's own preset (conf/preset/e2e.yaml), made the config's default and written to params.yaml
+    (`jalign params compose`, i.e. `jalign params use e2e`), as in a user's repo."""
     preset = {
         "defaults": [{f"override /llm@{role}": "fake"} for role in GROUP_ROLES],
         "models": {"packaged": []},
@@ -257,8 +257,9 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
         out = dvc(project, "repro", "score")
-        assert ran_stages(out) == ["fetch", "models", "self_instruct", "evolve", "curate", "translate", "respond", "judge",
-                                   "decide", "verify", "preferences", "sft", "dpo", "evaluate", "score"]  # fmt: skip
+        assert ran_stages(out) == ["params", "fetch", "models", "self_instruct", "evolve", "curate", "translate",
+                                   "respond", "judge", "decide", "verify", "preferences", "sft", "dpo", "evaluate",
+                                   "score"]  # fmt: skip
         paid = server.count
         assert paid > 0
 
@@ -323,12 +324,13 @@ def test_repro_evaluate_cache_and_param_changes(project: Path):
 
         # A scoring param reruns score alone; a deciding param reruns decide (and what its output
         # feeds); a curate param reruns curate: all from stored judgments or the cache, nothing paid.
+        # Each time the params check runs first; its output does not change, so nothing else reruns.
         compose(project, "score.invalid=tie")
-        assert ran_stages(dvc(project, "repro", "score")) == ["score"]
+        assert ran_stages(dvc(project, "repro", "score")) == ["params", "score"]
         compose(project, "decide.tie_margin=0.05")
-        assert ran_stages(dvc(project, "repro", "decide")) == ["decide"]
+        assert ran_stages(dvc(project, "repro", "decide")) == ["params", "decide"]
         compose(project, "curate.dedup_threshold=0.69")
-        assert ran_stages(dvc(project, "repro", "curate")) == ["curate"]
+        assert ran_stages(dvc(project, "repro", "curate")) == ["params", "curate"]
         assert server.count == paid
 
         # The key went over HTTP as a header, and nowhere else.
@@ -417,7 +419,7 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         } <= set(plots)
 
         out = dvc(project, "exp", "run", "-S", "dpo.beta=0.3", "summary", shared_cache=False)
-        assert ran_stages(out) == ["dpo", "evaluate", "score", "summary"]
+        assert ran_stages(out) == ["params", "dpo", "evaluate", "score", "summary"]
         changed = read_json(project / "metrics/dpo.json")
         assert read_json(project / "metrics/dpo.meta.json")["beta"] == 0.3
         assert changed["eval_loss"] != baseline["eval_loss"]

@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from commands import main as cli
-from jalign.config import ConfigError, from_dict
+from jalign.config import ConfigError, from_dict, read_params
 from jalign.fetch import FETCH_DIR, FetchConfig, FetchError, FetchFile, fetch_all, fetch_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=:DeprecationWarning")  # httpx2, in the client
@@ -155,8 +155,14 @@ def test_fetch_all_writes_only_its_own_folder(tmp_path):
         fetch_all(FetchConfig(files=()), tmp_path, "data/elsewhere")
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def write_params(root: Path, files: list[dict]) -> None:
-    (root / "params.yaml").write_text(yaml.safe_dump({"fetch": {"files": files}}), encoding="utf-8")
+    """The repository's params (every stage checks the whole file) with these files to fetch."""
+    params = read_params(REPO_ROOT / "params.yaml")
+    params["fetch"] = {"files": files}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 
 def test_the_stage_fetches_each_file_and_writes_its_manifest(hub, tmp_path, monkeypatch):

@@ -163,13 +163,27 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                 "outs": [{"path": "models/classifier/e5-small", "md5": "ggg777.dir"}]},
     }}  # fmt: skip
     (root / "dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
-    params = read_params(REPO / "params.yaml")  # every section publish reads is typed: complete ones
-    params["translate"]["sources"] = [{"name": "oasst2", "hf_dataset": "OpenAssistant/oasst2", "license": "apache-2.0",
-                                       "revision": "0123abc", "split": "train", "prompt_field": "text", "id_field": None,
-                                       "limit": None}]  # fmt: skip
-    params["classifier"]["encoders"]["e5-small"]["model"] = "models/base/multilingual-e5-small"
-    params["dpo"] |= {"model": BASE_HUB_ID, "loss": "sigmoid", "beta": 0.1, "learning_rate": 5e-6, "quantization": "nf4",
-                      "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": "all-linear"}, "start_from_sft": False}  # fmt: skip
+    # The repository's params (every stage checks the whole file) with what the cards describe changed.
+    params = read_params(REPO / "params.yaml")
+    source = params["translate"]["sources"][0]
+    source.update(
+        name="oasst2",
+        hf_dataset="OpenAssistant/oasst2",
+        path=None,
+        split="train",
+        revision="main",
+        license="apache-2.0",
+    )
+    params["classifier"]["encoders"]["e5-small"].update(model="models/base/multilingual-e5-small", epochs=3)
+    params["dpo"].update(
+        model=BASE_HUB_ID,
+        loss="sigmoid",
+        beta=0.1,
+        learning_rate=5e-6,
+        quantization="nf4",
+        lora=params["dpo"]["lora"] | {"r": 4, "alpha": 8},
+        start_from_sft=False,
+    )
     params["hub"] = REPO_HUB | {"push": False, "namespace": USER, "private": True, "classifiers": ["e5-small"],
                                 "base_model_licenses": {BASE_HUB_ID: "apache-2.0"}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
