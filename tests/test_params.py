@@ -35,11 +35,11 @@ def test_presets_switch_what_they_say():
         karasu["dpo"]["gradient_accumulation_steps"] == 4
         and karasu["dpo"]["per_device_train_batch_size"] == 4
     )
-    assert karasu["judge"]["judge"]["model"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
-    assert karasu["translate"]["translator"]["backend"] == "vllm"
-    assert [r["llm"]["model"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
+    assert karasu["judge"]["judge"]["llm"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
+    assert karasu["llms"][karasu["translate"]["translator"]["llm"]]["backend"] == "vllm"
+    assert [r["llm"]["llm"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
     atheus = compose(REPO, "atheus")
-    assert atheus["self_instruct"]["generator"]["model"] == (
+    assert atheus["llms"][atheus["self_instruct"]["generator"]["llm"]]["model"] == (
         "mistralai/Mistral-Small-24B-Instruct-2501@9527884be6e5616bdd54de542f9ae13384489724"
     )
     assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
@@ -88,8 +88,7 @@ def test_sweep_shows_every_run_and_queues_nothing_by_default(tmp_path, monkeypat
     lines = result.output.splitlines()
     assert lines[0] == "sweep-001: 30 runs of preset sweep-001 (dpo.loss x dpo.beta)"
     assert (
-        lines[1] == "   1  dpo.loss=sigmoid dpo.beta=0.01"
-        and lines[30] == "  30  dpo.loss=kto dpo.beta=0.9"
+        lines[1] == "   1  dpo.loss=sigmoid dpo.beta=0.01" and lines[30] == "  30  dpo.loss=kto dpo.beta=0.9"
     )
     assert lines[31] == (
         "30 runs, nothing queued: `jalign sweep sweep-001 --queue` queues them, `--run` queues and starts them"
