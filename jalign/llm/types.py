@@ -61,6 +61,7 @@ class VLLMSettings:
 
     tensor_parallel_size: int = param("GPUs per model replica (tensor parallel).", ge=1)
     pipeline_parallel_size: int = param("Pipeline-parallel stages.", ge=1)
+    max_model_len: int | None = param("Context length; null = the model's.", ge=1)
     gpu_memory_utilization: float = param(
         "Share of GPU memory vLLM may take (on vLLM's CPU build: of RAM, for the KV cache; set "
         "extra.kv_cache_memory_bytes instead).",
@@ -70,13 +71,10 @@ class VLLMSettings:
     enable_prefix_caching: bool = param(
         "Reuse the KV cache of shared prompt prefixes (the judge prompt's long shared preamble)."
     )
+    quantization: str | None = param("e.g. awq, gptq, fp8, bitsandbytes; null = none.")
+    max_num_seqs: int | None = param("Sequences batched per step; null = vLLM's default.", ge=1)
     max_lora_rank: int = param("Largest LoRA rank served (with `adapter`).", ge=1)
     extra: dict[str, Any] = param("Any other vllm.EngineArgs field, passed as is (checked by name).")
-    max_model_len: int | None = param("Context length; absent: the model's.", ge=1, default=None)
-    quantization: str | None = param("e.g. awq, gptq, fp8, bitsandbytes; absent: none.", default=None)
-    max_num_seqs: int | None = param(
-        "Sequences batched per step; absent: vLLM's default.", ge=1, default=None
-    )
 
 
 @dataclass(frozen=True)
