@@ -411,8 +411,9 @@ class OpenAIBatchLLM:
 
 @dataclass(frozen=True)
 class RayLLM:
-    """`backend: ray`: one Ray Data job per call (`ray.data.llm`): vLLM engines on a cluster, or HTTP
-    workers against an OpenAI-compatible endpoint."""
+    """`backend: ray`: one Ray Data job per call, vLLM engines on a cluster or HTTP workers.
+
+    Ray Data's LLM API (`ray.data.llm`); HTTP workers send to an OpenAI-compatible endpoint."""
 
     backend: Literal["ray"] = param("ray: one Ray Data job per call.")
     model: str = _model()
@@ -420,12 +421,12 @@ class RayLLM:
     terms: str = _terms()
     dtype: Literal["bfloat16", "float16", "float32", "auto", "native"] = _dtype()
     ray: RaySettings = param("Cluster, engine and parallelism.")
+    api_key_env: str = param(
+        "http engine: name of the environment variable that holds the API key (never the key); vllm: unused."
+    )
     timeout_s: float = _timeout_s()
     max_retries: int = _max_retries()
     retry_base_delay_s: float = _retry_base_delay_s()
-    api_key_env: str | None = param(
-        "http engine: name of the environment variable that holds the API key; absent: none.", default=None
-    )
     base_url: str | None = _base_url()
     base_url_env: str | None = _base_url_env()
     price: Price | None = param(_PRICE_HELP, default=None)

@@ -419,6 +419,7 @@ def test_ray_section_from_params():
         "prompt_format": "chat",
         "terms": "apache-2.0",
         "dtype": "bfloat16",
+        "api_key_env": "OPENAI_API_KEY",
         "timeout_s": 60.0,
         "max_retries": 2,
         "retry_base_delay_s": 1.0,
