@@ -33,9 +33,9 @@ from typing import Any
 import click
 import yaml
 
-from jalign.config import ConfigError, describe, from_dict, load_yaml, param, read_params
+from jalign.config import ConfigError, describe, from_dict, from_value, load_yaml, param, read_params
 from jalign.fetch import FetchConfig
-from jalign.llm.types import Price
+from jalign.llm.types import EngineSettings
 from jalign.params import (
     CurateConfig,
     DecideConfig,
@@ -78,7 +78,7 @@ SECTIONS: dict[str, type] = {
     "report": ReportConfig,
 }
 PRESET = "preset"  # the top-level key `jalign params use` records its recipe under
-TOP_LEVEL = {"prices", PRESET, *(name.split(".")[0] for name in SECTIONS)}
+TOP_LEVEL = {"llms", PRESET, *(name.split(".")[0] for name in SECTIONS)}
 CONF_DIR = "conf"
 # What the `params` DVC stage writes after a successful check: constant, so that a param change reruns
 # the check and the stages that use that param, nothing else.
@@ -199,8 +199,11 @@ def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
         raise ConfigError(f"{where}: unknown section {unknown[0]!r} (known: {', '.join(sorted(TOP_LEVEL))})")
     if params.get(PRESET) is not None:
         check_preset_record(params[PRESET])
-    for model, entry in (params.get("prices") or {}).items():
-        from_dict(Price, entry, f"prices.{model}")
+    llms = params.get("llms")
+    if not isinstance(llms, dict) or not llms:
+        raise ConfigError(f"{where}: llms must map names to models (docs/params.md `llms.<name>`)")
+    for name, entry in llms.items():
+        from_value(EngineSettings, entry, f"llms.{name}")
     for name, cls in SECTIONS.items():
         head, *rest = name.split(".")
         if head not in params:
@@ -210,9 +213,9 @@ def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
             if not isinstance(entries, dict) or not entries:
                 raise ConfigError(f"{where}: {head}.{rest[0]} must map names to entries")
             for key, value in entries.items():
-                from_dict(cls, value, f"{head}.{rest[0]}.{key}")
+                from_dict(cls, value, f"{head}.{rest[0]}.{key}", params)
         else:
-            from_dict(cls, params[head], head)
+            from_dict(cls, params[head], head, params)  # roles resolved against `llms`
     check_references(params)
 
 
@@ -336,27 +339,33 @@ def docs_markdown() -> str:
         "",
         "Generated from the config dataclasses' help texts by `jalign params docs`; a test fails when it "
         "is stale. params.yaml is the one file a run reads (`jalign params use NAME` composes it from "
-        "`conf/`; `dvc exp run -S` edits it); a field may default only to `null`. The whole file is "
-        "checked before any stage starts. Every LLM role (`self_instruct.generator`, "
+        "`conf/`; `dvc exp run -S` edits it); a field may default only to `null` (or, where its help says "
+        "so, be left out). The whole file is checked before any stage starts. Each model is defined once "
+        "under `llms.<name>` (one table per backend); every LLM role (`self_instruct.generator`, "
         "`judge.judge`, `respond.responders[].llm` ...) has the fields of `<LLM role>` below.",
         "",
-        "`prices.<model>`: `input`, `output` (float, >= 0): USD per 1M tokens.",
+        "Each model is defined once, in `llms.<name>`, with the fields of its backend (the tables "
+        "`llms.<name>` below, one per `backend`). Every LLM role (`self_instruct.generator`, `judge.judge`, "
+        "`respond.responders[].llm` ...) names one and adds its own sampling: the fields of `<LLM role>`.",
     ]
-    from jalign.llm.types import LLMConfig, RaySettings, Sampling, VLLMSettings
+    from jalign.llm.types import ENGINES, LLMRole, RaySettings, Sampling, VLLMSettings
     from jalign.training import LoraSettings
 
-    shared = (LLMConfig, Sampling, VLLMSettings, RaySettings, LoraSettings)
+    shared = (LLMRole, Sampling, VLLMSettings, RaySettings, LoraSettings)
     sections = [(PRESET, PresetRecord)]
     sections += [(name.replace(".*", ".<name>"), cls) for name, cls in SECTIONS.items()]
+    sections[1:1] = [("llms.<name>", engine) for engine in ENGINES]
     sections += [
-        ("<LLM role>", LLMConfig),
+        ("<LLM role>", LLMRole),
         ("<LLM role>.sampling", Sampling),
-        ("<LLM role>.vllm", VLLMSettings),
-        ("<LLM role>.ray", RaySettings),
+        ("llms.<name>.vllm", VLLMSettings),
+        ("llms.<name>.ray", RaySettings),
         ("<lora>", LoraSettings),
     ]
     for prefix, cls in sections:
-        lines += ["", f"## `{prefix}`", "", "| key | type | allowed | help |", "|---|---|---|---|"]
+        doc = (cls.__doc__ or "").splitlines()[0].strip()
+        title = f"`{prefix}` ({doc})" if prefix == "llms.<name>" else f"`{prefix}`"
+        lines += ["", f"## {title}", "", "| key | type | allowed | help |", "|---|---|---|---|"]
         for key, tp, allowed, help_text in describe(cls, prefix, shared):
             escaped = help_text.replace("|", "\\|")
             lines.append(f"| `{key}` | {tp} | {allowed} | {escaped} |")

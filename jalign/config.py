@@ -130,29 +130,34 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml") -> T:
-    """Build `cls` from the `section` of params.yaml (dotted for nested sections)."""
-    data: Any = read_params(params_path)
+    """Build `cls` from the `section` of params.yaml (dotted for nested sections); LLM roles in it are
+    resolved against the file's `llms` section."""
+    params: Any = read_params(params_path)
+    data = params
     for part in section.split("."):
         if not isinstance(data, dict) or part not in data:
             raise ConfigError(f"{params_path}: missing section '{section}'")
         data = data[part]
-    return from_dict(cls, data, section)
+    return from_dict(cls, data, section, params)
 
 
-def from_dict(cls: type[T], data: Any, prefix: str) -> T:
-    """Recursively convert a mapping into the dataclass `cls`, checking keys, types and ranges."""
+def from_dict(cls: type[T], data: Any, prefix: str, params: typing.Mapping[str, Any] | None = None) -> T:
+    """Recursively convert a mapping into the dataclass `cls`, checking keys, types and ranges. `params`
+    is the whole params mapping, for fields whose type resolves names in it (an LLM role's `llm`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields), key=str)  # YAML may give non-string keys (on:, 1:)
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(fields))})")
+        tag = _tag_of(cls)
+        where = f" for {tag[0]} {tag[1]!r}" if tag else ""
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key{where} (allowed: {', '.join(sorted(fields))})")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, field in fields.items():
         key = f"{prefix}.{name}"
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], key)
+            kwargs[name] = _convert(hints[name], data[name], key, params)
             _check_range(kwargs[name], field.metadata, key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}: required key is missing")
@@ -179,7 +184,32 @@ def _check_range(value: Any, metadata: typing.Mapping[str, Any], key: str) -> No
             raise ConfigError(f"{key}: {v!r} is out of range (allowed: {range_text(metadata)})")
 
 
-def _convert(tp: Any, value: Any, key: str) -> Any:
+def from_value(tp: Any, value: Any, key: str, params: typing.Mapping[str, Any] | None = None) -> Any:
+    """Convert one value to the type `tp` (a dataclass, a tagged union of them, a list ...), checked."""
+    return _convert(tp, value, key, params)
+
+
+def _tag_of(cls: type) -> tuple[str, Any] | None:
+    """(field, value) when `cls` is one arm of a tagged union: its first field is a one-value Literal."""
+    first = dataclasses.fields(cls)[0]
+    tp = typing.get_type_hints(cls)[first.name]
+    if typing.get_origin(tp) is typing.Literal and len(typing.get_args(tp)) == 1:
+        return first.name, typing.get_args(tp)[0]
+    return None
+
+
+def tagged_arms(tp: Any) -> tuple[str, dict[Any, type]] | None:
+    """A union of dataclasses told apart by one tag field (`backend: vllm`): (tag, value -> arm)."""
+    arms = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(arms) < 2 or not all(dataclasses.is_dataclass(a) for a in arms):
+        return None
+    tags = [_tag_of(a) for a in arms]
+    if any(t is None for t in tags) or len({t[0] for t in tags}) != 1:  # type: ignore[index]
+        return None
+    return tags[0][0], {t[1]: a for t, a in zip(tags, arms, strict=True)}  # type: ignore[index]
+
+
+def _convert(tp: Any, value: Any, key: str, params: typing.Mapping[str, Any] | None = None) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -187,12 +217,23 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        tagged = tagged_arms(tp)
+        if tagged is not None:
+            tag, arms = tagged
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+            allowed = ", ".join(map(str, arms))
+            if tag not in value:
+                raise ConfigError(f"{key}.{tag}: required key is missing (one of: {allowed})")
+            if value[tag] not in arms:
+                raise ConfigError(f"{key}.{tag}: {value[tag]!r} is not one of: {allowed}")
+            return from_dict(arms[value[tag]], value, key, params)
         errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, value, key)
+                return _convert(arg, value, key, params)
             except ConfigError as exc:
                 errors.append(str(exc))
         if value is None:
@@ -206,14 +247,16 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
         item_tp = args[0] if args else Any
-        return tuple(_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(item_tp, v, f"{key}[{i}]", params) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         val_tp = args[1] if len(args) == 2 else Any
-        return {str(k): _convert(val_tp, v, f"{key}.{k}") for k, v in value.items()}
+        return {str(k): _convert(val_tp, v, f"{key}.{k}", params) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
+        if hasattr(tp, "from_params"):  # written in another shape, resolved against params (LLMConfig)
+            return tp.from_params(value, key, params)
+        return from_dict(tp, value, key, params)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
@@ -250,6 +293,7 @@ def describe(cls: type, prefix: str, shared: tuple[type, ...] = ()) -> list[tupl
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         key, tp = f"{prefix}.{field.name}", hints[field.name]
+        tp = getattr(tp, "params_shape", tp)  # what params.yaml writes (an LLM role: LLMRole)
         nested = [a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a)]
         type_name = _type_name(tp)
         if nested and nested[0] in shared:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jalign.config import ConfigError, from_dict, read_params
+from jalign.config import ConfigError
 from jalign.llm.client import Budget, LLMClient, Usage
 from jalign.llm.types import LLMConfig, Price, request_url
 from jalign.stage import Failures, provenance, setup_logging, start_stage
@@ -36,30 +36,27 @@ def is_local_url(url: str | None) -> bool:
         return False
 
 
-def price_for(role: str, llm: LLMConfig, params_path: str | Path = "params.yaml") -> Price:
-    """USD per 1M tokens for a role's model, from params.yaml `prices`.
+def price_for(role: str, llm: LLMConfig) -> Price:
+    """USD per 1M tokens for a role's model: its `llms` entry's `price`.
 
     A remote model with no price would run uncapped and report $0, so it is refused before its first
-    request, unless it runs on the run's own hardware (transformers, vllm, ray's vllm engine), its
+    request, unless it runs on the run's own hardware (transformers, vllm, ray's vllm engine) or its
     requests go to a loopback URL (judged on the URL they are really sent to: `ray.http_base_url` for
-    ray's http engine), or the role says `free: true` (a self-hosted endpoint elsewhere).
+    ray's http engine). A self-hosted endpoint elsewhere says `price: {input: 0, output: 0}`.
     """
-    table = read_params(params_path).get("prices") or {}
-    entry = table.get(llm.model)
-    if entry is not None:
-        price = from_dict(Price, entry, f"prices.{llm.model}")
-        if llm.batch is not None:  # `prices` lists online rates; the Batch API bills a fraction of them
-            return Price(
-                input=price.input * llm.batch.price_factor, output=price.output * llm.batch.price_factor
-            )
-        return price
+    if llm.price is not None:
+        if llm.batch is not None:  # `price` lists online rates; the Batch API bills a fraction of them
+            factor = llm.batch.price_factor
+            return Price(input=llm.price.input * factor, output=llm.price.output * factor)
+        return llm.price
     url = request_url(llm)
-    if url is None or llm.free or is_local_url(url):
+    if url is None or is_local_url(url):
         return Price(input=0.0, output=0.0)
+    entry = f"llms.{llm.name}" if llm.name else f"{role}'s llms entry"
     raise ConfigError(
-        f"{role}: model {llm.model!r} has no entry in prices, so its spending could not be capped; add "
-        f"`prices: {{{llm.model}: {{input: <USD per 1M tokens>, output: <USD per 1M tokens>}}}}` to params, "
-        f"or set {role}.free: true if it is a self-hosted endpoint"
+        f"{role}: model {llm.model!r} has no price, so its spending could not be capped; set "
+        f"{entry}.price: {{input: <USD per 1M tokens>, output: <USD per 1M tokens>}} "
+        "({input: 0, output: 0} for a self-hosted endpoint that costs nothing)"
     )
 
 
@@ -87,7 +84,7 @@ class StageRun:
     def client(self, role: str, llm: LLMConfig) -> LLMClient:
         """The client of one role (`judge.judge`, `respond.responders[0].llm` ...), priced and on the
         stage's shared budget. Checked before any request: a missing price fails here."""
-        client = LLMClient(llm, price=price_for(role, llm, self.params_path), budget=self.budget)
+        client = LLMClient(llm, price=price_for(role, llm), budget=self.budget)
         self.clients[role] = client
         return client
 

@@ -38,7 +38,6 @@ LLM: dict[str, Any] = {
     "prompt_format": "chat",
     "terms": "apache-2.0",
     "api_key_env": "OPENAI_API_KEY",
-    "free": False,
     "batch_size": 8,
     "max_concurrency": 8,
     "timeout_s": 120.0,

@@ -14,15 +14,57 @@ import yaml
 from helpers import llm_config, sampling
 
 from commands.params import SECTIONS, TOP_LEVEL, validate
-from jalign.config import ConfigError, as_dict, from_dict, load_section, param, read_params
+from jalign.config import ConfigError, as_dict, from_dict, from_value, load_section, param, read_params
 from jalign.llm import LLMConfig, Sampling
+from jalign.llm.types import ENGINES, EngineSettings, LLMRole
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# One `llms` entry, the transformers model of helpers.llm_config(), named "m".
+ENGINE: dict[str, Any] = {
+    "backend": "transformers",
+    "model": "test-model",
+    "prompt_format": "chat",
+    "terms": "apache-2.0",
+    "dtype": "bfloat16",
+    "device": "auto",
+    "batch_size": 8,
+}
+
+
 def llm_data(**overrides: Any) -> dict[str, Any]:
     """A complete LLM role as params.yaml writes it (lists, not tuples), with `overrides` replaced."""
-    return as_dict(llm_config()) | overrides
+    return {"llm": "m", "sampling": sampling_data()} | overrides
+
+
+def engine_data(**overrides: Any) -> dict[str, Any]:
+    return ENGINE | overrides
+
+
+# A remote entry (the OpenAI API).
+REMOTE: dict[str, Any] = {
+    "backend": "openai",
+    "model": "gpt-4o",
+    "prompt_format": "chat",
+    "terms": "openai-terms",
+    "api_key_env": "OPENAI_API_KEY",
+    "max_concurrency": 8,
+    "timeout_s": 60.0,
+    "max_retries": 3,
+    "retry_base_delay_s": 1.0,
+}
+
+
+def llms(**entries: Any) -> dict[str, Any]:
+    """params with an `llms` section: "m" (ENGINE) plus `entries`."""
+    return {"llms": {"m": ENGINE, **entries}}
+
+
+def resolved(**overrides: Any) -> LLMConfig:
+    """What llm_data() resolves to against llms(): ENGINE's fields, neutral values for the rest."""
+    neutral = {"api_key_env": "", "max_concurrency": 1, "timeout_s": 120.0, "max_retries": 0}
+    return llm_config(**(neutral | {"retry_base_delay_s": 0.0, "name": "m"} | overrides))
 
 
 def sampling_data(**overrides: Any) -> dict[str, Any]:
@@ -74,16 +116,15 @@ class Stage:
 def test_from_dict_builds_nested_frozen_dataclasses():
     data = {
         "generator": llm_data(
-            model="models/base/gemma-3-270m",
-            prompt_format="raw",
             batch_size=2,
             sampling=sampling_data(temperature=0.8, max_tokens=160, seed=1, stop=["\nタスク", "\n\n\n"]),
         ),
         "rounds": 3,
     }
-    config = from_dict(Stage, data, "self_instruct")
+    params = llms(m=ENGINE | {"model": "models/base/gemma-3-270m", "prompt_format": "raw"})
+    config = from_dict(Stage, data, "self_instruct", params)
     assert config == Stage(
-        generator=llm_config(
+        generator=resolved(
             model="models/base/gemma-3-270m",
             prompt_format="raw",
             batch_size=2,
@@ -105,20 +146,25 @@ def test_config_fields_have_no_defaults_but_none():
     data = llm_data()
     del data["sampling"]
     with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.sampling: required key is missing$"):
-        from_dict(Stage, {"generator": data}, "self_instruct")
-    with pytest.raises(ConfigError, match=r"^s\.top_p: required key is missing$"):
-        from_dict(Sampling, {k: v for k, v in sampling_data().items() if k != "top_p"}, "s")
+        from_dict(Stage, {"generator": data}, "self_instruct", llms())
+    with pytest.raises(ConfigError, match=r"^s\.seed: required key is missing$"):
+        from_dict(Sampling, {k: v for k, v in sampling_data().items() if k != "seed"}, "s")
+    # the neutral sampling values may be left out: the same Sampling as writing them
+    neutral = {"temperature": 0.0, "max_tokens": 1, "seed": 0}
+    assert from_dict(Sampling, neutral, "s") == Sampling(
+        **neutral, top_p=1.0, stop=(), repetition_penalty=1.0
+    )
     with pytest.raises(TypeError, match="param default must be None"):
         param("a help text", default=0.5)
     with pytest.raises(TypeError, match="missing"):
         Sampling()  # type: ignore[call-arg]
-    for cls in (Sampling, LLMConfig):
+    for cls in (Sampling, LLMConfig, LLMRole, *ENGINES):
         for f in dataclasses.fields(cls):
             assert f.default in (dataclasses.MISSING, None), f.name
             assert f.default_factory is dataclasses.MISSING, f.name
             assert f.metadata["help"], f.name
     # a plain dataclass's own defaults still fill what a mapping leaves out
-    assert from_dict(Stage, {"generator": llm_data()}, "s").rounds == 1
+    assert from_dict(Stage, {"generator": llm_data()}, "s", llms()).rounds == 1
     assert from_dict(Small, {"count": 1}, "small").inner == Inner("default")
 
 
@@ -160,16 +206,16 @@ def test_lists_become_tuples():
     converted = from_dict(Sampling, sampling_data(stop=["###"]), "s")
     assert converted.stop == ("###",)
     hash(converted)  # frozen and hashable all the way down: a list would make this fail
-    hash(from_dict(Stage, {"generator": llm_data(sampling=sampling_data(stop=["a", "b"]))}, "s"))
+    hash(from_dict(Stage, {"generator": llm_data(sampling=sampling_data(stop=["a", "b"]))}, "s", llms()))
 
 
 def test_none_only_for_optional():
     assert from_dict(Small, {"count": 1, "limit": None}, "small").limit is None
-    assert from_dict(LLMConfig, llm_data(base_url=None), "g").base_url is None
+    assert from_value(EngineSettings, engine_data(adapter=None), "g").adapter is None
     with pytest.raises(ConfigError, match=r"^g\.model: expected str, got None"):
-        from_dict(LLMConfig, llm_data(model=None), "g")
-    with pytest.raises(ConfigError, match=r"^g\.sampling\.top_p: expected a number, got None"):
-        from_dict(LLMConfig, llm_data(sampling=sampling_data(top_p=None)), "g")
+        from_value(EngineSettings, engine_data(model=None), "g")
+    with pytest.raises(ConfigError, match=r"^s\.generator\.sampling\.top_p: expected a number, got None"):
+        from_dict(Stage, {"generator": llm_data(sampling=sampling_data(top_p=None))}, "s", llms())
     with pytest.raises(ConfigError, match=r"^u\.value: null is not allowed here$"):
         from_dict(Either, {"value": None}, "u")
     with pytest.raises(ConfigError, match=r"^small\.label: expected str, got None"):
@@ -196,7 +242,7 @@ def test_as_dict_round_trip():
 def test_unknown_nested_key_names_the_full_dotted_key():
     data = {"generator": llm_data(sampling=sampling_data(temprature=0.5))}
     with pytest.raises(ConfigError) as info:
-        from_dict(Stage, data, "self_instruct")
+        from_dict(Stage, data, "self_instruct", llms())
     message = str(info.value)
     assert message.startswith("self_instruct.generator.sampling.temprature: unknown key")
     assert "temperature" in message  # the allowed keys are listed
@@ -206,7 +252,7 @@ def test_unknown_top_level_key():
     with pytest.raises(
         ConfigError, match=r"^self_instruct\.roundz: unknown key \(allowed: generator, rounds\)"
     ):
-        from_dict(Stage, {"generator": llm_data(), "roundz": 2}, "self_instruct")
+        from_dict(Stage, {"generator": llm_data(), "roundz": 2}, "self_instruct", llms())
 
 
 def test_unknown_keys_of_mixed_types_are_still_a_config_error():
@@ -245,11 +291,11 @@ def test_wrong_types_name_the_key(data, key, expected):
 
 def test_llm_config_wrong_types_name_the_key():
     with pytest.raises(ConfigError, match=r"^evolve\.generator\.batch_size: expected an integer, got '8'"):
-        from_dict(Stage, {"generator": llm_data(batch_size="8")}, "evolve")
+        from_dict(Stage, {"generator": llm_data(batch_size="8")}, "evolve", llms())
     with pytest.raises(ConfigError, match=r"^g\.sampling\.max_tokens: expected an integer, got True"):
-        from_dict(LLMConfig, llm_data(sampling=sampling_data(max_tokens=True)), "g")
+        from_dict(LLMRole, llm_data(sampling=sampling_data(max_tokens=True)), "g")
     with pytest.raises(ConfigError, match=r"^g\.model: expected str, got 1"):
-        from_dict(LLMConfig, llm_data(model=1), "g")
+        from_value(EngineSettings, engine_data(model=1), "g")
 
 
 def test_literal_values_are_checked():
@@ -257,12 +303,14 @@ def test_literal_values_are_checked():
     with pytest.raises(ConfigError) as info:
         from_dict(Small, {"count": 1, "mode": "medium"}, "small")
     assert str(info.value) == "small.mode: 'medium' is not one of 'fast', 'slow'"
-    with pytest.raises(
-        ConfigError, match=r"^g\.backend: 'vllm-server' is not one of 'transformers', 'openai'"
-    ):
-        from_dict(LLMConfig, llm_data(backend="vllm-server"), "g")
+    with pytest.raises(ConfigError) as info:
+        from_value(EngineSettings, engine_data(backend="vllm-server"), "g")
+    assert (
+        str(info.value)
+        == "g.backend: 'vllm-server' is not one of: transformers, vllm, openai, openai_batch, ray"
+    )
     with pytest.raises(ConfigError, match=r"^g\.dtype: 'bf16' is not one of"):
-        from_dict(LLMConfig, llm_data(dtype="bf16"), "g")
+        from_value(EngineSettings, engine_data(dtype="bf16"), "g")
 
 
 @pytest.mark.parametrize(
@@ -282,7 +330,7 @@ def test_literal_values_are_checked():
 def test_ranges_and_non_finite_numbers_name_the_key(sampling_field, value, expected):
     data = {"generator": llm_data(sampling=sampling_data(**{sampling_field: value}))}
     with pytest.raises(ConfigError) as info:
-        from_dict(Stage, data, "evolve")
+        from_dict(Stage, data, "evolve", llms())
     assert str(info.value) == f"evolve.generator.sampling.{sampling_field}: {expected}"
 
 
@@ -304,22 +352,24 @@ def test_post_init_errors_surface_as_config_error_naming_the_section():
     with pytest.raises(ConfigError, match=r"^small: count must be >= 0, got -1$") as info:
         from_dict(Small, {"count": -1}, "small")
     assert isinstance(info.value.__cause__, ValueError)
+    openai = {**REMOTE, "api_key_env": "sk-abc"}
     with pytest.raises(ConfigError, match=r"^g: api_key_env names an environment variable"):
-        from_dict(LLMConfig, llm_data(model="gpt-4o", backend="openai", api_key_env="sk-abc"), "g")
-    with pytest.raises(ConfigError, match=r"^g: adapter: the openai backend cannot load adapters"):
-        from_dict(LLMConfig, llm_data(backend="openai", adapter="models/dpo/adapter"), "g")
-    with pytest.raises(ConfigError, match=r"^g: vllm: backend vllm needs its engine settings"):
-        from_dict(LLMConfig, llm_data(backend="vllm"), "g")
+        from_value(EngineSettings, openai, "g")
 
 
 def test_missing_required_key():
     with pytest.raises(ConfigError, match=r"^small\.count: required key is missing$"):
         from_dict(Small, {"label": "x"}, "small")
     with pytest.raises(ConfigError, match=r"^self_instruct\.generator: required key is missing$"):
-        from_dict(Stage, {"rounds": 2}, "self_instruct")
-    with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.model: required key is missing$"):
+        from_dict(Stage, {"rounds": 2}, "self_instruct", llms())
+    with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.llm: required key is missing$"):
+        from_dict(Stage, {"generator": {"sampling": sampling_data()}}, "self_instruct", llms())
+    with pytest.raises(ConfigError, match=r"^llms\.m\.model: required key is missing$"):
         from_dict(
-            Stage, {"generator": {k: v for k, v in llm_data().items() if k != "model"}}, "self_instruct"
+            Stage,
+            {"generator": llm_data()},
+            "s",
+            {"llms": {"m": {k: v for k, v in ENGINE.items() if k != "model"}}},
         )
 
 
@@ -344,13 +394,13 @@ def test_load_section_reads_yaml(tmp_path):
     path = write(
         tmp_path,
         "small:\n  count: 2\n  tags: [a, b]\n  inner: {name: n}\n"
-        + yaml.safe_dump({"outer": {"stage": {"generator": generator}}}, allow_unicode=True),
+        + yaml.safe_dump({**llms(), "outer": {"stage": {"generator": generator}}}, allow_unicode=True),
     )
     assert load_section(Small, "small", path) == Small(count=2, tags=("a", "b"), inner=Inner("n"))
     nested = load_section(Stage, "outer.stage", path)
     assert nested.generator.sampling.seed == 9
-    assert nested.generator == llm_config(sampling=sampling(seed=9))
-    typo = {"outer": {"stage": {"generator": generator | {"modle": "m"}}}}
+    assert nested.generator == resolved(sampling=sampling(seed=9))  # resolved against the file's llms
+    typo = {**llms(), "outer": {"stage": {"generator": generator | {"modle": "m"}}}}
     with pytest.raises(ConfigError, match=r"^outer\.stage\.generator\.modle: unknown key"):
         load_section(Stage, "outer.stage", write(tmp_path, yaml.safe_dump(typo)))
 
@@ -420,7 +470,7 @@ def section_entries(params: dict[str, Any], name: str) -> list[tuple[str, Any]]:
 
 def test_repo_params_yaml_is_valid_as_a_whole():
     params = read_params(PARAMS)
-    validate(params)  # every section of SECTIONS and every prices entry; no unknown section
+    validate(params)  # every section of SECTIONS and every llms entry; no unknown section
     assert set(params) == TOP_LEVEL  # every section of params.yaml has a schema, and no schema lacks one
 
 
@@ -431,32 +481,35 @@ def test_repo_params_yaml_loads_for_every_section(name):
     entries = section_entries(params, name)
     assert entries
     for key, raw in entries:
-        config = from_dict(cls, raw, key)
+        config = from_dict(cls, raw, key, params)
         assert isinstance(config, cls)
-        assert_written_values_arrive(raw, as_dict(config), key)
+        assert_written_values_arrive(raw, as_dict(config), key, params)
     if "." not in name:  # the stages read it with load_section
-        assert load_section(cls, name, PARAMS) == from_dict(cls, params[name], name)
+        assert load_section(cls, name, PARAMS) == from_dict(cls, params[name], name, params)
 
 
-def test_repo_prices_load():
-    from jalign.llm.types import Price
-
-    prices = read_params(PARAMS)["prices"]
-    assert prices
-    for model, raw in prices.items():
-        price = from_dict(Price, raw, f"prices.{model}")
-        assert (price.input, price.output) == (raw["input"], raw["output"])
+def test_repo_llms_load():
+    params = read_params(PARAMS)
+    assert {"gemma-raw", "gemma-chat", "gpt-4o-mini"} <= set(params["llms"])
+    for name, raw in params["llms"].items():
+        assert_written_values_arrive(raw, as_dict(from_value(EngineSettings, raw, f"llms.{name}")), name)
 
 
-def assert_written_values_arrive(raw, resolved, key: str) -> None:
-    """Every value written in params.yaml reaches the config unchanged (tuples compare as lists)."""
+def assert_written_values_arrive(raw, resolved, key: str, params: dict[str, Any] | None = None) -> None:
+    """Every value written in params.yaml reaches the config unchanged (tuples compare as lists); a
+    role's values and its `llms` entry's both reach its resolved LLMConfig."""
+    if isinstance(raw, dict) and isinstance(raw.get("llm"), str) and params is not None:
+        assert resolved["name"] == raw["llm"], key
+        engine = params["llms"][raw["llm"]]
+        knobs = {k: v for k, v in raw.items() if k != "llm" and (k == "sampling" or k in engine)}
+        raw = {**engine, **knobs}
     if isinstance(raw, dict):
         for sub, value in raw.items():
-            assert_written_values_arrive(value, resolved[sub], f"{key}.{sub}")
+            assert_written_values_arrive(value, resolved[sub], f"{key}.{sub}", params)
     elif isinstance(raw, list) and any(isinstance(v, dict) for v in raw):
         assert len(resolved) == len(raw), key
         for i, value in enumerate(raw):
-            assert_written_values_arrive(value, resolved[i], f"{key}[{i}]")
+            assert_written_values_arrive(value, resolved[i], f"{key}[{i}]", params)
     else:
         assert resolved == raw, key
 
@@ -505,9 +558,9 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
             id="inf-in-a-list-entry",
         ),
         pytest.param(
-            "prices.gpt-4o.output",
+            "llms.gpt-4o-mini.price.output",
             math.nan,
-            "prices.gpt-4o.output: nan is not a finite number",
+            "llms.gpt-4o-mini.price.output: nan is not a finite number",
             id="nan-price",
         ),
         pytest.param(
@@ -523,12 +576,33 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
             id="range-end",
         ),
         pytest.param(
-            "prices.gpt-4o-mini.input",
+            "llms.gpt-4o-mini.price.input",
             -0.15,
-            "prices.gpt-4o-mini.input: -0.15 is out of range (allowed: >= 0)",
+            "llms.gpt-4o-mini.price.input: -0.15 is out of range (allowed: >= 0)",
             id="negative-price",
         ),
-        pytest.param("evolve.judge.model", None, "evolve.judge.model: expected str, got None", id="null-str"),
+        pytest.param(
+            "llms.gemma-raw.model", None, "llms.gemma-raw.model: expected str, got None", id="null-str"
+        ),
+        pytest.param(
+            "evaluate.judge.llm",
+            "gpt-4o",
+            "evaluate.judge.llm: 'gpt-4o' is not defined in llms (defined: gemma-chat, gemma-dpo, gemma-raw, "
+            "gpt-4o-mini)",
+            id="undefined-llm",
+        ),
+        pytest.param(
+            "llms.gemma-raw.vllm",
+            {},
+            "llms.gemma-raw.vllm: unknown key for backend 'transformers' (allowed: adapter, backend,",
+            id="field-of-another-backend",
+        ),
+        pytest.param(
+            "llms.gpt-4o-mini.backend",
+            "azure",
+            "llms.gpt-4o-mini.backend: 'azure' is not one of: transformers, vllm, openai, openai_batch, ray",
+            id="unknown-backend",
+        ),
         pytest.param("dpo.beta", None, "dpo.beta: expected a number, got None", id="null-number"),
         pytest.param(
             "curate.tagger.sampling",

@@ -17,9 +17,9 @@ from jalign.stage import FailureRateExceeded
 KEY_ENV = "JALIGN_TEST_STAGE_KEY"
 
 
-def params(tmp_path, prices: dict | None = None):
+def params(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"prices": prices} if prices is not None else {}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({}), encoding="utf-8")
     return path
 
 
@@ -42,29 +42,26 @@ def test_is_local_url(url, local):
 
 
 def test_a_remote_model_without_a_price_is_refused_before_any_request(tmp_path):
-    remote = llm_config(model="gpt-4o", backend="openai", base_url="http://gpu-box:8000/v1")
+    remote = llm_config(model="gpt-4o", backend="openai", base_url="http://gpu-box:8000/v1", name="gpt")
     with pytest.raises(ConfigError) as info:
-        price_for("judge.judge", remote, params(tmp_path))
+        price_for("judge.judge", remote)
     message = str(info.value)
-    assert message.startswith("judge.judge: model 'gpt-4o' has no entry in prices")
-    assert "judge.judge.free: true" in message
+    assert message.startswith("judge.judge: model 'gpt-4o' has no price")
+    assert "set llms.gpt.price: {input: " in message and "{input: 0, output: 0} for a self-hosted" in message
     # on the OpenAI API itself too
-    with pytest.raises(ConfigError, match="no entry in prices"):
-        price_for("r", llm_config(model="gpt-4o", backend="openai"), params(tmp_path))
+    with pytest.raises(ConfigError, match="has no price"):
+        price_for("r", llm_config(model="gpt-4o", backend="openai"))
 
 
-def test_prices_local_hardware_and_free_endpoints(tmp_path):
-    path = params(tmp_path, {"gpt-4o": {"input": 2.5, "output": 10}})
-    priced = llm_config(model="gpt-4o", backend="openai")
-    assert price_for("r", priced, path) == Price(input=2.5, output=10.0)
-    assert price_for("r", llm_config(backend="transformers"), path) == Price(input=0.0, output=0.0)
+def test_prices_local_hardware_and_free_endpoints():
+    priced = llm_config(model="gpt-4o", backend="openai", price=Price(input=2.5, output=10.0))
+    assert price_for("r", priced) == Price(input=2.5, output=10.0)
+    assert price_for("r", llm_config(backend="transformers")) == Price(input=0.0, output=0.0)
     loopback = llm_config(model="served", backend="openai", base_url="http://127.0.0.1:8000/v1")
-    assert price_for("r", loopback, path) == Price(input=0.0, output=0.0)
-    own = llm_config(model="served", backend="openai", base_url="http://gpu-box:8000/v1", free=True)
-    assert price_for("r", own, path) == Price(input=0.0, output=0.0)
-    bad = params(tmp_path, {"gpt-4o": {"input": -1, "output": 10}})
-    with pytest.raises(ConfigError, match=r"^prices\.gpt-4o\.input: -1\.0 is out of range"):
-        price_for("r", priced, bad)
+    assert price_for("r", loopback) == Price(input=0.0, output=0.0)
+    zero = Price(input=0.0, output=0.0)  # a self-hosted endpoint elsewhere says so with a zero price
+    own = llm_config(model="served", backend="openai", base_url="http://gpu-box:8000/v1", price=zero)
+    assert price_for("r", own) == zero
 
 
 def test_stage_run_shares_one_budget_cleans_stale_temps_and_reports_usage(tmp_path, monkeypatch):
@@ -72,15 +69,12 @@ def test_stage_run_shares_one_budget_cleans_stale_temps_and_reports_usage(tmp_pa
     out = tmp_path / "out.jsonl"
     stale = tmp_path / ".out.jsonl.a1b2c3.tmp"
     stale.write_text("half a file")
-    path = params(
-        tmp_path, {"gen": {"input": 1000.0, "output": 1000.0}, "judge": {"input": 1000, "output": 0}}
-    )
     with fake_openai.FakeOpenAIServer() as server:
-        run = StageRun("demo", {"k": 1}, path, outputs=(out,), budget_usd=0.05)
+        run = StageRun("demo", {"k": 1}, params(tmp_path), outputs=(out,), budget_usd=0.05)
         assert not stale.exists()
         common = {"backend": "openai", "base_url": server.url, "api_key_env": KEY_ENV}
-        gen = run.client("demo.generator", llm_config(model="gen", **common))
-        judge = run.client("demo.judge", llm_config(model="judge", **common))
+        gen = run.client("demo.generator", llm_config(model="gen", price=Price(1000.0, 1000.0), **common))
+        judge = run.client("demo.judge", llm_config(model="judge", price=Price(1000.0, 0.0), **common))
         assert gen.budget is judge.budget is run.budget
         ask = [Request(({"role": "user", "content": "abc"},), sampling(max_tokens=4))]
         gen.generate(ask)  # reserves (3 + 16) * 0.001 + 4 * 0.001 = 0.023; spends 4 + 2 tokens: 0.006
@@ -125,7 +119,7 @@ def test_stage_run_refuses_an_unpriced_role_before_any_request(tmp_path):
         remote = llm_config(
             model="unpriced", backend="openai", base_url=server.url.replace("127.0.0.1", "gpu-box")
         )
-        with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no entry in prices"):
+        with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no price"):
             run.client("demo.judge", remote)
         assert server.count == 0 and run.clients == {}
 
@@ -142,15 +136,15 @@ def test_the_price_guard_judges_the_url_ray_http_really_sends_to(tmp_path):
     http_base_url must not make an unpriced model free (it ran uncapped at $0)."""
     run = StageRun("demo", {}, params(tmp_path), budget_usd=0.01)
     sneaky = ray_http("http://127.0.0.1:8000/v1", "http://gpu-box:8000/v1")
-    with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no entry in prices"):
+    with pytest.raises(ConfigError, match=r"^demo\.judge: model 'unpriced' has no price"):
         run.client("demo.judge", sneaky)
-    with pytest.raises(ConfigError, match="no entry in prices"):  # nothing set: the OpenAI API
-        price_for("r", ray_http(None, None), params(tmp_path))
+    with pytest.raises(ConfigError, match="has no price"):  # nothing set: the OpenAI API
+        price_for("r", ray_http(None, None))
     # the other way round the requests stay on this machine: free
     loopback = ray_http("http://gpu-box:8000/v1", "http://127.0.0.1:8000/v1")
-    assert price_for("r", loopback, params(tmp_path)) == Price(input=0.0, output=0.0)
-    assert price_for("r", ray_http("http://localhost:8000/v1", None), params(tmp_path)) == Price(0.0, 0.0)
+    assert price_for("r", loopback) == Price(input=0.0, output=0.0)
+    assert price_for("r", ray_http("http://localhost:8000/v1", None)) == Price(0.0, 0.0)
     # ray's vllm engine runs on the job's own GPUs, like backend: vllm; base_url plays no part
     engines = RaySettings(engine="vllm", concurrency=1, batch_size=4, engine_kwargs={})
     on_cluster = llm_config(model="org/model", backend="ray", base_url="http://gpu-box:8000/v1", ray=engines)
-    assert price_for("r", on_cluster, params(tmp_path)) == Price(input=0.0, output=0.0)
+    assert price_for("r", on_cluster) == Price(input=0.0, output=0.0)

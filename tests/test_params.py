@@ -52,11 +52,11 @@ def test_presets_switch_what_they_say():
         karasu["dpo"]["gradient_accumulation_steps"] == 4
         and karasu["dpo"]["per_device_train_batch_size"] == 4
     )
-    assert karasu["judge"]["judge"]["model"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
-    assert karasu["translate"]["translator"]["backend"] == "vllm"
-    assert [r["llm"]["model"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
+    assert karasu["judge"]["judge"]["llm"] == "gpt-4o-mini" and karasu["judge"]["method"] == "text"
+    assert karasu["llms"][karasu["translate"]["translator"]["llm"]]["backend"] == "vllm"
+    assert [r["llm"]["llm"] for r in karasu["respond"]["responders"]][1] == "gpt-4o-mini"
     atheus = compose(REPO, "atheus")
-    assert atheus["self_instruct"]["generator"]["model"] == (
+    assert atheus["llms"][atheus["self_instruct"]["generator"]["llm"]]["model"] == (
         "mistralai/Mistral-Small-24B-Instruct-2501@9527884be6e5616bdd54de542f9ae13384489724"
     )
     assert atheus["evaluate"]["sets"][0]["format"] == "elyza"
@@ -269,9 +269,9 @@ def test_check_names_every_key_that_differs_from_the_preset_with_both_values(wor
     assert code == 0, lines
     assert lines == [
         "params.yaml: valid; 3 keys differ from `jalign params use cpu`:",
-        'evaluate.candidates[0].system: params.yaml "丁寧に答えてください。", preset cpu ""',
         "decide.tie_margin: params.yaml 0.05, preset cpu 0.02",
         "dpo.beta: params.yaml 0.3, preset cpu 0.1",
+        'evaluate.candidates[0].system: params.yaml "丁寧に答えてください。", preset cpu ""',
     ], lines  # in params.yaml's order
     code, strict = run_cli("params", "check", "--strict")
     assert code == 1 and strict[:-1] == lines

@@ -116,47 +116,52 @@ GROUP_ROLES = (
 )
 
 
-def fake_llm(model: str = "fake-model", **overrides) -> dict:
-    """A complete role on the local OpenAI-compatible server (a loopback base_url needs no price)."""
+def fake_llm(model: str = "fake-model") -> dict:
+    """An `llms` entry on the local OpenAI-compatible server (a loopback base_url needs no price)."""
     return {
-        "model": model, "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
-        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "seed": 0, "stop": [],
-                     "repetition_penalty": 1.0},
-        "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY", "free": False, "batch_size": 8,
-        "max_concurrency": 4, "timeout_s": 10.0, "max_retries": 2, "retry_base_delay_s": 0.01, "dtype": "auto",
-        "device": "cpu", **overrides,
+        "backend": "openai", "model": model, "prompt_format": "chat", "terms": "apache-2.0",
+        "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY", "max_concurrency": 4,
+        "timeout_s": 10.0, "max_retries": 2, "retry_base_delay_s": 0.01,
     }  # fmt: skip
+
+
+def role(llm: str = "fake", **sampling) -> dict:
+    """A role naming the `llms` entry `llm`, greedy unless `sampling` says otherwise."""
+    return {"llm": llm, "sampling": {"temperature": 0.0, "max_tokens": 64, "seed": 0, **sampling}}
 
 
 def write_preset(project: Path, **sections) -> None:
     """The test's own preset (conf/preset/e2e.yaml), made the config's default and written to params.yaml
     (`jalign params compose`, i.e. `jalign params use e2e`), as in a user's repo."""
     preset = {
-        "defaults": [{f"override /llm@{role}": "fake"} for role in GROUP_ROLES],
+        "llms": {"fake": fake_llm(), "fake-base": fake_llm("fake-base"), "fake-dpo": fake_llm("fake-dpo")},
         "models": {"packaged": []},
         "self_instruct": {"rounds": 2, "prompts_per_round": 4},
         "translate": {"sources": [{"name": "jalign-en", "license": "cc0-1.0", "path": "data/sources/en_prompts.jsonl",
                                    "prompt_field": "prompt", "id_field": "id", "limit": 10}]},
         "respond": {"responders": [
             {"name": "careful", "system": "あなたは正確さを最も大切にする日本語のアシスタントです。", "template": "respond",
-             "llm": fake_llm()},
+             "llm": role()},
             {"name": "lively", "system": "あなたは親しみやすい日本語のアシスタントです。", "template": "respond",
-             "llm": fake_llm()},
+             "llm": role()},
         ]},
         "judge": {"canary_pairs": 2},
-        "verify": {"policy": {"sampling": {"temperature": 0.7, "top_p": 1.0, "max_tokens": 32, "seed": 500,
-                                           "stop": [], "repetition_penalty": 1.0}}, "max_prompts": 12},
+        "verify": {"policy": {"llm": "fake", "sampling": {"temperature": 0.7, "top_p": 1.0, "max_tokens": 32,
+                                                          "seed": 500, "stop": [], "repetition_penalty": 1.0}},
+                   "max_prompts": 12},
         "preferences": {"eval_size": 2},
         "sft": {"enabled": False},
         "evaluate": {
-            "baseline": {"name": "base", "llm": fake_llm("fake-base")},
-            "candidates": [{"name": "dpo", "system": "", "llm": fake_llm("fake-dpo")}],
+            "baseline": {"name": "base", "llm": role("fake-base")},
+            "candidates": [{"name": "dpo", "system": "", "llm": role("fake-dpo")}],
         },
         "score": {"bootstrap": 200},
     }  # fmt: skip
+    for dotted in GROUP_ROLES:  # every other role on the fake server, with the config's own sampling
+        section, name = dotted.split(".")
+        preset.setdefault(section, {}).setdefault(name, {})["llm"] = "fake"
     for name, values in sections.items():
         preset[name] = {**preset.get(name, {}), **values} if isinstance(values, dict) else values
-    (project / "conf/llm/fake.yaml").write_text(yaml.safe_dump(fake_llm(), allow_unicode=True))
     text = "# @package _global_\n" + yaml.safe_dump(preset, allow_unicode=True, sort_keys=False)
     (project / "conf/preset/e2e.yaml").write_text(text, encoding="utf-8")
     config = (project / "conf/config.yaml").read_text(encoding="utf-8")
@@ -205,9 +210,9 @@ def commit(project: Path, message: str) -> None:
 
 
 def point_at(project: Path, url: str) -> None:
-    for path in (project / "conf/llm/fake.yaml", project / "conf/preset/e2e.yaml"):
-        text = path.read_text(encoding="utf-8")
-        path.write_text(re.sub(r"http://127\.0\.0\.1:\d+/v1", url, text), encoding="utf-8")
+    path = project / "conf/preset/e2e.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"http://127\.0\.0\.1:\d+/v1", url, text), encoding="utf-8")
     compose(project)
 
 
@@ -375,18 +380,16 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
     content) and `dvc metrics diff` shows the evaluation; `-S dpo.loss=...`; the article-001 sweep
     through the queue, whose temporary workspaces use the repository's LLM cache (nothing paid twice)."""
     tiny = {"model": str(tiny_lm64_dir), "backend": "transformers", "dtype": "float32", "device": "cpu",
-            "prompt_format": "chat", "terms": "apache-2.0",
-            "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 12, "seed": 0, "stop": [],
-                         "repetition_penalty": 1.0}}  # fmt: skip
+            "prompt_format": "chat", "terms": "apache-2.0", "batch_size": 8}  # fmt: skip
+    tiny_dpo = tiny | {"adapter": "models/dpo/adapter"}
     write_preset(
         project,
         # a large step, so that one beta or the other gives a visibly different adapter
         dpo=tiny_train(tiny_lm64_dir) | {"learning_rate": 0.01, "max_steps": 3},
+        llms={"tiny": tiny, "tiny-dpo": tiny_dpo},
         evaluate={
-            "baseline": {"name": "base", "llm": fake_llm(**tiny)},
-            "candidates": [
-                {"name": "dpo", "system": "", "llm": fake_llm(adapter="models/dpo/adapter", **tiny)}
-            ],
+            "baseline": {"name": "base", "llm": role("tiny", max_tokens=12)},
+            "candidates": [{"name": "dpo", "system": "", "llm": role("tiny-dpo", max_tokens=12)}],
             # the jalign set alone: the random tiny model answers the 72 ifeval-ja prompts mostly empty
             "sets": [
                 {"name": "jalign-ja-eval", "format": "jalign", "path": "data/eval/ja_eval.jsonl", "limit": 12}

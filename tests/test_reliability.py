@@ -33,24 +33,27 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def fake_role(url: str, **overrides) -> dict:
+def fake_engine(url: str) -> dict:
+    """An `llms` entry on the local server (a loopback base_url needs no price)."""
     return {
-        "model": "fake-model", "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
-        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0, "stop": [],
-                     "repetition_penalty": 1.0},
-        "base_url": url, "api_key_env": "OPENAI_API_KEY", "free": False, "batch_size": 8, "max_concurrency": 4,
-        "timeout_s": 5.0, "max_retries": 2, "retry_base_delay_s": 0.001, "dtype": "auto", "device": "cpu",
-        **overrides,
+        "backend": "openai", "model": "fake-model", "prompt_format": "chat", "terms": "apache-2.0",
+        "base_url": url, "api_key_env": "OPENAI_API_KEY", "max_concurrency": 4, "timeout_s": 5.0,
+        "max_retries": 2, "retry_base_delay_s": 0.001,
     }  # fmt: skip
+
+
+def fake_role() -> dict:
+    return {"llm": "fake", "sampling": {"temperature": 0.0, "max_tokens": 32, "seed": 0}}
 
 
 def write_params(tmp_path: Path, url: str, edit=None) -> Path:
     """The repo's params with the LLM roles this file exercises pointed at the local server."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["llms"]["fake"] = fake_engine(url)
     for section, role in (("translate", "translator"), ("translate", "reviewer"), ("judge", "judge")):
-        params[section][role] = fake_role(url)
+        params[section][role] = fake_role()
     for responder in params["respond"]["responders"]:
-        responder.update(template=None, llm=fake_role(url))
+        responder.update(template=None, llm=fake_role())
     params["judge"].update(method="text", canary_pairs=0)
     params["translate"]["sources"][0].update(path=str(REPO / "data/sources/en_prompts.jsonl"), limit=10)
     if edit:
@@ -375,7 +378,10 @@ def test_stale_temp_files_of_a_stages_outputs_are_removed_at_its_start(tmp_path)
 @pytest.mark.parametrize(
     ("role", "message"),
     [
-        ({"model": "gpt-4o-mini", "base_url": None}, "environment variable OPENAI_API_KEY is not set"),
+        (
+            {"model": "gpt-4o-mini", "base_url": None, "price": {"input": 0.15, "output": 0.6}},
+            "environment variable OPENAI_API_KEY is not set",
+        ),
         (
             {"base_url": None, "base_url_env": "JALIGN_TEST_UNSET_ENDPOINT"},
             "environment variable JALIGN_TEST_UNSET_ENDPOINT (base_url_env) is not set",
@@ -387,8 +393,7 @@ def test_an_unset_key_or_endpoint_variable_is_one_line_not_a_traceback(tmp_path,
     monkeypatch.delenv("JALIGN_TEST_UNSET_ENDPOINT", raising=False)
 
     def remote(p: dict) -> None:
-        for name in ("translator", "reviewer"):
-            p["translate"][name].update(role)
+        p["llms"]["fake"].update(role)
 
     code, out = translate(tmp_path, write_params(tmp_path, "http://127.0.0.1:9/v1", remote))
     assert code == 1 and message in out, out
@@ -425,9 +430,7 @@ def test_stale_temp_files_of_the_decide_stages_outputs_are_removed_at_its_start(
 def test_credentials_in_a_params_url_are_refused_naming_the_key(tmp_path):
     params = write_params(tmp_path, "http://alice:s3cr3t-pa55w0rd@127.0.0.1:9/v1")
     code, out = translate(tmp_path, params)
-    assert (
-        code == 1 and "translate.translator: base_url: credentials in a URL" in out and "base_url_env" in out
-    )
+    assert code == 1 and "llms.fake: base_url: credentials in a URL" in out and "base_url_env" in out
 
 
 def test_an_echoed_key_and_url_credentials_are_never_written(tmp_path, caplog, monkeypatch):
@@ -442,8 +445,7 @@ def test_an_echoed_key_and_url_credentials_are_never_written(tmp_path, caplog, m
 
         def from_env(p: dict) -> None:
             p["translate"].update(max_failure_rate=1.0)
-            for role in ("translator", "reviewer"):
-                p["translate"][role].update(base_url=None, base_url_env="JALIGN_TEST_ENDPOINT")
+            p["llms"]["fake"].update(base_url=None, base_url_env="JALIGN_TEST_ENDPOINT")
 
         with caplog.at_level(logging.DEBUG):
             code, out = translate(tmp_path, write_params(tmp_path, server.url, from_env))

@@ -358,13 +358,12 @@ def test_decide_accepts_matching_judgments(tmp_path):
 def stage_params(tmp_path: Path, url: str, edit=None) -> Path:
     """The repo's params with translate's roles on an OpenAI-compatible URL, ten local source rows."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    role = {
-        "model": "fake-model", "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
-        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0, "stop": [],
-                     "repetition_penalty": 1.0},
-        "base_url": url, "api_key_env": "OPENAI_API_KEY", "free": True, "batch_size": 8, "max_concurrency": 4,
-        "timeout_s": 5.0, "max_retries": 0, "retry_base_delay_s": 0.001, "dtype": "auto", "device": "cpu",
+    params["llms"]["fake"] = {
+        "backend": "openai", "model": "fake-model", "prompt_format": "chat", "terms": "apache-2.0",
+        "base_url": url, "api_key_env": "OPENAI_API_KEY", "price": {"input": 0, "output": 0},
+        "max_concurrency": 4, "timeout_s": 5.0, "max_retries": 0, "retry_base_delay_s": 0.001,
     }  # fmt: skip
+    role = {"llm": "fake", "sampling": {"temperature": 0.0, "max_tokens": 32, "seed": 0}}
     params["translate"].update(translator=role, reviewer=role)
     params["translate"]["sources"][0].update(path=str(REPO / "data/sources/en_prompts.jsonl"), limit=3)
     if edit:
@@ -391,9 +390,8 @@ def test_backend_vllm_without_vllm_installed(tmp_path, monkeypatch, tiny_lm_dir)
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError, as without it
 
     def on_vllm(params: dict) -> None:
-        role = {**params["translate"]["translator"], "backend": "vllm", "model": str(tiny_lm_dir),
-                "base_url": None, "vllm": vllm_settings().__dict__}  # fmt: skip
-        params["translate"].update(translator=role, reviewer=role)
+        params["llms"]["fake"] = {"backend": "vllm", "model": str(tiny_lm_dir), "prompt_format": "chat",
+                                  "terms": "apache-2.0", "dtype": "auto", "vllm": vllm_settings().__dict__}  # fmt: skip
 
     line = one_line_error(translate(tmp_path, stage_params(tmp_path, "http://127.0.0.1:9/v1", on_vllm)))
     assert "backend: vllm needs vLLM" in line

@@ -11,18 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from commands import main
-from jalign.config import from_dict
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache
+from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
 
 KEY = "sk-test-cache-share-0123456789"
 
 
 def role(url: str) -> LLMConfig:
-    return from_dict(LLMConfig, {
-        "model": "fake", "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
-        "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16, "seed": 0, "stop": [], "repetition_penalty": 1.0},
-        "base_url": url, "api_key_env": "JALIGN_TEST_KEY", "free": False, "batch_size": 1, "max_concurrency": 2,
-        "timeout_s": 5.0, "max_retries": 0, "retry_base_delay_s": 0.0, "dtype": "auto", "device": "cpu"}, "t")  # fmt: skip
+    return LLMConfig(
+        model="fake", backend="openai", prompt_format="chat", terms="apache-2.0",
+        sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=0, stop=(), repetition_penalty=1.0),
+        base_url=url, api_key_env="JALIGN_TEST_KEY", batch_size=1, max_concurrency=2,
+        timeout_s=5.0, max_retries=0, retry_base_delay_s=0.0, dtype="auto", device="cpu")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["answers.jsonl", "answers.jsonl.gz"])

@@ -553,14 +553,14 @@ def test_missing_api_key_without_base_url_names_the_variable(monkeypatch):
         )
 
 
-def test_batch_price_factor_halves_the_listed_price(tmp_path):
+def test_batch_price_factor_halves_the_listed_price():
+    from jalign.llm.types import Price
     from jalign.llm_stage import price_for
 
-    params = tmp_path / "params.yaml"
-    params.write_text("prices:\n  gpt-x: {input: 0.2, output: 0.8}\n")
+    listed = Price(input=0.2, output=0.8)
     batch = price_for(
-        "r", llm_config(model="gpt-x", backend="openai_batch", batch=BatchSettings(**BATCH)), params
+        "r", llm_config(model="gpt-x", backend="openai_batch", batch=BatchSettings(**BATCH), price=listed)
     )
-    online = price_for("r", llm_config(model="gpt-x", backend="openai"), params)
+    online = price_for("r", llm_config(model="gpt-x", backend="openai", price=listed))
     assert (online.input, online.output) == (0.2, 0.8)
     assert (batch.input, batch.output) == pytest.approx((0.1, 0.4))

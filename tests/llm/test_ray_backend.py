@@ -20,12 +20,12 @@ pytest.importorskip("ray.data.llm")
 from helpers import llm_config  # noqa: E402
 from helpers import sampling as make_sampling  # noqa: E402
 
-from jalign.config import ConfigError, from_dict  # noqa: E402
+from jalign.config import ConfigError, from_value  # noqa: E402
 from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling  # noqa: E402
 from jalign.llm.client import identity  # noqa: E402
 from jalign.llm.ray_backend import RayBackend, _vllm_output  # noqa: E402
 from jalign.llm.transformers_backend import TransformersBackend  # noqa: E402
-from jalign.llm.types import RaySettings, VLLMSettings  # noqa: E402
+from jalign.llm.types import EngineSettings, RayLLM, RaySettings, VLLMSettings  # noqa: E402
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 KEY_ENV = "JALIGN_TEST_RAY_KEY"
@@ -413,10 +413,17 @@ def test_vllm_outputs_cross_ray_and_parse(local_ray, tiny_lm_dir):
 
 
 def test_ray_section_from_params():
-    data = llm_fields(
-        model="org/model@abc123",
-        backend="ray",
-        ray={
+    data = {
+        "backend": "ray",
+        "model": "org/model@abc123",
+        "prompt_format": "chat",
+        "terms": "apache-2.0",
+        "dtype": "bfloat16",
+        "api_key_env": "OPENAI_API_KEY",
+        "timeout_s": 60.0,
+        "max_retries": 2,
+        "retry_base_delay_s": 1.0,
+        "ray": {
             "engine": "vllm",
             "address": "ray://head:10001",
             "concurrency": 4,
@@ -424,22 +431,24 @@ def test_ray_section_from_params():
             "accelerator_type": "A100",
             "engine_kwargs": {"tensor_parallel_size": 2, "max_model_len": 8192},
         },
-    )
-    config = from_dict(LLMConfig, data, "judge.llm")
-    assert config.ray == ray_settings(
+    }
+    config = from_value(EngineSettings, data, "judge.llm")
+    assert isinstance(config, RayLLM) and config.ray == ray_settings(
         address="ray://head:10001",
         concurrency=4,
         accelerator_type="A100",
         engine_kwargs={"tensor_parallel_size": 2, "max_model_len": 8192},
     )
     with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.engine"):
-        from_dict(LLMConfig, data | {"ray": data["ray"] | {"engine": "sglang"}}, "judge.llm")
+        from_value(EngineSettings, data | {"ray": data["ray"] | {"engine": "sglang"}}, "judge.llm")
     with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.replicas: unknown key"):
-        from_dict(LLMConfig, data | {"ray": data["ray"] | {"replicas": 2}}, "judge.llm")
+        from_value(EngineSettings, data | {"ray": data["ray"] | {"replicas": 2}}, "judge.llm")
     with pytest.raises(ConfigError, match=r"judge\.llm\.ray\.concurrency: 0 is out of range"):
-        from_dict(LLMConfig, data | {"ray": data["ray"] | {"concurrency": 0}}, "judge.llm")
-    with pytest.raises(ConfigError, match="backend ray needs its settings"):
-        from_dict(LLMConfig, data | {"ray": None}, "judge.llm")
+        from_value(EngineSettings, data | {"ray": data["ray"] | {"concurrency": 0}}, "judge.llm")
+    with pytest.raises(ConfigError, match=r"^judge\.llm\.ray: expected a mapping, got NoneType"):
+        from_value(EngineSettings, data | {"ray": None}, "judge.llm")
+    with pytest.raises(ConfigError, match=r"^judge\.llm\.batch_size: unknown key for backend 'ray'"):
+        from_value(EngineSettings, data | {"batch_size": 8}, "judge.llm")
     for field in dataclasses.fields(RaySettings):
         assert field.metadata["help"], field.name
 

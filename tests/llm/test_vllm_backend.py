@@ -9,8 +9,8 @@ import sys
 import pytest
 from helpers import llm_config
 
-from jalign.config import ConfigError, from_dict
-from jalign.llm.types import LLMConfig, VLLMSettings
+from jalign.config import ConfigError, from_value
+from jalign.llm.types import EngineSettings, VLLMSettings
 from jalign.llm.vllm_backend import check_engine_args, engine_kwargs
 
 SETTINGS = VLLMSettings(
@@ -64,17 +64,14 @@ def test_extra_may_not_repeat_a_named_option():
 
 
 def test_backend_vllm_needs_its_settings_and_ranges_are_checked():
-    fields = {
-        **llm_config().__dict__,
-        "sampling": llm_config().sampling.__dict__,
-        "backend": "vllm",
-        "vllm": None,
-    }
-    with pytest.raises(ConfigError, match="backend vllm needs its engine settings"):
-        from_dict(LLMConfig, fields, "judge.judge")
+    fields = {"backend": "vllm", "model": "org/m@r", "prompt_format": "chat", "terms": "x", "dtype": "auto"}
+    with pytest.raises(ConfigError, match=r"^llms\.m\.vllm: required key is missing"):
+        from_value(EngineSettings, fields, "llms.m")
+    with pytest.raises(ValueError, match="backend vllm needs its engine settings"):
+        llm_config(backend="vllm", vllm=None)  # the flat internal config checks it too
     bad = dict(SETTINGS.__dict__, gpu_memory_utilization=1.5)
-    with pytest.raises(ConfigError, match=r"judge.judge.vllm.gpu_memory_utilization: 1.5 is out of range"):
-        from_dict(LLMConfig, fields | {"vllm": bad}, "judge.judge")
+    with pytest.raises(ConfigError, match=r"llms.m.vllm.gpu_memory_utilization: 1.5 is out of range"):
+        from_value(EngineSettings, fields | {"vllm": bad}, "llms.m")
 
 
 def test_unknown_extra_keys_are_rejected_by_vllms_own_engine_args():

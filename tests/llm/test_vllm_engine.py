@@ -152,14 +152,20 @@ def test_base_and_adapter_share_one_engine_and_never_each_others_cache(
 def evaluate_params(tmp_path: Path, tiny_vllm_lm_dir: Path, adapter: Path) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     section = params["evaluate"]
-    llm = {
-        **section["baseline"]["llm"],
-        "model": str(tiny_vllm_lm_dir),
+    engine = {
         "backend": "vllm",
+        "model": str(tiny_vllm_lm_dir),
+        "prompt_format": "chat",
+        "terms": "apache-2.0",
         "dtype": "float32",
-        "device": "cpu",
         "vllm": vllm_settings().__dict__,
     }
+    params["llms"] |= {
+        "tiny": engine,
+        "tiny-tuned": engine | {"adapter": str(adapter)},
+        "tiny-raw": engine | {"prompt_format": "raw"},
+    }
+    llm = {**section["baseline"]["llm"], "llm": "tiny"}
     questions = tmp_path / "questions.jsonl"
     questions.write_text(
         "".join(
@@ -171,8 +177,8 @@ def evaluate_params(tmp_path: Path, tiny_vllm_lm_dir: Path, adapter: Path) -> Pa
     section |= {
         "sets": [{"name": "tiny", "format": "jalign", "path": str(questions)}],
         "baseline": {"name": "base", "system": "", "llm": llm},
-        "candidates": [{"name": "tuned", "system": "", "llm": {**llm, "adapter": str(adapter)}}],
-        "judge": {**llm, "prompt_format": "raw", "sampling": {**llm["sampling"], "max_tokens": 1}},
+        "candidates": [{"name": "tuned", "system": "", "llm": {**llm, "llm": "tiny-tuned"}}],
+        "judge": {**llm, "llm": "tiny-raw", "sampling": {**llm["sampling"], "max_tokens": 1}},
         "method": "logprob",
     }
     path = tmp_path / "params.yaml"

@@ -115,7 +115,7 @@ def server(gemma: str, gemma_adapter: Path, tmp_path_factory: pytest.TempPathFac
 
 def served(url: str, tmp_path: Path, model: str = "gemma", **overrides) -> LLMClient:
     config = llm_config(
-        model=model, backend="openai", base_url=url, free=True, api_key_env="JALIGN_VLLM_KEY",
+        model=model, backend="openai", base_url=url, api_key_env="JALIGN_VLLM_KEY",
         max_retries=0, timeout_s=120.0, **overrides,
     )  # fmt: skip
     return LLMClient(config, cache=ResponseCache(tmp_path / "served.sqlite"))

@@ -12,7 +12,7 @@ import pytest
 
 from jalign.config import from_dict, load_section
 from jalign.evalsets import EvalItem
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache
+from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
 from jalign.models import fingerprint
 from jalign.params import EvaluateConfig, ModelEntry, ScoreConfig
 from jalign.scoring import score_battles
@@ -28,10 +28,15 @@ def fake_llm(url: str, model: str = "fake-judge", **overrides) -> LLMConfig:
         "model": model, "backend": "openai", "prompt_format": "chat", "terms": "apache-2.0",
         "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "seed": 0, "stop": [],
                      "repetition_penalty": 1.0},
-        "base_url": url, "api_key_env": "JALIGN_TEST_KEY", "free": False, "batch_size": 8, "max_concurrency": 4,
+        "base_url": url, "api_key_env": "JALIGN_TEST_KEY", "batch_size": 8, "max_concurrency": 4,
         "timeout_s": 5.0, "max_retries": 1, "retry_base_delay_s": 0.001, "dtype": "auto", "device": "cpu",
     } | overrides  # fmt: skip
-    return from_dict(LLMConfig, fields, "test")
+    return flat_llm(fields)
+
+
+def flat_llm(fields: dict) -> LLMConfig:
+    """The flat LLMConfig a role resolves to, from a plain mapping (sampling checked as params are)."""
+    return LLMConfig(**{**fields, "sampling": from_dict(Sampling, fields["sampling"], "sampling")})
 
 
 def config(**overrides) -> EvaluateConfig:
@@ -244,12 +249,12 @@ def write_adapter(base: Path, out: Path, seed: int) -> None:
 def test_a_retrained_adapter_at_the_same_path_answers_afresh(tmp_path, tiny_lm_dir):
     adapter = tmp_path / "models" / "dpo" / "adapter"
     write_adapter(tiny_lm_dir, adapter, seed=1)
-    llm = from_dict(LLMConfig, {
+    llm = flat_llm({
         "model": str(tiny_lm_dir), "adapter": str(adapter), "backend": "transformers", "prompt_format": "chat",
         "terms": "apache-2.0", "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0,
-        "stop": [], "repetition_penalty": 1.0}, "api_key_env": "OPENAI_API_KEY", "free": False, "batch_size": 4,
+        "stop": [], "repetition_penalty": 1.0}, "api_key_env": "OPENAI_API_KEY", "batch_size": 4,
         "max_concurrency": 1, "timeout_s": 1.0, "max_retries": 0, "retry_base_delay_s": 0.0, "dtype": "float32",
-        "device": "cpu"}, "test")  # fmt: skip
+        "device": "cpu"})  # fmt: skip
     requests = [Request(({"role": "user", "content": f"質問{i}"},), llm.sampling) for i in range(4)]
     cache = ResponseCache(tmp_path / "cache.sqlite")
     first = LLMClient(llm, cache=cache)
@@ -275,10 +280,10 @@ def test_a_retrained_adapter_at_the_same_path_answers_afresh(tmp_path, tiny_lm_d
 def test_metrics_name_the_adapter_by_content(tmp_path, tiny_lm_dir):
     adapter = tmp_path / "adapter"
     write_adapter(tiny_lm_dir, adapter, seed=1)
-    ident = json.dumps(LLMClient(from_dict(LLMConfig, {
+    ident = json.dumps(LLMClient(flat_llm({
         "model": str(tiny_lm_dir), "adapter": str(adapter), "backend": "transformers", "prompt_format": "chat",
         "terms": "x", "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0, "stop": [],
-        "repetition_penalty": 1.0}, "api_key_env": "OPENAI_API_KEY", "free": False, "batch_size": 4,
+        "repetition_penalty": 1.0}, "api_key_env": "OPENAI_API_KEY", "batch_size": 4,
         "max_concurrency": 1, "timeout_s": 1.0, "max_retries": 0, "retry_base_delay_s": 0.0, "dtype": "float32",
-        "device": "cpu"}, "t"), cache=ResponseCache(tmp_path / "c.sqlite")).identity)  # fmt: skip
+        "device": "cpu"}), cache=ResponseCache(tmp_path / "c.sqlite")).identity)  # fmt: skip
     assert fingerprint(adapter) in ident and str(adapter) in ident

@@ -96,13 +96,14 @@ def test_rejection_reason(task, reason):
 
 
 def test_config_rejects_bad_values():
-    raw = read_params(PARAMS)["self_instruct"]
+    params = read_params(PARAMS)
+    raw = params["self_instruct"]
     with pytest.raises(ConfigError, match=r"^self_instruct\.rouge_threshold: 1\.5 is out of range"):
-        from_dict(SelfInstructConfig, raw | {"rouge_threshold": 1.5}, "self_instruct")
+        from_dict(SelfInstructConfig, raw | {"rouge_threshold": 1.5}, "self_instruct", params)
     with pytest.raises(
         ConfigError, match=r"^self_instruct: min_instruction_chars must be <= max_instruction_chars"
     ):
-        from_dict(SelfInstructConfig, raw | {"min_instruction_chars": 400}, "self_instruct")
+        from_dict(SelfInstructConfig, raw | {"min_instruction_chars": 400}, "self_instruct", params)
     with pytest.raises(ValueError, match="min_output_chars must be <= max_output_chars"):
         repo_config(SelfInstructConfig, "self_instruct", min_output_chars=10, max_output_chars=5)
 
