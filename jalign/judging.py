@@ -104,3 +104,16 @@ def calibrated_margin(probs: Mapping[str, float], prior: Mapping[str, float]) ->
 def outcome_from_margin(margin: float, tie_margin: float) -> Outcome:
     """The tie rule: a margin of at most tie_margin either way is a tie."""
     return "A" if margin > tie_margin else "B" if margin < -tie_margin else "tie"
+
+
+def pair_drop_reason(forward: dict[str, Any], swapped: dict[str, Any]) -> str | None:
+    """Why a pair judged in both orders is dropped, or None when it is kept (both orders name the same
+    winner, not a tie). A pair with an unparseable order is `echoed_verdict` when every invalid order only
+    echoed verdict tokens an answer carried (the echo defence vetoed them), else `invalid`. The decide
+    stage applies this rule; the report page shows it."""
+    if forward["winner"] is None or swapped["winner"] is None:
+        reasons = {j.get("invalid_reason") for j in (forward, swapped) if j["verdict"] is None}
+        return "echoed_verdict" if reasons == {"echoed_verdict"} else "invalid"
+    if forward["winner"] != swapped["winner"]:
+        return "disagreement"
+    return "tie" if forward["winner"] == "tie" else None

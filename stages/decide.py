@@ -15,7 +15,13 @@ from collections import Counter, defaultdict
 import click
 
 from jalign.config import load_section
-from jalign.judging import calibrated_margin, outcome_from_margin, position_prior, shown_answer
+from jalign.judging import (
+    calibrated_margin,
+    outcome_from_margin,
+    pair_drop_reason,
+    position_prior,
+    shown_answer,
+)
 from jalign.judgments import check_judgments, load_responses
 from jalign.params import DecideConfig
 from jalign.records import (
@@ -93,14 +99,6 @@ def uncalibrated_verdict(j: Record, config: DecideConfig) -> Outcome | None:
     return outcome_from_margin(calibrated_margin(j["raw"], {}), config.tie_margin)
 
 
-def lost_pair_reason(forward: Record, swapped: Record) -> str:
-    """Why a pair with an invalid order was lost: `echoed_verdict` when every invalid order gave only
-    verdict tokens copied from an answer (the echo defence vetoed a verdict the answer injected), else
-    `invalid`."""
-    reasons = {j["invalid_reason"] for j in (forward, swapped) if j["verdict"] is None}
-    return "echoed_verdict" if reasons == {"echoed_verdict"} else "invalid"
-
-
 def pair_outcomes(decided: list[Record]) -> dict[str, tuple[str | None, str | None]]:
     """pair_id -> (winner in forward order, winner in swapped order)."""
     groups: dict[str, dict[str, str | None]] = defaultdict(dict)
@@ -126,17 +124,15 @@ def decide(
     pairs, both_valid, agree = [], 0, 0
     index = {(j["pair_id"], j["order"]): j for j in main}
     for pair_id, (w1, w2) in pair_outcomes(main).items():
-        if w1 is None or w2 is None:
-            drops[lost_pair_reason(index[(pair_id, "forward")], index[(pair_id, "swapped")])] += 1
-            continue
-        both_valid += 1
-        agree += w1 == w2
-        if w1 != w2:
-            drops["disagreement"] += 1
-        elif w1 == "tie":
-            drops["tie"] += 1
+        forward, swapped = index[(pair_id, "forward")], index[(pair_id, "swapped")]
+        if w1 is not None and w2 is not None:
+            both_valid += 1
+            agree += w1 == w2
+        reason = pair_drop_reason(forward, swapped)
+        if reason:
+            drops[reason] += 1
         else:
-            pairs.append(make_pair(index[(pair_id, "forward")], index[(pair_id, "swapped")], w1, rows))
+            pairs.append(make_pair(forward, swapped, w1, rows))
     valid = [j for j in main if j["verdict"] is not None]
     decisive = [j for j in valid if j["verdict"] != "tie"]
     wins = Counter(p["chosen_responder"] for p in pairs)

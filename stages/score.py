@@ -23,8 +23,7 @@ import click
 import numpy as np
 
 from jalign.config import load_section
-from jalign.ifeval import follows_instructions
-from jalign.ifeval.stats import accuracy, paired_difference, per_instruction
+from jalign.ifeval.stats import accuracy, answer_outcomes, paired_difference, per_instruction
 from jalign.judge_prompts import transcript
 from jalign.judging import calibrated_margin, outcome_from_margin, position_prior
 from jalign.params import EvaluateConfig, ScoreConfig
@@ -263,14 +262,6 @@ def answer_report(answers: list[Record], config: ScoreConfig) -> dict[str, dict[
 IFEVAL_MODES = ("strict", "loose")
 
 
-def ifeval_outcomes(answer: Record, mode: str) -> list[bool]:
-    """Per-instruction verdicts of one answer to a verifiable prompt; a failed answer follows none."""
-    ids, kwargs = answer["instruction_id_list"], answer["kwargs"]
-    if not answer["turns"]:
-        return [False] * len(ids)
-    return follows_instructions(answer["turns"][0], ids, kwargs, answer["prompt"], mode)
-
-
 def ifeval_report(answers: list[Record], config: ScoreConfig, base: str) -> dict[str, dict[str, Any]]:
     """Per verifiable set: each model's strict / loose accuracies with CIs and per instruction id, and
     each candidate's paired difference to the baseline `base` (bootstrap CI, McNemar's exact p) on the
@@ -284,7 +275,7 @@ def ifeval_report(answers: list[Record], config: ScoreConfig, base: str) -> dict
                 by_model[a["model"]][a["item_id"]] = a
         items = [i for i, a in by_model[base].items() if a["turns"]]
         outcomes = {
-            (model, mode): {i: ifeval_outcomes(a, mode) for i, a in answered.items()}
+            (model, mode): {i: answer_outcomes(a, mode) for i, a in answered.items()}
             for model, answered in by_model.items()
             for mode in IFEVAL_MODES
         }

@@ -19,6 +19,17 @@ import numpy as np
 Outcomes = Sequence[Sequence[bool]]  # one list of per-instruction verdicts per prompt
 
 
+def answer_outcomes(answer: dict[str, Any], mode: str) -> list[bool]:
+    """Per-instruction verdicts of one answer to a verifiable prompt (an evaluate answer row); a failed
+    answer follows none. The score stage and the report page both read verdicts through this."""
+    from jalign.ifeval import follows_instructions  # jalign.ifeval imports this module's neighbours
+
+    ids, kwargs = answer["instruction_id_list"], answer["kwargs"]
+    if not answer.get("turns"):
+        return [False] * len(ids)
+    return follows_instructions(answer["turns"][0], ids, kwargs, answer.get("prompt") or "", mode)
+
+
 def mcnemar_exact(improved: int, worsened: int) -> float:
     """Two-sided exact McNemar p-value: the discordant prompts as Binomial(n, 1/2)."""
     n = improved + worsened

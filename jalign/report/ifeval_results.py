@@ -11,20 +11,11 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from jalign.ifeval import follows_instructions
-from jalign.ifeval.stats import per_instruction
+from jalign.ifeval.stats import answer_outcomes, per_instruction
 from jalign.records import Record
 from jalign.report.cards import Card, Section, Table, capped, clip, ordered
 
 OUTCOME_ORDER = {"mixed": 0, "fail": 1, "pass": 2}
-
-
-def verdicts(answer: Record, mode: str) -> list[bool]:
-    """Per-instruction verdicts of one answer (stages/score.py's `ifeval_outcomes`)."""
-    ids = answer["instruction_id_list"]
-    if not answer.get("turns"):
-        return [False] * len(ids)
-    return follows_instructions(answer["turns"][0], ids, answer["kwargs"], answer.get("prompt") or "", mode)
 
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:
@@ -53,7 +44,7 @@ def ifeval_section(answers: list[Record], baseline: str, max_examples: int, max_
                 by_item[a["item_id"]][a["model"]] = a
         models = ordered([m for item in by_item.values() for m in item], [baseline])
         results = {
-            (item, m): {mode: verdicts(a, mode) for mode in ("strict", "loose")}
+            (item, m): {mode: answer_outcomes(a, mode) for mode in ("strict", "loose")}
             for item, per_model in by_item.items()
             for m, a in per_model.items()
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from jalign.judging import pair_drop_reason
 from jalign.records import Record
 from jalign.report.cards import Card, Section, Table, by_outcome, capped, clip, counts_text
 
@@ -16,17 +17,9 @@ ORDERS = ("forward", "swapped")
 
 
 def pair_outcome(forward: Record, swapped: Record) -> tuple[str, str | None]:
-    """(kept | dropped, why) of one pair from its two decided judgments (stages/decide.py's rule; a
-    test holds the two together)."""
-    invalid = [j for j in (forward, swapped) if j.get("verdict") is None]
-    if invalid:
-        echoed = all(j.get("invalid_reason") == "echoed_verdict" for j in invalid)
-        return "dropped", "echoed_verdict" if echoed else "invalid"
-    if forward["winner"] != swapped["winner"]:
-        return "dropped", "disagreement"
-    if forward["winner"] == "tie":
-        return "dropped", "tie"
-    return "kept", None
+    """(kept | dropped, why) of one pair from its two decided judgments: decide's own rule."""
+    reason = pair_drop_reason(forward, swapped)
+    return ("dropped", reason) if reason else ("kept", None)
 
 
 def raw_output(raw: Any, max_chars: int) -> tuple[str, Any]:
