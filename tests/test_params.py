@@ -342,16 +342,16 @@ def test_every_stage_checks_the_whole_params_file_before_it_starts(tmp_path):
     assert not out.exists() and not (tmp_path / "m.json").exists()
 
 
-def test_the_whole_file_check_is_fast_and_imports_no_torch():
+def test_the_whole_file_check_imports_no_torch():
+    """Every stage runs this check first: it must not pay for torch or transformers (their import is what
+    makes it slow; its time is in benchmarks/RESULTS.md, `Checking params.yaml`)."""
     code = (
-        "import sys, time\nstart = time.perf_counter()\nfrom commands.params import check_file\n"
+        "import sys\nfrom commands.params import check_file\n"
         f"check_file({str(REPO / 'params.yaml')!r})\n"
-        "print(round(time.perf_counter() - start, 3), 'torch' in sys.modules, 'transformers' in sys.modules)"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    seconds, torch_loaded, transformers_loaded = out.stdout.split()
-    assert (torch_loaded, transformers_loaded) == ("False", "False")
-    assert float(seconds) < 1.5, seconds  # 0.34 s measured on 2 idle cores, 0.65 s under load
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_trainer_choices_read_from_the_source_are_transformers_own():
