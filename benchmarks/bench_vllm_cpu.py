@@ -39,7 +39,10 @@ def main() -> None:
 
     from jalign.config import load_section
     from jalign.judge_prompts import pairwise_prompt
-    from jalign.llm import LLMClient, Request, ResponseCache, VLLMSettings, vllm_backend
+    from jalign.llm import vllm_backend
+    from jalign.llm.cache import ResponseCache
+    from jalign.llm.client import LLMClient
+    from jalign.llm.types import Request, VLLMSettings
     from jalign.params import EvaluateConfig, VerifyConfig
     from stages.verify import load_prompts
 

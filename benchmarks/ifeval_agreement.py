@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jalign.ifeval import evaluate_rows
+from jalign.ifeval.evaluation import evaluate_rows
 
 PREFIX = "ja_input_response_data_"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from jalign.ifeval import accuracy_table, evaluate_rows, read_ifeval_file
+from jalign.ifeval.evaluation import accuracy_table, evaluate_rows, read_ifeval_file
 
 
 def _percent(entry: Mapping[str, Any]) -> str:

@@ -339,7 +339,7 @@ def _item(
 
 def _instructions(row: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[dict[str, Any], ...]]:
     """An ifeval row's instruction ids and kwargs, checked against jalign.ifeval's checkers."""
-    from jalign.ifeval import validate_instructions
+    from jalign.ifeval.evaluation import validate_instructions
 
     ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):

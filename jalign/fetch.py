@@ -10,7 +10,6 @@ fetches nothing, so the stage runs offline in no time and writes only its manife
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from jalign.config import param
 from jalign.errors import JalignError
-from jalign.records import atomic_path
+from jalign.records import atomic_path, sha256_file
 
 FETCH_DIR = "data/eval/external"  # the stage's one output folder; every `out` lies inside it
 MANIFEST = "manifest.json"  # written by the stage inside FETCH_DIR: what came from where
@@ -128,14 +127,6 @@ def fetched_paths(params: dict[str, Any]) -> list[str]:
     return [str(f["out"]) for f in files if isinstance(f, dict) and f.get("out")]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_file(entry: FetchFile, root: Path) -> dict[str, Any]:
     """Download one pinned file to `root / entry.out` (atomically); its manifest row."""
     target = root / entry.out
@@ -144,7 +135,7 @@ def fetch_file(entry: FetchFile, root: Path) -> dict[str, Any]:
             _from_hub(entry, tmp)
         else:
             _from_url(entry, tmp)
-        digest = sha256_of(tmp)
+        digest = sha256_file(tmp)
         if entry.sha256 is not None and digest != entry.sha256:
             raise FetchError(
                 f"{entry.source}: its SHA-256 is {digest}, not the pinned {entry.sha256}: the source "

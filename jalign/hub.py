@@ -10,7 +10,6 @@ the empty commit. The token is only ever passed to `HfApi`; error text is redact
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jalign.errors import JalignError
-from jalign.records import Record, RecordError, line_of
+from jalign.records import Record, RecordError, line_of, sha256_file
 from jalign.redact import redact as redact_known
 
 UNKNOWN = "unknown"
@@ -207,14 +206,6 @@ def write_parquet(records: Sequence[Record], path: Path, where: str) -> None:
         data_page_version="1.0",
         store_schema=True,
     )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- dvc.lock -----------------------------------------------------------------------------------------

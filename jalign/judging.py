@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jalign.llm import LLMClient, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.verdicts import Outcome
 
 

@@ -8,6 +8,7 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -251,3 +252,12 @@ def provenance_of(inputs: Iterable[Record], model_terms: Iterable[str] = ()) -> 
         licences.update(licence_list(record.get("license")))
         terms.update(record.get("model_terms") or ())
     return {"license": sorted(licences), "model_terms": sorted(terms)}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (pins, Hub uploads)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -15,7 +15,8 @@ from jalign import prompts
 from jalign.config import load_section
 from jalign.dedup import dedup_with_reasons
 from jalign.evalsets import decontaminate, load_eval_prompts, load_eval_sets
-from jalign.llm import Choice, LLMClient, LLMConfig, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Choice, LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.params import CATEGORY, CurateConfig
 from jalign.records import Record, read_jsonl, user_prompt, write_jsonl

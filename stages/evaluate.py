@@ -19,7 +19,8 @@ from jalign.config import load_section
 from jalign.evalsets import EvalItem, answer_temperature, load_eval_items
 from jalign.judge_prompts import elyza_prompt, mt_bench_prompt, pairwise_prompt, transcript
 from jalign.judging import ask
-from jalign.llm import LLMClient, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.llm_stage import StageRun
 from jalign.params import EvaluateConfig, ModelEntry
 from jalign.records import Record, write_jsonl

@@ -22,7 +22,8 @@ import click
 from jalign import prompts
 from jalign.config import load_section
 from jalign.ifeval.compose import constrain
-from jalign.llm import LLMClient, LLMConfig, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import LLMConfig, Request
 from jalign.llm_stage import StageRun
 from jalign.params import EvolveConfig, evolve_operations
 from jalign.records import Record, provenance_of, read_jsonl, user_prompt, write_jsonl

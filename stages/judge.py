@@ -27,7 +27,8 @@ from jalign.config import load_section
 from jalign.judge_prompts import fence_answers
 from jalign.judging import ask, shown_answer
 from jalign.judgments import load_responses
-from jalign.llm import LLMClient, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.llm_stage import StageRun
 from jalign.params import JudgeConfig
 from jalign.records import (

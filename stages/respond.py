@@ -7,7 +7,8 @@ import click
 
 from jalign import prompts
 from jalign.config import load_section
-from jalign.llm import LLMClient, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.llm_stage import StageRun
 from jalign.params import RespondConfig, ResponderConfig
 from jalign.records import (

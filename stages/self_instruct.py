@@ -18,7 +18,8 @@ import click
 from jalign import prompts
 from jalign.config import load_section
 from jalign.dedup import dedup_with_reasons
-from jalign.llm import LLMClient, Request
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.llm_stage import StageRun
 from jalign.params import SelfInstructConfig
 from jalign.records import (

@@ -22,9 +22,10 @@ from typing import Any
 import click
 
 from jalign.config import load_section
-from jalign.ifeval import follows_instructions, validate_instructions
 from jalign.ifeval.compose import compose_rows, load_specs, read_questions
-from jalign.llm import LLMClient, Request
+from jalign.ifeval.evaluation import follows_instructions, validate_instructions
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request
 from jalign.llm_stage import StageRun
 from jalign.params import VerifyConfig
 from jalign.records import Record, line_of, provenance_of, read_jsonl, write_jsonl

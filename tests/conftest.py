@@ -116,7 +116,7 @@ def tiny_llm_config(tiny_lm_dir: Path) -> Callable[..., Any]:
     the fields (`sampling` as a Sampling or a dict of overrides)."""
     from helpers import llm_config
 
-    from jalign.llm import LLMConfig
+    from jalign.llm.types import LLMConfig
 
     def make(**overrides: Any) -> LLMConfig:
         fields: dict[str, Any] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from commands import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = ("jalign", "stages", "commands")
+ENTRY_POINT = re.compile(r"^(?:jalign|stages|commands)(?:\.\w+)+:\w+$")
 # Stages whose reruns are cheap (answered from the LLM cache, or pure and fast) may list jalign/ wholesale.
 CHEAP_STAGES = {
     "self_instruct",
@@ -58,6 +60,10 @@ def imported_modules(path: Path, module: str) -> set[str]:
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import module`
+        elif module != "commands" and isinstance(node, ast.Constant) and ENTRY_POINT.match(str(node.value)):
+            # "jalign.packaged_e5:write_...", run by importlib. The CLI's registry is the exception: its
+            # strings name every subcommand, and stage_entry picks the one a stage runs.
+            found.add(node.value.partition(":")[0])
     return {m for m in found if m.split(".")[0] in FIRST_PARTY and module_file(m)}
 
 
@@ -114,6 +120,25 @@ def test_every_stage_lists_the_modules_it_imports(name):
     assert missing_deps(name, stages()[name]) == []
 
 
+def extra_deps(stage: dict) -> list[str]:
+    """First-party modules a training stage lists but never imports: each one retrains for nothing."""
+    code = {str(p) for p in closure("commands") | closure(stage_entry(stage["cmd"]))}
+    return sorted(d for d in map(str, stage.get("deps", [])) if d.endswith(".py") and d not in code)
+
+
+@pytest.mark.parametrize("name", sorted(set(stages()) - CHEAP_STAGES))
+def test_training_stages_list_no_module_they_do_not_import(name):
+    assert extra_deps(stages()[name]) == []
+
+
+def test_the_params_schema_does_not_pull_llm_backends_into_training():
+    """jalign.params reads jalign.llm.types; the package's __init__ re-exports nothing, so a change to a
+    backend or the client is not a retrain (it was: 10 such files were dpo dependencies)."""
+    dpo = {str(p) for p in closure("stages.dpo")}
+    assert "jalign/llm/types.py" in dpo
+    assert not {"jalign/llm/client.py", "jalign/llm/cache.py", "jalign/llm/transformers_backend.py"} & dpo
+
+
 def test_the_check_fails_when_an_import_is_not_listed():
     stage = copy.deepcopy(stages()["dpo"])
     stage["deps"] = [d for d in stage["deps"] if d != "jalign/training.py"]
@@ -138,6 +163,7 @@ def test_no_stage_module_imports_another():
 def test_closure_sees_lazy_imports_inside_functions():
     assert Path("jalign/llm/transformers_backend.py") in closure("jalign.llm.client")
     assert Path("jalign/models.py") in closure("jalign.reward")
+    assert Path("jalign/packaged_e5.py") in closure("jalign.models")  # named as "module:function"
 
 
 def params_paths(params: dict) -> dict[str, list[str]]:

@@ -25,7 +25,7 @@ import pytest
 from jalign.config import load_section
 from jalign.evalsets import EvalSet, load_eval_items
 from jalign.ifeval.compose import compose_rows, load_specs, read_questions
-from jalign.llm import LLMClient
+from jalign.llm.client import LLMClient
 from jalign.params import DPOConfig, EvaluateConfig, ModelEntry, ScoreConfig, VerifyConfig
 from jalign.stage import Failures
 from stages.dpo import train

@@ -9,8 +9,8 @@ import yaml
 from helpers import llm_config, sampling
 
 from jalign.config import ConfigError
-from jalign.llm import BudgetExceeded, LLMConfig, Price, Request
-from jalign.llm.types import RaySettings
+from jalign.llm.client import BudgetExceeded
+from jalign.llm.types import LLMConfig, Price, RaySettings, Request
 from jalign.llm_stage import StageRun, is_local_url, price_for, usage_metrics
 from jalign.stage import FailureRateExceeded
 

@@ -9,7 +9,7 @@ import pytest
 
 from jalign.config import ConfigError
 from jalign.errors import JalignError
-from jalign.llm import BudgetExceeded
+from jalign.llm.client import BudgetExceeded
 from jalign.models import ModelSourceError
 from jalign.records import RecordError
 from jalign.stage import (

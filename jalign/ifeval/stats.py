@@ -22,7 +22,7 @@ Outcomes = Sequence[Sequence[bool]]  # one list of per-instruction verdicts per 
 def answer_outcomes(answer: dict[str, Any], mode: str) -> list[bool]:
     """Per-instruction verdicts of one answer to a verifiable prompt (an evaluate answer row); a failed
     answer follows none. The score stage and the report page both read verdicts through this."""
-    from jalign.ifeval import follows_instructions  # jalign.ifeval imports this module's neighbours
+    from jalign.ifeval.evaluation import follows_instructions
 
     ids, kwargs = answer["instruction_id_list"], answer["kwargs"]
     if not answer.get("turns"):

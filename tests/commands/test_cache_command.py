@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from commands import main
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
+from jalign.llm.types import LLMConfig, Request, Sampling
 
 KEY = "sk-test-cache-share-0123456789"
 

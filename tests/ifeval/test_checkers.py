@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jalign.ifeval import INSTRUCTION_IDS, follows_instructions
+from jalign.ifeval.evaluation import INSTRUCTION_IDS, follows_instructions
 
 # (instruction id, kwargs, response, strict verdict, loose verdict)
 CASES: list[tuple[str, dict, str, bool, bool]] = [

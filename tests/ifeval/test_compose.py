@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jalign.dedup import max_similarity
-from jalign.ifeval import validate_instructions
 from jalign.ifeval.compose import ComposeError, compose_rows, constrain, load_specs, read_questions
+from jalign.ifeval.evaluation import validate_instructions
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL_QUESTIONS = REPO / "data" / "ifeval" / "eval_questions.txt"

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from jalign.errors import JalignError
-from jalign.ifeval import (
+from jalign.ifeval.evaluation import (
     INSTRUCTION_IDS,
     IFEvalInputError,
     accuracy_table,
     evaluate_rows,
     follows_instructions,
+    loose_variants,
     read_ifeval_file,
     validate_instructions,
 )
-from jalign.ifeval.evaluation import loose_variants
 from jalign.records import read_jsonl_lines
 
 REPO = Path(__file__).resolve().parents[2]

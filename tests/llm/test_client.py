@@ -10,7 +10,9 @@ import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 from helpers import llm_config, sampling
 
-from jalign.llm import Budget, BudgetExceeded, LLMClient, Price, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import Budget, BudgetExceeded, LLMClient
+from jalign.llm.types import Price, Request, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 

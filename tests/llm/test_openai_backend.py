@@ -8,7 +8,9 @@ import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 from helpers import llm_config, sampling
 
-from jalign.llm import LLMClient, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 
@@ -412,7 +414,7 @@ def test_backend_reports_each_answer_once_and_admits_before_sending(tmp_path, mo
 
 
 def test_backend_stops_sending_when_admit_refuses(tmp_path):
-    from jalign.llm import BudgetExceeded
+    from jalign.llm.client import BudgetExceeded
     from jalign.llm.openai_backend import OpenAIBackend
 
     def admit(i: int) -> None:

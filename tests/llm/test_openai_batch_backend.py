@@ -20,9 +20,10 @@ import pytest
 from helpers import llm_config
 from helpers import sampling as make_sampling
 
-from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import BudgetExceeded, LLMClient
 from jalign.llm.openai_batch_backend import BatchState, OpenAIBatchBackend
-from jalign.llm.types import BatchSettings
+from jalign.llm.types import BatchSettings, LLMConfig, Request, Sampling
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 BatchPlan = fake_openai.BatchPlan
@@ -358,7 +359,8 @@ CHILD = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[3])
     from helpers import llm_config, sampling
-    from jalign.llm import LLMClient, Request
+    from jalign.llm.client import LLMClient
+    from jalign.llm.types import Request
     from jalign.llm.types import BatchSettings
     config = llm_config(model="fake-model", backend="openai_batch", base_url=sys.argv[1], api_key_env=sys.argv[2],
                         batch=BatchSettings(poll_interval_s=0.01, max_requests=50000, completion_window="24h",

@@ -21,11 +21,11 @@ from helpers import llm_config  # noqa: E402
 from helpers import sampling as make_sampling  # noqa: E402
 
 from jalign.config import ConfigError, from_value  # noqa: E402
-from jalign.llm import BudgetExceeded, LLMClient, LLMConfig, Request, ResponseCache, Sampling  # noqa: E402
-from jalign.llm.client import identity  # noqa: E402
+from jalign.llm.cache import ResponseCache  # noqa: E402
+from jalign.llm.client import BudgetExceeded, LLMClient, identity  # noqa: E402
 from jalign.llm.ray_backend import RayBackend, _vllm_output  # noqa: E402
 from jalign.llm.transformers_backend import TransformersBackend  # noqa: E402
-from jalign.llm.types import EngineSettings, RayLLM, RaySettings, VLLMSettings  # noqa: E402
+from jalign.llm.types import EngineSettings, LLMConfig, RayLLM, RaySettings, Request, Sampling, VLLMSettings  # noqa: E402
 
 FakeOpenAIServer = fake_openai.FakeOpenAIServer
 KEY_ENV = "JALIGN_TEST_RAY_KEY"

@@ -10,9 +10,11 @@ import torch
 from helpers import sampling
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jalign.llm import LLMClient, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
 from jalign.llm.prompting import choice_token_ids, cut_at_stop
 from jalign.llm.transformers_backend import GumbelMaxSampler, NucleusFromTopK
+from jalign.llm.types import Request, Sampling
 
 GREEDY = sampling(temperature=0.0, max_tokens=6)
 

@@ -15,7 +15,10 @@ import yaml
 from click.testing import CliRunner
 from helpers import llm_config, require_vllm, vllm_settings
 
-from jalign.llm import LLMClient, Request, ResponseCache, Sampling, vllm_backend
+from jalign.llm import vllm_backend
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
+from jalign.llm.types import Request, Sampling
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 from helpers import llm_config, require_vllm
 
-from jalign.llm import LLMClient, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
 from jalign.llm.choices import choice_probs
+from jalign.llm.client import LLMClient
 from jalign.llm.openai_backend import TOP_LOGPROBS
+from jalign.llm.types import Request, Sampling
 from jalign.models import resolve
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from helpers import llm_config, repo_config
 
 from jalign.evalsets import load_eval_prompts, load_eval_sets
-from jalign.llm import Choice
+from jalign.llm.types import Choice
 from jalign.params import CATEGORY, CurateConfig
 from stages.curate import DIFFICULTY, QUALITY, tag_reason, tag_value
 
@@ -83,7 +83,8 @@ def test_a_tag_the_tagger_barely_answered_drops_the_row_instead_of_guessing(tmp_
     """Low probability mass on the offered answers is no tag: counted, not turned into a label."""
     import fake_openai
 
-    from jalign.llm import LLMClient, ResponseCache
+    from jalign.llm.cache import ResponseCache
+    from jalign.llm.client import LLMClient
     from jalign.stage import Failures
     from stages.curate import curate
 
@@ -114,7 +115,8 @@ def test_a_row_tagged_below_the_quality_threshold_is_dropped_and_counted(tmp_pat
 
     import fake_openai
 
-    from jalign.llm import LLMClient, ResponseCache
+    from jalign.llm.cache import ResponseCache
+    from jalign.llm.client import LLMClient
     from jalign.stage import Failures
     from stages.curate import curate, funnel
 

@@ -12,7 +12,9 @@ import pytest
 
 from jalign.config import from_dict, load_section
 from jalign.evalsets import EvalItem
-from jalign.llm import LLMClient, LLMConfig, Request, ResponseCache, Sampling
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
+from jalign.llm.types import LLMConfig, Request, Sampling
 from jalign.models import fingerprint
 from jalign.params import EvaluateConfig, ModelEntry, ScoreConfig
 from jalign.scoring import score_battles

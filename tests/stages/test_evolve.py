@@ -9,9 +9,11 @@ import fake_openai
 import pytest
 from helpers import llm_config, repo_config
 
-from jalign.ifeval import validate_instructions
 from jalign.ifeval.compose import load_specs
-from jalign.llm import LLMClient, LLMConfig, ResponseCache
+from jalign.ifeval.evaluation import validate_instructions
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
+from jalign.llm.types import LLMConfig
 from jalign.params import EvolveConfig, evolve_operations
 from jalign.stage import Failures
 from stages.evolve import (

@@ -10,7 +10,8 @@ import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 from helpers import llm_config, repo_config
 
-from jalign.llm import LLMClient, ResponseCache
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
 from jalign.params import RespondConfig, ResponderConfig
 from jalign.records import RecordError
 from jalign.stage import Failures

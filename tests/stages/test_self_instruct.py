@@ -122,7 +122,8 @@ def test_generated_rows_carry_the_seed_licence_and_the_generator_terms(tmp_path)
 
     import fake_openai
 
-    from jalign.llm import LLMClient, ResponseCache
+    from jalign.llm.cache import ResponseCache
+    from jalign.llm.client import LLMClient
     from jalign.stage import Failures
     from stages.self_instruct import self_instruct
 

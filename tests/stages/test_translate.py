@@ -174,7 +174,8 @@ def test_template_residue_and_empty_prompts_are_dropped_and_counted(tmp_path):
     reason; a review that is only residue falls back to the draft, as an empty review does."""
     import fake_openai
 
-    from jalign.llm import LLMClient, ResponseCache
+    from jalign.llm.cache import ResponseCache
+    from jalign.llm.client import LLMClient
     from jalign.stage import Failures
     from stages.translate import translate
 

@@ -12,9 +12,10 @@ import pytest
 from helpers import llm_config, repo_config
 
 from jalign.config import load_section
-from jalign.ifeval import IFEvalInputError, follows_instructions, validate_instructions
 from jalign.ifeval.compose import compose_rows, read_questions
-from jalign.llm import LLMClient, ResponseCache
+from jalign.ifeval.evaluation import IFEvalInputError, follows_instructions, validate_instructions
+from jalign.llm.cache import ResponseCache
+from jalign.llm.client import LLMClient
 from jalign.params import VerifyConfig
 from jalign.stage import Failures
 from stages.verify import load_prompts, pair_of, sample_answers, verify, well_formed
