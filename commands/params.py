@@ -33,9 +33,9 @@ from typing import Any
 import click
 import yaml
 
-from jalign.config import ConfigError, describe, from_dict, from_value, load_yaml, param, read_params
+from jalign.config import ConfigError, describe, from_dict, load_yaml, param, read_params
 from jalign.fetch import FetchConfig
-from jalign.llm.types import EngineSettings
+from jalign.llm.types import llm_entry
 from jalign.params import (
     CurateConfig,
     DecideConfig,
@@ -45,6 +45,7 @@ from jalign.params import (
     EvolveConfig,
     HubConfig,
     JudgeConfig,
+    LimitsConfig,
     ModelsConfig,
     PreferencesConfig,
     ReportConfig,
@@ -58,6 +59,7 @@ from jalign.params import (
 
 # params.yaml section -> its dataclass (jalign.params), in stage order; `*` is a mapping of named entries.
 SECTIONS: dict[str, type] = {
+    "limits": LimitsConfig,
     "fetch": FetchConfig,
     "models": ModelsConfig,
     "self_instruct": SelfInstructConfig,
@@ -202,8 +204,8 @@ def validate(params: dict[str, Any], where: str = "params.yaml") -> None:
     llms = params.get("llms")
     if not isinstance(llms, dict) or not llms:
         raise ConfigError(f"{where}: llms must map names to models (docs/params.md `llms.<name>`)")
-    for name, entry in llms.items():
-        from_value(EngineSettings, entry, f"llms.{name}")
+    for name in llms:
+        llm_entry(llms, name)
     for name, cls in SECTIONS.items():
         head, *rest = name.split(".")
         if head not in params:
@@ -339,14 +341,17 @@ def docs_markdown() -> str:
         "",
         "Generated from the config dataclasses' help texts by `jalign params docs`; a test fails when it "
         "is stale. params.yaml is the one file a run reads (`jalign params use NAME` composes it from "
-        "`conf/`; `dvc exp run -S` edits it); a field may default only to `null` (or, where its help says "
-        "so, be left out). The whole file is checked before any stage starts. Each model is defined once "
-        "under `llms.<name>` (one table per backend); every LLM role (`self_instruct.generator`, "
-        "`judge.judge`, `respond.responders[].llm` ...) has the fields of `<LLM role>` below.",
+        "`conf/`; `dvc exp run -S` edits it). The whole file is checked before any stage starts.",
+        "",
+        "A field may default only to `null`, or, where its help says `absent: ...`, be left out. A key "
+        "that params.yaml leaves out is added with DVC's append syntax: "
+        "`dvc exp run -S +dpo.max_train_samples=64`.",
         "",
         "Each model is defined once, in `llms.<name>`, with the fields of its backend (the tables "
-        "`llms.<name>` below, one per `backend`). Every LLM role (`self_instruct.generator`, `judge.judge`, "
-        "`respond.responders[].llm` ...) names one and adds its own sampling: the fields of `<LLM role>`.",
+        "`llms.<name>` below, one per `backend`). An entry may start from another and write only what "
+        "differs: `gemma-dpo: {base: gemma-chat, adapter: models/dpo/adapter}` (one level). Every LLM role "
+        "(`self_instruct.generator`, `judge.judge`, `respond.responders[].llm` ...) names one and adds its "
+        "own sampling: the fields of `<LLM role>`.",
     ]
     from jalign.llm.types import ENGINES, LLMRole, RaySettings, Sampling, VLLMSettings
     from jalign.training import LoraSettings

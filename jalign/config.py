@@ -40,18 +40,24 @@ def param(
     le: float | None = None,
     lt: float | None = None,
     default: Any = dataclasses.MISSING,
+    inherit: str | None = None,
 ) -> Any:
     """A documented config field (TRL's `metadata={"help": ...}`), with an optional numeric range.
 
     The only default a field may have is `None` (absent / not used, e.g. no adapter): every value that
     changes behaviour comes from params.yaml, so code and params cannot disagree. Ranges apply to
     numbers (and to each number of a tuple); `None` is allowed only where the type says `| None`.
+    `inherit="limits"`: when the section leaves the field out, it takes the same-named key of the
+    top-level `limits` section (still from params.yaml; one value shared by every stage that has it).
     """
     if default is not dataclasses.MISSING and default is not None:
         raise TypeError(
             f"param default must be None or absent, got {default!r}: put the value in params.yaml"
         )
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if inherit is not None:
+        bounds["inherit"] = inherit
+        help = f"{help} Absent: `{inherit}.<same key>`."
     return dataclasses.field(default=default, metadata={"help": help, **bounds})
 
 
@@ -156,15 +162,27 @@ def from_dict(cls: type[T], data: Any, prefix: str, params: typing.Mapping[str, 
     kwargs = {}
     for name, field in fields.items():
         key = f"{prefix}.{name}"
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], key, params)
-            _check_range(kwargs[name], field.metadata, key)
+        found = (key, data[name]) if name in data else _inherited(field, params)
+        if found is not None:
+            where, value = found
+            kwargs[name] = _convert(hints[name], value, where, params)
+            _check_range(kwargs[name], field.metadata, where)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}: required key is missing")
+            also = f" (or set {field.metadata['inherit']}.{name})" if "inherit" in field.metadata else ""
+            raise ConfigError(f"{key}: required key is missing{also}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:  # __post_init__ validation
         raise ConfigError(f"{prefix}: {exc}") from exc
+
+
+def _inherited(field: dataclasses.Field, params: typing.Mapping[str, Any] | None) -> tuple[str, Any] | None:
+    """(key, value) of the shared section's entry for a field declared `inherit=...`; None if none."""
+    section = field.metadata.get("inherit")
+    shared = (params or {}).get(section) if section else None
+    if isinstance(shared, dict) and field.name in shared:
+        return f"{section}.{field.name}", shared[field.name]
+    return None
 
 
 def _check_range(value: Any, metadata: typing.Mapping[str, Any], key: str) -> None:

@@ -52,6 +52,23 @@ def evolve_operations() -> dict[str, dict[str, str]]:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """params.yaml `limits`: what each LLM stage may lose and spend, unless its own section says."""
+
+    max_failure_rate: float = param(
+        "Largest share of a stage's input rows that may be lost to failed LLM calls (rows lost, not "
+        "requests sent) before the stage fails; every LLM stage, unless its section sets its own.",
+        ge=0,
+        le=1,
+    )
+    budget_usd: float | None = param(
+        "USD each LLM stage may spend on priced (remote) models; null = no cap; every LLM stage, unless "
+        "its section sets its own.",
+        ge=0,
+    )
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
     """params.yaml `models`."""
 
@@ -91,9 +108,9 @@ class SelfInstructConfig:
         le=1,
     )
     max_failure_rate: float = param(
-        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
     license: str = param(
         "Licence of the seed tasks; every generated row carries it (and the generator's terms)."
     )
@@ -105,7 +122,7 @@ class SelfInstructConfig:
             raise ValueError("min_output_chars must be <= max_output_chars")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # optional fields sit beside their kin
 class EvolveConfig:
     """params.yaml `evolve`."""
 
@@ -118,7 +135,7 @@ class EvolveConfig:
         "breadth (in-breadth), verifiable (appends 1-3 verifiable instructions by rule; no LLM rewrite)."
     )
     max_instructions: int | None = param(
-        "Evolve only the first N inputs (small CPU profiles); null = all.", ge=1
+        "Evolve only the first N inputs (small CPU profiles); absent or null: all.", ge=1, default=None
     )
     seed: int = param("Seed for choosing each parent's mutation.", ge=0)
     min_gain_prob: float = param("P(はい) below this: no information gain, eliminated.", ge=0, le=1)
@@ -132,9 +149,9 @@ class EvolveConfig:
     refusal_max_chars: int = param("A refusal marker in an answer shorter than this: a refusal.", ge=0)
     template_markers: tuple[str, ...] = param("Template words a rewrite or answer must not copy.")
     max_failure_rate: float = param(
-        "Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of parents that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in evolve_operations()]
@@ -170,9 +187,9 @@ class CurateConfig:
         le=1,
     )
     max_failure_rate: float = param(
-        "Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of instructions that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         if self.min_difficulty > self.max_difficulty:
@@ -200,9 +217,9 @@ class TranslateConfig:
     )
     max_chars: int = param("Longer source prompts are dropped (too_long).", ge=1)
     max_failure_rate: float = param(
-        "Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of source prompts that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.sources]
@@ -233,9 +250,9 @@ class RespondConfig:
     include_instructions: bool = param("Also answer the curated instructions of the instruction half.")
     max_prompts: int | None = param("Answer only the first N prompts (small CPU profiles); null = all.", ge=1)
     max_failure_rate: float = param(
-        "Largest share of prompts that may lose an answer to failed LLM calls.", ge=0, le=1
+        "Largest share of prompts that may lose an answer to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.responders]
@@ -243,7 +260,7 @@ class RespondConfig:
             raise ValueError(f"responders: need two or more with distinct names, got {names}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # optional fields sit beside their kin
 class JudgeConfig:
     """params.yaml `judge`: how the `judge` stage asks for judgments (what they mean is `decide`'s)."""
 
@@ -252,7 +269,9 @@ class JudgeConfig:
         "text: explanation + [[A]]/[[B]]/[[C]], parsed strictly; logprob: P(A) vs P(B) from next-token "
         "log-probs (small local judges); reward: a trained preference classifier's reward margin."
     )
-    reward_model: str | None = param("method reward: a classifier from the classifier stage.")
+    reward_model: str | None = param(
+        "method reward: a classifier from the classifier stage (models/classifier/<name>).", default=None
+    )
     reask_invalid: bool = param("text: re-ask once (new seed) when an answer fails or has no verdict.")
     canary_pairs: int = param(
         "Pairs re-judged with an injected plea appended to one answer, to measure how many outcomes an "
@@ -260,9 +279,9 @@ class JudgeConfig:
         ge=0,
     )
     max_failure_rate: float = param(
-        "Largest share of pairs that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of pairs that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         if self.method == "reward" and not self.reward_model:
@@ -286,7 +305,7 @@ class DecideConfig:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # optional fields sit beside their kin
 class VerifyConfig:
     """params.yaml `verify`."""
 
@@ -300,10 +319,13 @@ class VerifyConfig:
     max_instructions: int = param("Most verifiable instructions appended to a training question.", ge=1, le=3)
     instruction_ids: tuple[str, ...] | None = param(
         "Instruction ids to draw for the training questions (keys of "
-        "jalign/prompts/ifeval_constraints.yaml); null = all of them."
+        "jalign/prompts/ifeval_constraints.yaml); absent or null: all of them.",
+        default=None,
     )
     seed: int = param("Seed of the instructions drawn for each training question.", ge=0)
-    max_prompts: int | None = param("Use only the first N prompts (CPU profile); null = all.", ge=1)
+    max_prompts: int | None = param(
+        "Use only the first N prompts (CPU profile); absent or null: all.", ge=1, default=None
+    )
     include_instructions: bool = param(
         "Also sample the curated instructions that carry verifiable instructions (evolve's `verifiable` "
         "operation)."
@@ -318,9 +340,9 @@ class VerifyConfig:
     )
     license: str = param("Licence of the training questions (written for jalign: apache-2.0).")
     max_failure_rate: float = param(
-        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of prompts that may be lost to failed LLM calls.", ge=0, le=1, inherit="limits"
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         if self.min_instructions > self.max_instructions:
@@ -431,8 +453,12 @@ class DPOConfig(TrainerSettings):
     precompute_ref_log_probs: bool = param("One reference pass up front instead of one per step.")
     gradient_checkpointing: bool = param("Trade compute for memory.")
     start_from_sft: bool = param("Continue from the sft stage's adapter instead of a fresh one.")
-    max_train_samples: int | None = param("Use the first N training rows; null = all.", ge=1)
-    max_eval_samples: int | None = param("Use the first N eval rows; null = all.", ge=1)
+    max_train_samples: int | None = param(
+        "Use the first N training rows; absent or null: all.", ge=1, default=None
+    )
+    max_eval_samples: int | None = param(
+        "Use the first N eval rows; absent or null: all.", ge=1, default=None
+    )
 
 
 @dataclass(frozen=True)
@@ -441,7 +467,11 @@ class ModelEntry:
 
     name: str = param("Label of this model in battles, metrics and reports.")
     llm: LLMConfig = param("The model (base + optional `adapter`) and its answer sampling.")
-    system: str = param("System message for every question; '' = none.")
+    system: str = param("System message for every question; absent or '': none.", default=None)
+
+    def __post_init__(self) -> None:
+        if self.system is None:
+            object.__setattr__(self, "system", "")  # the same entry (and cache keys) as writing ''
 
 
 @dataclass(frozen=True)
@@ -463,9 +493,12 @@ class EvaluateConfig:
     )
     mt_bench_temperatures: bool = param("Answer MT-Bench with FastChat's per-category temperatures.")
     max_failure_rate: float = param(
-        "Largest share of games and grades that may be lost to failed LLM calls.", ge=0, le=1
+        "Largest share of games and grades that may be lost to failed LLM calls.",
+        ge=0,
+        le=1,
+        inherit="limits",
     )
-    budget_usd: float | None = param("Spending limit for the stage; null = none.", ge=0)
+    budget_usd: float | None = param("USD this stage may spend; null = no cap.", ge=0, inherit="limits")
 
     def __post_init__(self) -> None:
         names = [self.baseline.name, *(c.name for c in self.candidates)]
@@ -504,7 +537,7 @@ class ScoreConfig:
     report_examples: int = param("Best / worst examples per candidate in eval_report.md.", ge=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # optional fields sit beside their kin
 class HubConfig:
     """params.yaml `hub`."""
 
@@ -514,7 +547,9 @@ class HubConfig:
     )
     namespace: str = param("Hub user or organisation that owns the repos.")
     private: bool = param("Create new repos private (an existing repo keeps its visibility).")
-    endpoint: str | None = param("Hub URL; null: $HF_ENDPOINT, else https://huggingface.co.")
+    endpoint: str | None = param(
+        "Hub URL; absent or null: $HF_ENDPOINT, else https://huggingface.co.", default=None
+    )
     instructions_repo: str = param("Dataset repo name for the curated instructions (split train).")
     preferences_repo: str = param(
         "Dataset repo name for the preference sets (configs pairwise / kto / binary)."

@@ -15,8 +15,7 @@ from helpers import llm_config, sampling
 
 from commands.params import SECTIONS, TOP_LEVEL, validate
 from jalign.config import ConfigError, as_dict, from_dict, from_value, load_section, param, read_params
-from jalign.llm import LLMConfig, Sampling
-from jalign.llm.types import ENGINES, EngineSettings, LLMRole
+from jalign.llm.types import ENGINES, EngineSettings, LLMConfig, LLMRole, Sampling, llm_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,12 +146,15 @@ def test_config_fields_have_no_defaults_but_none():
     del data["sampling"]
     with pytest.raises(ConfigError, match=r"^self_instruct\.generator\.sampling: required key is missing$"):
         from_dict(Stage, {"generator": data}, "self_instruct", llms())
-    with pytest.raises(ConfigError, match=r"^s\.seed: required key is missing$"):
-        from_dict(Sampling, {k: v for k, v in sampling_data().items() if k != "seed"}, "s")
-    # the neutral sampling values may be left out: the same Sampling as writing them
-    neutral = {"temperature": 0.0, "max_tokens": 1, "seed": 0}
-    assert from_dict(Sampling, neutral, "s") == Sampling(
-        **neutral, top_p=1.0, stop=(), repetition_penalty=1.0
+    sampled = {k: v for k, v in sampling_data().items() if k != "seed"}
+    assert sampled["temperature"] > 0
+    with pytest.raises(ConfigError, match=r"^s: seed: required when temperature > 0"):
+        from_dict(Sampling, sampled, "s")
+    # the neutral sampling values may be left out (a greedy role's seed too): the same Sampling, and so
+    # the same cache key, as writing them
+    greedy = {"temperature": 0.0, "max_tokens": 1}
+    assert from_dict(Sampling, greedy, "s") == Sampling(
+        **greedy, seed=0, top_p=1.0, stop=(), repetition_penalty=1.0
     )
     with pytest.raises(TypeError, match="param default must be None"):
         param("a help text", default=0.5)
@@ -492,7 +494,10 @@ def test_repo_llms_load():
     params = read_params(PARAMS)
     assert {"gemma-raw", "gemma-chat", "gpt-4o-mini"} <= set(params["llms"])
     for name, raw in params["llms"].items():
-        assert_written_values_arrive(raw, as_dict(from_value(EngineSettings, raw, f"llms.{name}")), name)
+        merged = params["llms"][raw["base"]] | raw if "base" in raw else raw  # one level in the repo's file
+        merged = params["llms"][merged["base"]] | merged if "base" in merged else merged
+        merged = {k: v for k, v in merged.items() if k != "base"}
+        assert_written_values_arrive(merged, as_dict(llm_entry(params["llms"], name)), name)
 
 
 def assert_written_values_arrive(raw, resolved, key: str, params: dict[str, Any] | None = None) -> None:
@@ -500,7 +505,7 @@ def assert_written_values_arrive(raw, resolved, key: str, params: dict[str, Any]
     role's values and its `llms` entry's both reach its resolved LLMConfig."""
     if isinstance(raw, dict) and isinstance(raw.get("llm"), str) and params is not None:
         assert resolved["name"] == raw["llm"], key
-        engine = params["llms"][raw["llm"]]
+        engine = as_dict(llm_entry(params["llms"], raw["llm"]))
         knobs = {k: v for k, v in raw.items() if k != "llm" and (k == "sampling" or k in engine)}
         raw = {**engine, **knobs}
     if isinstance(raw, dict):
@@ -605,6 +610,43 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
         ),
         pytest.param("dpo.beta", None, "dpo.beta: expected a number, got None", id="null-number"),
         pytest.param(
+            "llms.gemma-chat.base",
+            "gemma",
+            "llms.gemma-chat.base: 'gemma' is not defined in llms (defined: gemma-chat, gemma-dpo, gemma-raw, "
+            "gpt-4o-mini)",
+            id="undefined-base",
+        ),
+        pytest.param(
+            "llms.gemma-raw",
+            {"base": "gemma-dpo"},
+            "llms.gemma-raw.base: gemma-raw -> gemma-dpo -> gemma-chat -> gemma-raw is a cycle",
+            id="base-cycle",
+        ),
+        pytest.param(
+            "llms.gemma-dpo.vllm",
+            {},
+            "llms.gemma-dpo.vllm: unknown key for backend 'transformers'",
+            id="base-then-field-of-another-backend",
+        ),
+        pytest.param(
+            "limits.max_failure_rate",
+            1.5,
+            "limits.max_failure_rate: 1.5 is out of range (allowed: >= 0, <= 1)",
+            id="shared-limit-range",
+        ),
+        pytest.param(
+            "judge.max_failure_rate",
+            -0.1,
+            "judge.max_failure_rate: -0.1 is out of range (allowed: >= 0, <= 1)",
+            id="stage-limit-range",
+        ),
+        pytest.param(
+            "verify.policy.sampling",
+            {"temperature": 1.0, "max_tokens": 8},
+            "verify.policy.sampling: seed: required when temperature > 0",
+            id="sampled-role-without-seed",
+        ),
+        pytest.param(
             "curate.tagger.sampling",
             None,
             "curate.tagger.sampling: expected a mapping, got NoneType",
@@ -639,3 +681,30 @@ def test_duplicate_key_in_the_repo_params_yaml_names_line_and_dotted_key(tmp_pat
     with pytest.raises(ConfigError) as info:
         read_params(path)
     assert str(info.value) == f"{path}:{first}: dpo.beta: duplicate key (first at line {line})"
+
+
+def test_a_stage_takes_limits_unless_its_section_sets_its_own():
+    """`limits` holds what every LLM stage may lose and spend; a stage section's own key wins (karasu
+    sets tighter failure rates and per-stage budgets)."""
+    from jalign.params import JudgeConfig, LimitsConfig
+
+    params = copy.deepcopy(read_params(PARAMS))
+    assert "max_failure_rate" not in params["judge"] and "budget_usd" not in params["judge"]
+    shared = from_dict(LimitsConfig, params["limits"], "limits")
+    judge = from_dict(JudgeConfig, params["judge"], "judge", params)
+    assert (judge.max_failure_rate, judge.budget_usd) == (shared.max_failure_rate, shared.budget_usd)
+    params["judge"] |= {"max_failure_rate": 0.02, "budget_usd": None}  # null: no cap for this stage
+    judge = from_dict(JudgeConfig, params["judge"], "judge", params)
+    assert (judge.max_failure_rate, judge.budget_usd) == (0.02, None)
+    del params["limits"]["budget_usd"], params["judge"]["budget_usd"]
+    with pytest.raises(
+        ConfigError, match=r"^judge\.budget_usd: required key is missing \(or set limits\.budget_usd\)$"
+    ):
+        from_dict(JudgeConfig, params["judge"], "judge", params)
+
+
+def test_an_llms_entry_with_a_base_is_its_base_plus_what_it_writes():
+    params = read_params(PARAMS)
+    raw, chat, dpo = (llm_entry(params["llms"], n) for n in ("gemma-raw", "gemma-chat", "gemma-dpo"))
+    assert chat == dataclasses.replace(raw, prompt_format="chat")
+    assert dpo == dataclasses.replace(chat, adapter="models/dpo/adapter")  # baseline + adapter, nothing else

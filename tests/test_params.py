@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -152,6 +153,29 @@ def test_committed_params_yaml_is_the_default_composition_of_conf(monkeypatch):
     assert read_params(REPO / "params.yaml")["preset"] == {"name": "cpu", "overrides": []}
 
 
+# Issue 19 asked for "about 250 or fewer" (the file then had 440); 261 when this was written. Every key
+# left out is documented with its `absent:` value in docs/params.md, and added back with `-S +key=...`.
+MAX_LEAF_KEYS = 265
+
+
+def leaf_keys(node: Any, key: str = "") -> list[str]:
+    """Dotted keys of every scalar (or scalar list) in params.yaml; a list of records counts each field
+    of each record, as a reader of the file has to."""
+    if isinstance(node, dict):
+        return [k for name, value in node.items() for k in leaf_keys(value, f"{key}.{name}" if key else name)]
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        return [k for i, item in enumerate(node) for k in leaf_keys(item, f"{key}[{i}]")]
+    return [key]
+
+
+def test_params_yaml_stays_small_enough_to_read():
+    keys = leaf_keys(read_params(REPO / "params.yaml"))
+    assert len(keys) <= MAX_LEAF_KEYS, f"{len(keys)} leaf keys; leave out what equals its documented default"
+    assert leaf_keys({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": 1, "f": {"g": 2}}, {"e": 3}]}) == [
+        "a.b", "a.c", "d[0].e", "d[0].f.g", "d[1].e",
+    ]  # fmt: skip
+
+
 def test_docs_params_md_is_current():
     assert (REPO / "docs/params.md").read_text(encoding="utf-8") == docs_markdown(), (
         "run `jalign params docs`"
@@ -271,7 +295,7 @@ def test_check_names_every_key_that_differs_from_the_preset_with_both_values(wor
         "params.yaml: valid; 3 keys differ from `jalign params use cpu`:",
         "decide.tie_margin: params.yaml 0.05, preset cpu 0.02",
         "dpo.beta: params.yaml 0.3, preset cpu 0.1",
-        'evaluate.candidates[0].system: params.yaml "丁寧に答えてください。", preset cpu ""',
+        'evaluate.candidates[0].system: params.yaml "丁寧に答えてください。", preset cpu (absent)',
     ], lines  # in params.yaml's order
     code, strict = run_cli("params", "check", "--strict")
     assert code == 1 and strict[:-1] == lines

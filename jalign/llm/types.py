@@ -27,7 +27,12 @@ class Sampling:
 
     temperature: float = param("0 = greedy. Small base models loop when greedy: sample mildly.", ge=0)
     max_tokens: int = param("Most new tokens per answer; also the budget's worst case per request.", ge=1)
-    seed: int = param("Sampling seed (part of the cache key: a new seed is a new answer).", ge=0)
+    seed: int = param(
+        "Sampling seed (part of the cache key: a new seed is a new answer); required when temperature > 0, "
+        "absent on a greedy role: 0.",
+        ge=0,
+        default=None,
+    )
     top_p: float = param("Nucleus sampling mass; absent: 1.0 (off).", gt=0, le=1, default=None)
     stop: tuple[str, ...] = param(
         "Stop sequences, cut from the answer (the OpenAI API takes at most 4); absent: none.", default=None
@@ -40,8 +45,12 @@ class Sampling:
     )
 
     def __post_init__(self) -> None:
+        if self.seed is None and self.temperature > 0:
+            raise ValueError(
+                "seed: required when temperature > 0 (without one, its answers are not reproducible)"
+            )
         # absent = off: the same Sampling (and cache key) as writing the neutral value
-        for name, off in (("top_p", 1.0), ("stop", ()), ("repetition_penalty", 1.0)):
+        for name, off in (("seed", 0), ("top_p", 1.0), ("stop", ()), ("repetition_penalty", 1.0)):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, off)
 
@@ -338,7 +347,7 @@ def _check_remote(base_url: str | None, base_url_env: str | None, api_key_env: s
         raise ValueError("api_key_env names an environment variable; never put the key itself in params")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # optional fields sit beside their kin
 class TransformersLLM:
     """`backend: transformers`: local batched generate() (CPU or GPU)."""
 
@@ -347,9 +356,13 @@ class TransformersLLM:
     prompt_format: Literal["chat", "raw"] = _prompt_format()
     terms: str = _terms()
     dtype: Literal["bfloat16", "float16", "float32", "auto", "native"] = _dtype()
-    device: str = param("auto | cpu | cuda[:N].")
+    device: str = param("auto | cpu | cuda[:N]; absent: auto (cuda if there is one, else cpu).", default=None)
     batch_size: int = param("Sequences per generate() call (a role may override).", ge=1)
     adapter: str | None = _adapter()
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            object.__setattr__(self, "device", "auto")  # the same settings as writing `device: auto`
 
 
 @dataclass(frozen=True)
@@ -500,14 +513,43 @@ def resolve_role(name: str, role: LLMRole, engine: EngineSettings) -> LLMConfig:
     return LLMConfig(**flat, sampling=role.sampling, name=name)
 
 
+BASE = "base"  # an `llms` entry's key naming the entry it starts from
+
+
+def _defined(llms: Any) -> str:
+    return (", ".join(sorted(map(str, llms))) if isinstance(llms, dict) else "") or "none"
+
+
+def llm_entry(llms: Mapping[str, Any], name: str) -> EngineSettings:
+    """`llms[name]` as engine settings. An entry may start from another with `base: OTHER` and write
+    only what differs (`gemma-dpo: {base: gemma-chat, adapter: models/dpo/adapter}`): one definition of
+    the weights, and a candidate whose engine settings equal its baseline's by construction."""
+    return from_value(EngineSettings, _merged_entry(llms, name, ()), f"llms.{name}")
+
+
+def _merged_entry(llms: Mapping[str, Any], name: str, seen: tuple[str, ...]) -> Any:
+    entry = llms[name]
+    if not isinstance(entry, dict) or BASE not in entry:
+        return entry
+    base, key = entry[BASE], f"llms.{name}.{BASE}"
+    if not isinstance(base, str) or base not in llms:
+        raise ConfigError(f"{key}: {base!r} is not defined in llms (defined: {_defined(llms)})")
+    if base in (*seen, name):
+        chain = (*seen, name, base)
+        raise ConfigError(f"llms.{chain[0]}.{BASE}: {' -> '.join(chain)} is a cycle")
+    start = _merged_entry(llms, base, (*seen, name))
+    if not isinstance(start, dict):
+        raise ConfigError(f"{key}: llms.{base} is not a mapping")
+    return start | {k: v for k, v in entry.items() if k != BASE}
+
+
 def role_from_params(data: Any, key: str, params: Mapping[str, Any] | None) -> LLMConfig:
     """A role's mapping (`{llm: NAME, sampling: ...}`) resolved against params' `llms` section."""
     role = from_value(LLMRole, data, key)
     llms = (params or {}).get("llms") or {}
     if not isinstance(llms, dict) or role.llm not in llms:
-        defined = ", ".join(sorted(map(str, llms))) if isinstance(llms, dict) else ""
-        raise ConfigError(f"{key}.llm: {role.llm!r} is not defined in llms (defined: {defined or 'none'})")
-    engine = from_value(EngineSettings, llms[role.llm], f"llms.{role.llm}")
+        raise ConfigError(f"{key}.llm: {role.llm!r} is not defined in llms (defined: {_defined(llms)})")
+    engine = llm_entry(llms, role.llm)
     try:
         return resolve_role(role.llm, role, engine)
     except ValueError as exc:

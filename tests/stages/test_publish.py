@@ -297,8 +297,11 @@ def test_hub_config_validation_names_the_field():
     assert from_dict(HubConfig, REPO_HUB, "hub").namespace == "jalign"
     with pytest.raises(ConfigError, match=r"^hub\.privat: unknown key"):
         from_dict(HubConfig, REPO_HUB | {"privat": True}, "hub")
-    with pytest.raises(ConfigError, match=r"^hub\.endpoint: required key is missing$"):
-        from_dict(HubConfig, {k: v for k, v in REPO_HUB.items() if k != "endpoint"}, "hub")
+    with pytest.raises(ConfigError, match=r"^hub\.namespace: required key is missing$"):
+        from_dict(HubConfig, {k: v for k, v in REPO_HUB.items() if k != "namespace"}, "hub")
+    assert (
+        from_dict(HubConfig, {k: v for k, v in REPO_HUB.items() if k != "endpoint"}, "hub").endpoint is None
+    )
     with pytest.raises(ConfigError, match=r"^hub: namespace: 'a b' is not a valid"):
         from_dict(HubConfig, REPO_HUB | {"namespace": "a b"}, "hub")
     with pytest.raises(ConfigError, match=r"^hub: dpo_repo: 'x/y' is not a valid Hub repo name"):
@@ -327,7 +330,9 @@ def test_repo_params_hub_section_loads_and_every_field_is_documented():
     params = Path(__file__).resolve().parents[2] / "params.yaml"
     config = load_section(HubConfig, "hub", params)
     assert config.push is False and config.private is True and config.endpoint is None
-    assert as_dict(config) == read_params(params)["hub"]  # every key written, every value arrives
+    written = read_params(params)["hub"]
+    assert "endpoint" not in written  # null by default, so left out
+    assert as_dict(config) == written | {"endpoint": None}  # every key written, every value arrives
     assert all(f.metadata.get("help") for f in dataclasses.fields(HubConfig))
 
 
