@@ -6,12 +6,16 @@ values), so tests build them here instead of spelling out every field.
 - `repo_config(cls, section, **overrides)`: a stage config from the repository's own params.yaml (the
   default profile), with some fields replaced;
 - `require_vllm()` and `headless_dom(page, profile_dir)`: vLLM and Chromium, skipped where absent unless
-  CI requires them.
+  CI requires them;
+- `copy_repo(dest, skip)` and `git_commit(project, message)`: a clone-like copy of this checkout (tracked
+  and new files) for the tests that run real DVC in it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,3 +128,26 @@ def headless_dom(page: Path, profile_dir: Path) -> str:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout, f"chromium failed: {proc.stderr[-2000:]}"
     return proc.stdout
+
+
+def copy_repo(dest: Path, skip: tuple[str, ...] = ()) -> Path:
+    """This checkout's tracked and new (not ignored) files copied to `dest`, minus paths starting with
+    any of `skip`; the files a fresh clone would have, plus the change under test."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (REPO / name).is_file() and not (skip and name.startswith(skip)):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def git_commit(project: Path, message: str) -> None:
+    """Commit everything in `project` (a git repository is made first if there is none)."""
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    if not (project / ".git").exists():
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=project, check=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import copy_repo, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -28,26 +28,12 @@ GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A clone-like copy of the repository's files (tracked and new), committed."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    dest = tmp_path / "repo"
-    for name in files:
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    dest = copy_repo(tmp_path / "repo")
     # No dvc.lock: the copy has none of the outputs it records (and no cache), which `dvc exp` would try to
     # check out; without it every stage is due, as after a change of its params.
     (dest / "dvc.lock").unlink()
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    commit(dest, "init")
+    git_commit(dest, "init")
     return dest
-
-
-def commit(project: Path, message: str) -> None:
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run([*GIT, "commit", "-qm", message], cwd=project, check=True)
 
 
 def env_for(project: Path) -> dict[str, str]:
@@ -86,7 +72,7 @@ def only_stages(project: Path, *names: str, **extra: dict) -> None:
     pipeline = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))
     pipeline["stages"] = {name: pipeline["stages"][name] for name in names} | extra
     (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, allow_unicode=True, sort_keys=False))
-    commit(project, "stages " + " ".join([*names, *extra]))
+    git_commit(project, "stages " + " ".join([*names, *extra]))
 
 
 def test_an_applied_or_committed_experiment_is_never_reverted_by_the_next_run(project: Path):
@@ -109,7 +95,7 @@ def test_an_applied_or_committed_experiment_is_never_reverted_by_the_next_run(pr
     lock = lock_of(project)["params"]["deps"]
     assert next(d for d in lock if d["path"] == "params.yaml")["md5"] == md5(project / "params.yaml")
 
-    commit(project, "applied")  # a commit of the applied state: the same
+    git_commit(project, "applied")  # a commit of the applied state: the same
     dvc(project, "exp", "run", "-S", "decide.tie_margin=0.05", "params")
     params = params_of(project)
     assert (params["dpo"]["beta"], params["score"]["invalid"], params["decide"]["tie_margin"]) == (
@@ -139,7 +125,7 @@ def trained_dpo(project: Path) -> dict[Path, bytes]:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_bytes(content)
     dvc(project, "commit", "--force", "dpo")
-    commit(project, "dpo trained")
+    git_commit(project, "dpo trained")
     assert "dpo" not in dvc(project, "status", "dpo")  # up to date: a change of dpo.* would rerun it
     outputs = [p for d in ("models/dpo", "dvclive/dpo") for p in (project / d).rglob("*") if p.is_file()]
     outputs += [project / "metrics/dpo.json", project / "metrics/dpo.meta.json"]  # git-tracked (cache: false)
@@ -194,7 +180,7 @@ def test_a_second_dvc_exp_run_at_once_changes_nothing(project: Path):
         "outs": [{"data/slow.ok": {"cache": False}}],
     }
     (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, allow_unicode=True, sort_keys=False))
-    commit(project, "a slow stage")
+    git_commit(project, "a slow stage")
     before = params_of(project)
     log = project.parent / "a.log"
     with log.open("w") as sink:

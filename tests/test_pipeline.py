@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import fake_openai  # tests/ is on sys.path (conftest.py)
 import pytest
 import yaml
+from helpers import copy_repo, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = f"sk-test-{uuid.uuid4().hex}"
@@ -179,34 +179,18 @@ def compose(project: Path, *overrides: str) -> None:
 def project(tmp_path: Path, tiny_lm64_dir: Path) -> Path:
     """A fresh clone-like copy of the repo whose test preset points every role at a local server and
     trains the tiny model."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    dest = tmp_path / "repo"
-    for name in files:
-        if (REPO / name).is_file() and not name.startswith(
-            ("data/instructions", "data/preferences", "metrics/", "data/eval/plots")
-        ):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    dest = copy_repo(
+        tmp_path / "repo", skip=("data/instructions", "data/preferences", "metrics/", "data/eval/plots")
+    )
     (dest / "dvc.lock").unlink(missing_ok=True)
     write_preset(dest, dpo=tiny_train(tiny_lm64_dir))
-    commit(dest, "init")
+    git_commit(dest, "init")
     return dest
 
 
 def tiny_train(model: Path) -> dict:
     return {"model": str(model), "dtype": "float32", "max_steps": 2, "learning_rate": 1e-3,
             "per_device_train_batch_size": 2, "max_length": 96, "optim": "adamw_torch"}  # fmt: skip
-
-
-def commit(project: Path, message: str) -> None:
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    if not (project / ".git").exists():
-        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", message], cwd=project, check=True)
 
 
 def point_at(project: Path, url: str) -> None:
@@ -403,11 +387,11 @@ def test_dpo_experiments_evaluate_fresh_adapters_and_queue_from_the_shared_cache
         classifier={"encoders": {"e5-small": {"model": "models/base/multilingual-e5-small", "max_length": 64,
                                               "epochs": 1}}},
     )  # fmt: skip
-    commit(project, "tiny models")
+    git_commit(project, "tiny models")
     with fake_openai.FakeOpenAIServer(responder=responder, top_logprobs=top_logprobs) as server:
         point_at(project, server.url)
         dvc(project, "repro", "summary", shared_cache=False)
-        commit(project, "baseline")
+        git_commit(project, "baseline")
         baseline = read_json(project / "metrics/dpo.json")
         assert (
             read_json(project / "metrics/dpo.meta.json")["loss_type"] == "sigmoid" and baseline["steps"] == 3
